@@ -1,0 +1,35 @@
+"""Layers of the BoTNet paper: MHSA2d, its position encodings, and the residual blocks."""
+
+from .activations import ACTIVATIONS, get_act_layer
+from .attention import POS_ENCODINGS, MHSA2d
+from .blocks import EXPANSION, Bottleneck, BoTBlock
+from .non_local import NonLocal2d
+from .position import (
+    EXTEND_MODES,
+    AbsolutePosition2d,
+    RelativePosition2d,
+    absolute_logits,
+    relative_logits,
+    resize_abs_table,
+    resize_rel_table,
+)
+from .squeeze_excite import SqueezeExcite
+
+__all__ = [
+    "ACTIVATIONS",
+    "EXPANSION",
+    "EXTEND_MODES",
+    "POS_ENCODINGS",
+    "AbsolutePosition2d",
+    "BoTBlock",
+    "Bottleneck",
+    "MHSA2d",
+    "NonLocal2d",
+    "RelativePosition2d",
+    "SqueezeExcite",
+    "absolute_logits",
+    "get_act_layer",
+    "relative_logits",
+    "resize_abs_table",
+    "resize_rel_table",
+]

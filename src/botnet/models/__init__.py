@@ -1,0 +1,70 @@
+"""Networks as data: configs, the BoTNet class, the registry and the paper's presets."""
+
+from . import presets as _presets  # noqa: F401  (registers the paper's models)
+from .botnet import IMAGENET_MEAN, IMAGENET_STD, BoTNet
+from .complexity import count_macs, count_params
+from .config import BoTNetConfig
+from .paper import PAPER_ROWS, PaperRow, TableEntry, paper_table
+from .presets import (
+    botnet50,
+    botnet101,
+    botnet152,
+    botnet200,
+    botnet_s1_50,
+    botnet_s1_59,
+    botnet_s1_77,
+    botnet_s1_110,
+    botnet_s1_128,
+    botnet_t3,
+    botnet_t4,
+    botnet_t5,
+    botnet_t6,
+    botnet_t7,
+    resnet50,
+    resnet101,
+    resnet152,
+    resnet200,
+)
+from .registry import create_model, describe_model, get_config, list_models, register_model
+from .weights import TransferReport, load_torchvision_weights, load_weights, read_metadata, save_weights
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "PAPER_ROWS",
+    "BoTNet",
+    "BoTNetConfig",
+    "PaperRow",
+    "TableEntry",
+    "TransferReport",
+    "botnet50",
+    "botnet101",
+    "botnet152",
+    "botnet200",
+    "botnet_s1_50",
+    "botnet_s1_59",
+    "botnet_s1_77",
+    "botnet_s1_110",
+    "botnet_s1_128",
+    "botnet_t3",
+    "botnet_t4",
+    "botnet_t5",
+    "botnet_t6",
+    "botnet_t7",
+    "count_macs",
+    "count_params",
+    "create_model",
+    "describe_model",
+    "get_config",
+    "list_models",
+    "load_torchvision_weights",
+    "load_weights",
+    "paper_table",
+    "read_metadata",
+    "register_model",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "resnet200",
+    "save_weights",
+]
