@@ -1,0 +1,3 @@
+from botnet.cli import main
+
+raise SystemExit(main())

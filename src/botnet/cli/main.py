@@ -1,0 +1,34 @@
+"""The ``botnet`` command: one thin module per subcommand; user errors print a message, not a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from . import list_cmd, table_cmd
+
+SUBCOMMANDS = (table_cmd, list_cmd)
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, PermissionError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="botnet", description="Bottleneck Transformers (BoTNet) at any input size.")
+    parser.add_argument("--version", action="version", version=f"botnet {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in SUBCOMMANDS:
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except USER_ERRORS as err:
+        if os.environ.get("BOTNET_TRACEBACK"):
+            raise
+        print(f"botnet {args.command}: error: {err}", file=sys.stderr)
+        return 2
