@@ -56,7 +56,12 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.json is not None:
         rows = [
-            {**asdict(e.row), "params_numel_m": e.params_numel_m, "params_paper_m": e.params_paper_m, "ours_gmacs": e.gmacs}
+            {
+                **asdict(e.row),
+                "params_numel_m": e.params_numel_m,
+                "params_paper_m": e.params_paper_m,
+                "ours_gmacs": e.gmacs,
+            }
             for e in entries
         ]
         args.json.write_text(json.dumps(rows, indent=2))

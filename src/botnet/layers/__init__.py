@@ -2,7 +2,7 @@
 
 from .activations import ACTIVATIONS, get_act_layer
 from .attention import POS_ENCODINGS, MHSA2d
-from .blocks import EXPANSION, Bottleneck, BoTBlock
+from .blocks import EXPANSION, BoTBlock, Bottleneck
 from .non_local import NonLocal2d
 from .position import (
     EXTEND_MODES,

@@ -13,7 +13,7 @@ from functools import partial
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..layers import EXPANSION, Bottleneck, BoTBlock, MHSA2d, NonLocal2d, get_act_layer
+from ..layers import EXPANSION, BoTBlock, Bottleneck, MHSA2d, NonLocal2d, get_act_layer
 from .config import BoTNetConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -44,7 +44,7 @@ class BoTNet(nn.Module):
         # Feature-map size at the reference input: only used to size the position tables.
         ref = _ceil_half(_ceil_half(cfg.input_size))
         in_chs, reduction = stem_chs, 4
-        for index, (depth, width) in enumerate(zip(cfg.depths, cfg.widths)):
+        for index, (depth, width) in enumerate(zip(cfg.depths, cfg.widths, strict=True)):
             stage = index + 2
             stride = 1 if stage == 2 else (cfg.c5_stride if stage == 5 else 2)
             blocks = []
@@ -62,7 +62,12 @@ class BoTNet(nn.Module):
                     )
                     se_ratio = cfg.se_ratio if cfg.se_in_attn else 0.0
                     block = BoTBlock(
-                        in_chs, width, attn_layer=attn_layer, stride=block_stride, act_layer=act_layer, se_ratio=se_ratio
+                        in_chs,
+                        width,
+                        attn_layer=attn_layer,
+                        stride=block_stride,
+                        act_layer=act_layer,
+                        se_ratio=se_ratio,
                     )
                 else:
                     block = Bottleneck(
