@@ -2,33 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
 
-def relative_logits_loop(q: Tensor, rel_h: Tensor, rel_w: Tensor) -> Tensor:
-    """logit[(x,y) -> (p,s)] = q[x,y] . rel_h[p - x + H - 1] + q[x,y] . rel_w[s - y + W - 1], one entry at a time."""
+def _pairwise_logits_loop(q: Tensor, position: Callable[[int, int, int, int], Tensor]) -> Tensor:
+    """logit[(x,y) -> (p,s)] = q[x,y] . position(x, y, p, s), one entry at a time."""
     B, heads, H, W, _ = q.shape
     out = q.new_zeros(B, heads, H * W, H * W)
     for x in range(H):
         for y in range(W):
             for p in range(H):
                 for s in range(W):
-                    r = rel_h[p - x + H - 1] + rel_w[s - y + W - 1]  # (d,)
-                    out[:, :, x * W + y, p * W + s] = (q[:, :, x, y, :] * r).sum(-1)
+                    out[:, :, x * W + y, p * W + s] = (q[:, :, x, y, :] * position(x, y, p, s)).sum(-1)
     return out
+
+
+def relative_logits_loop(q: Tensor, rel_h: Tensor, rel_w: Tensor) -> Tensor:
+    """logit[(x,y) -> (p,s)] = q[x,y] . rel_h[p - x + H - 1] + q[x,y] . rel_w[s - y + W - 1]."""
+    H, W = q.shape[2], q.shape[3]
+    return _pairwise_logits_loop(q, lambda x, y, p, s: rel_h[p - x + H - 1] + rel_w[s - y + W - 1])
 
 
 def absolute_logits_loop(q: Tensor, abs_h: Tensor, abs_w: Tensor) -> Tensor:
     """logit[(x,y) -> (p,s)] = q[x,y] . (abs_h[p] + abs_w[s])."""
-    B, heads, H, W, _ = q.shape
-    out = q.new_zeros(B, heads, H * W, H * W)
-    for x in range(H):
-        for y in range(W):
-            for p in range(H):
-                for s in range(W):
-                    out[:, :, x * W + y, p * W + s] = (q[:, :, x, y, :] * (abs_h[p] + abs_w[s])).sum(-1)
-    return out
+    return _pairwise_logits_loop(q, lambda x, y, p, s: abs_h[p] + abs_w[s])
 
 
 def mhsa_loop(
