@@ -124,6 +124,7 @@ class BoTNet(nn.Module):
         """Replace the classifier with a fresh one of ``num_classes`` outputs (0: no classifier)."""
         if num_classes < 0:
             raise ValueError(f"num_classes must be >= 0, got {num_classes}")
+        self.cfg = self.cfg.replace(num_classes=num_classes)  # saved configs must rebuild this model
         self.num_classes = num_classes
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         if num_classes > 0:

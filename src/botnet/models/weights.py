@@ -62,15 +62,19 @@ def load_weights(model: nn.Module, path: str | Path, *, strict: bool = True) -> 
     Position tables saved for another reference size are resized with the layer's policy. A shape mismatch
     elsewhere (another depth, width or class count) is a ValueError naming the tensors.
     """
-    path = _existing_file(path)
-    try:
-        state = load_file(str(path), device="cpu")
-    except (SafetensorError, OSError) as err:
-        raise ValueError(f"{path} is not a readable safetensors file: {err}") from None
+    state = _load_safetensors(path)
     try:
         return model.load_state_dict(state, strict=strict)
     except RuntimeError as err:
         raise ValueError(f"weights in {path} do not fit this model: {err}") from None
+
+
+def _load_safetensors(path: str | Path) -> dict[str, Tensor]:
+    path = _existing_file(path)
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"{path} is not a readable safetensors file: {err}") from None
 
 
 def _existing_file(path: str | Path) -> Path:
@@ -137,7 +141,7 @@ def _read_state_dict(source: str | Path | dict[str, Tensor]) -> dict[str, Tensor
         return source
     path = _existing_file(source)
     if path.suffix == ".safetensors":
-        return load_file(str(path), device="cpu")
+        return _load_safetensors(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure means "not a plain state dict"

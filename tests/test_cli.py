@@ -1,0 +1,80 @@
+"""The ``botnet`` command, run as ``python -m botnet`` in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ALL_MODELS = {
+    "resnet50", "resnet101", "resnet152", "resnet200",
+    "botnet50", "botnet101", "botnet152", "botnet200",
+    "botnet_s1_50", "botnet_s1_59", "botnet_s1_77", "botnet_s1_110", "botnet_s1_128",
+    "botnet_t3", "botnet_t4", "botnet_t5", "botnet_t6", "botnet_t7",
+}  # fmt: skip
+
+
+def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "BOTNET_TRACEBACK"}
+    return subprocess.run(
+        [sys.executable, "-m", "botnet", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+    )
+
+
+def listed_names(stdout: str) -> list[str]:
+    return [line.split()[0] for line in stdout.splitlines() if line.strip()]
+
+
+def test_table_check_and_json(tmp_path):
+    result = run_cli("table", "--check", "--json", "out.json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "10/10 rows within tolerance" in result.stdout
+    rows = json.loads((tmp_path / "out.json").read_text())
+    assert len(rows) == 10
+    for row in rows:
+        assert {"model", "size", "params_m", "gmacs", "ours_gmacs", "params_paper_m", "params_numel_m"} <= row.keys()
+        assert abs(row["ours_gmacs"] / row["gmacs"] - 1) <= 0.01, row
+    t7 = next(r for r in rows if r["model"] == "botnet_t7")
+    assert t7["size"] == 384
+    assert abs(t7["params_paper_m"] - 75.1) <= 0.1
+
+
+def test_list_all():
+    result = run_cli("list")
+    assert result.returncode == 0, result.stderr
+    names = listed_names(result.stdout)
+    assert set(names) == ALL_MODELS
+    assert len(names) == 18
+
+
+def test_list_pattern():
+    result = run_cli("list", "botnet_t*")
+    assert result.returncode == 0, result.stderr
+    assert listed_names(result.stdout) == ["botnet_t3", "botnet_t4", "botnet_t5", "botnet_t6", "botnet_t7"]
+    assert "384x384" in result.stdout  # T7's default input size
+
+
+def test_list_no_match_is_a_clean_error():
+    result = run_cli("list", "nope")
+    assert result.returncode == 2
+    assert "error" in result.stderr
+    assert "nope" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("args", [(), ("frobnicate",)])
+def test_missing_or_unknown_command_is_a_usage_error(args):
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert "usage" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_version():
+    result = run_cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == "botnet 0.1.0"
