@@ -338,3 +338,21 @@ def test_pickled_objects_are_refused(tmp_path):
     with pytest.raises(ValueError, match="weights_only"):
         botnet.load_torchvision_weights(model, path)
     assert torch.equal(model.conv1.weight, before)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        (dict(non_local=(4, 5)), "non_local must be"),
+        (dict(non_local=((5, 0),)), "attention stage c5"),
+        (dict(depths=(3, 4, 6)), "depths must be 4"),
+        (dict(attn_stages=(6,)), "attn_stages"),
+        (dict(c5_stride=3), "c5_stride"),
+        (dict(act="gelu"), "act must be one of"),
+        (dict(pos_enc="rope"), "pos_enc must be one of"),
+        (dict(img_size=(224, 224, 3)), "img_size"),
+    ],
+)
+def test_invalid_config_values_say_what_is_allowed(overrides, match):
+    with pytest.raises(ValueError, match=match):
+        botnet.create_model("botnet50", **overrides)

@@ -172,7 +172,7 @@ class RelativePosition2d(nn.Module):
         rel_h, rel_w = self.tables(q.shape[2], q.shape[3])
         return relative_logits(q, rel_h, rel_w)
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         for name in ("rel_h", "rel_w"):
             key = prefix + name
             own = getattr(self, name)
@@ -217,7 +217,7 @@ class AbsolutePosition2d(nn.Module):
         abs_h, abs_w = self.tables(q.shape[2], q.shape[3])
         return absolute_logits(q, abs_h, abs_w)
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         for name in ("abs_h", "abs_w"):
             key = prefix + name
             own = getattr(self, name)

@@ -61,7 +61,13 @@ class BoTNetConfig:
         # Normalise lists from YAML/JSON to tuples so configs stay hashable and comparable.
         for name in ("depths", "widths", "attn_stages"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
-        object.__setattr__(self, "non_local", tuple(tuple(p) for p in self.non_local))
+        try:
+            object.__setattr__(self, "non_local", tuple(tuple(p) for p in self.non_local))
+        except TypeError:
+            raise ValueError(
+                f"invalid BoTNetConfig: non_local must be (stage, block index) pairs such as ((4, 5),), "
+                f"got {self.non_local!r}"
+            ) from None
         if not isinstance(self.img_size, int):
             object.__setattr__(self, "img_size", tuple(self.img_size))
         self._validate()

@@ -144,7 +144,7 @@ def _read_state_dict(source: str | Path | dict[str, Tensor]) -> dict[str, Tensor
         return _load_safetensors(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any failure means "not a plain state dict"
+    except Exception as err:  # any failure means "not a plain state dict"
         raise ValueError(f"{path} is not a plain state dict readable with weights_only=True: {err}") from None
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise ValueError(f"{path} does not hold a state dict of tensors")
