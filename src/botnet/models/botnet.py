@@ -87,7 +87,6 @@ class BoTNet(nn.Module):
             self.feature_info.append(dict(num_chs=in_chs, reduction=reduction, module=f"layer{index + 1}"))
 
         self.num_features = in_chs
-        self.num_classes = cfg.num_classes
         self.drop_rate = cfg.drop_rate
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(in_chs, cfg.num_classes) if cfg.num_classes > 0 else nn.Identity()
@@ -117,6 +116,10 @@ class BoTNet(nn.Module):
     # ----------------------------------------------------------------------------------------------------------
     # timm-style API
 
+    @property
+    def num_classes(self) -> int:
+        return self.cfg.num_classes
+
     def get_classifier(self) -> nn.Module:
         return self.fc
 
@@ -125,7 +128,6 @@ class BoTNet(nn.Module):
         if num_classes < 0:
             raise ValueError(f"num_classes must be >= 0, got {num_classes}")
         self.cfg = self.cfg.replace(num_classes=num_classes)  # saved configs must rebuild this model
-        self.num_classes = num_classes
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         if num_classes > 0:
             nn.init.normal_(self.fc.weight, std=0.01)
