@@ -14,6 +14,7 @@ ALL_MODELS = {
     "botnet50", "botnet101", "botnet152", "botnet200",
     "botnet_s1_50", "botnet_s1_59", "botnet_s1_77", "botnet_s1_110", "botnet_s1_128",
     "botnet_t3", "botnet_t4", "botnet_t5", "botnet_t6", "botnet_t7",
+    "botnet_tiny", "botnet26",
 }  # fmt: skip
 
 

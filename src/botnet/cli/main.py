@@ -8,10 +8,11 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import list_cmd, table_cmd
+from ..engine import CheckpointError, TrainingError
+from . import eval_cmd, list_cmd, table_cmd, train_cmd
 
-SUBCOMMANDS = (table_cmd, list_cmd)
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError, PermissionError)
+SUBCOMMANDS = (train_cmd, eval_cmd, table_cmd, list_cmd)
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, PermissionError, CheckpointError, TrainingError)
 
 
 def build_parser() -> argparse.ArgumentParser:

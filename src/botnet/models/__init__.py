@@ -6,6 +6,7 @@ from .complexity import count_macs, count_params
 from .config import BoTNetConfig
 from .paper import PAPER_ROWS, PaperRow, TableEntry, paper_table
 from .presets import (
+    botnet26,
     botnet50,
     botnet101,
     botnet152,
@@ -20,6 +21,7 @@ from .presets import (
     botnet_t5,
     botnet_t6,
     botnet_t7,
+    botnet_tiny,
     resnet50,
     resnet101,
     resnet152,
@@ -51,6 +53,8 @@ __all__ = [
     "botnet_t5",
     "botnet_t6",
     "botnet_t7",
+    "botnet_tiny",
+    "botnet26",
     "count_macs",
     "count_params",
     "create_model",

@@ -30,6 +30,18 @@ for t, (depth, size) in T_PRESETS.items():
     cfg = BOTNET_S1.replace(depths=S1_DEPTHS[depth], img_size=size)
     register_model(f"botnet_{t}", cfg, f"BoTNet-{t.upper()}: BoTNet-S1-{depth} at {size}x{size}")
 
+# Small networks for quick experiments and the built-in dataset: the BoT50 design at a fraction of the width/depth.
+register_model(
+    "botnet_tiny",
+    BOTNET.replace(depths=(1, 1, 1, 1), widths=(16, 32, 64, 128), c5_stride=1, img_size=64),
+    "small BoTNet (0.4M params, c5 stride 1) for 64 px inputs: the default of botnet train",
+)
+register_model(
+    "botnet26",
+    BOTNET.replace(depths=(2, 2, 2, 2), img_size=256),
+    "BoT26: 2 blocks per stage, BoT blocks in c5 (a timm botnet26t-sized network)",
+)
+
 
 def resnet50(**overrides: object) -> BoTNet:
     """ResNet-50 v1.5 from this package's code path (the paper's R50 baseline)."""
@@ -83,6 +95,15 @@ def botnet_s1_110(**overrides: object) -> BoTNet:
 
 def botnet_s1_128(**overrides: object) -> BoTNet:
     return create_model("botnet_s1_128", **overrides)
+
+
+def botnet_tiny(**overrides: object) -> BoTNet:
+    """Small BoTNet (0.4M params) for 64 px images; the default model of ``botnet train``."""
+    return create_model("botnet_tiny", **overrides)
+
+
+def botnet26(**overrides: object) -> BoTNet:
+    return create_model("botnet26", **overrides)
 
 
 def botnet_t3(**overrides: object) -> BoTNet:

@@ -1,0 +1,42 @@
+"""``botnet eval``: top-1 / top-5 of a checkpoint on its validation data or on DIR/val; writes a JSON result."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..engine import evaluate_checkpoint
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate a checkpoint", description=__doc__)
+    p.add_argument("--checkpoint", required=True, metavar="PATH", help="a run directory, its last/ or best/")
+    p.add_argument("--data", metavar="DIR", help="ImageFolder root with val/<class>/* (default: the run's own data)")
+    p.add_argument("--model", help="fail unless the checkpoint holds this model")
+    p.add_argument("--ema", action="store_true", help="evaluate the EMA weights")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"))
+    p.add_argument("--output", metavar="FILE", help="where to write the JSON result (default: RUN/eval.json)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.batch_size < 1 or args.workers < 0:
+        raise ValueError("--batch-size must be >= 1 and --workers >= 0")
+    r = evaluate_checkpoint(
+        args.checkpoint,
+        args.data,
+        model=args.model,
+        ema=args.ema,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        device=args.device,
+        amp=args.amp,
+        output=args.output,
+    )
+    if "output" in r:
+        print(f"{r['model']} on {r['data']}: top-1 {r['top1']:.2f}%  top-5 {r['top5']:.2f}%  ({r['images']} images)")
+        print(json.dumps(r, indent=2))
+    return 0

@@ -1,0 +1,51 @@
+"""``botnet train``: train a classifier (built-in shapes data by default); works under torchrun for many processes.
+
+Options come from the defaults, then ``--config FILE`` (YAML), then the flags below. The output directory gets
+config.yaml, metrics.jsonl, curves.png and the checkpoints last/ and best/.
+
+Many processes: ``torchrun --nproc_per_node 2 -m botnet train ...`` (gloo on CPU, nccl on GPU). Several machines:
+``torchrun --nnodes 2 --nproc_per_node 8 --rdzv-backend c10d --rdzv-endpoint HOST:29400 -m botnet train ...``
+on each machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..engine import build_config, train
+from ..engine.config import add_arguments, coerce, load_yaml, overrides_from_args
+from ..engine.trainer import check_resume_changes
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a classifier",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", metavar="FILE", help="YAML file of options (flags override it)")
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly where it stopped")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in the output directory")
+    add_arguments(p.add_argument_group("options (also YAML keys, with _ for -)"))
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    flags = overrides_from_args(args)
+    if args.resume:
+        if args.config:
+            raise ValueError("--resume takes its options from the run's config.yaml; drop --config")
+        saved_file = Path(args.resume) / "config.yaml"
+        if not saved_file.is_file():
+            raise FileNotFoundError(f"cannot resume: {saved_file} does not exist (is {args.resume} a run directory?)")
+        saved = build_config(saved_file)
+        check_resume_changes(saved, {k: coerce(k, v) for k, v in flags.items()})
+        cfg = build_config(saved_file, **{**flags, "output": args.resume})
+    else:
+        if args.config:
+            load_yaml(args.config)  # errors name the file before anything else happens
+        cfg = build_config(args.config, **flags)
+    train(cfg, resume=bool(args.resume), overwrite=args.overwrite)
+    return 0

@@ -1,0 +1,189 @@
+"""Training checkpoints: a directory per checkpoint, replaced atomically, read without unpickling code.
+
+A checkpoint directory (``OUT/last``, ``OUT/best``) holds
+
+    model.safetensors     the weights, with the model config, name and class names in the metadata
+    ema.safetensors       the EMA weights (when EMA is on)
+    training_state.pt     optimizer, scheduler, grad scaler, epoch/step counters and RNG states: tensors and
+                          plain Python values only, read with ``torch.load(weights_only=True)``
+    config.yaml           the resolved training options
+    checkpoint.json       a human-readable summary (epoch, step, metrics)
+
+It is written to a temporary sibling directory, flushed to disk, then swapped in with renames: a kill at any moment
+leaves either the old or the new checkpoint complete (``last.old`` is the old one during the swap, and readers fall
+back to it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..models.weights import read_metadata
+
+STATE_FILE = "training_state.pt"
+MODEL_FILE = "model.safetensors"
+EMA_FILE = "ema.safetensors"
+CONFIG_FILE = "config.yaml"
+SUMMARY_FILE = "checkpoint.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read: says which file and why."""
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_checkpoint_dir(target: Path, write: Callable[[Path], None]) -> Path:
+    """Create ``target`` atomically: ``write(tmpdir)`` fills a temporary directory, which then replaces ``target``."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        write(tmp)
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        _fsync_dir(tmp)
+        old = target.with_name(target.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        if target.exists():
+            os.replace(target, old)
+        os.replace(tmp, target)
+        _fsync_dir(target.parent)
+        if old.exists():
+            shutil.rmtree(old)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def link_checkpoint(source: Path, target: Path) -> Path:
+    """Make ``target`` a complete copy of checkpoint ``source`` (hard links where possible; files are never edited)."""
+
+    def fill(tmp: Path) -> None:
+        for f in Path(source).iterdir():
+            try:
+                os.link(f, tmp / f.name)
+            except OSError:
+                shutil.copy2(f, tmp / f.name)
+
+    return write_checkpoint_dir(target, fill)
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """The checkpoint directory meant by ``path``: a checkpoint dir, its ``model.safetensors``, or a run dir (-> last).
+
+    Falls back to ``<dir>.old`` when a kill interrupted the swap of ``<dir>``.
+    """
+    path = Path(path)
+    if path.is_file() and path.name == MODEL_FILE:
+        path = path.parent
+    is_run_dir = (path / "last").exists() or (path / "last.old").exists()
+    if path.is_dir() and not (path / MODEL_FILE).exists() and is_run_dir:
+        path = path / "last"
+    if not path.exists():
+        old = path.with_name(path.name + ".old")
+        if (old / MODEL_FILE).exists():
+            return old
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    if not (path / MODEL_FILE).is_file():
+        raise CheckpointError(
+            f"{path} is not a botnet checkpoint: expected {MODEL_FILE} inside it (a run directory's last/ or best/)"
+        )
+    return path
+
+
+def save_training_state(path: Path, state: dict[str, Any]) -> None:
+    torch.save(state, path)
+
+
+def load_training_state(ckpt_dir: Path) -> dict[str, Any]:
+    """Read ``training_state.pt`` with ``weights_only=True``: a file that would run code is refused."""
+    path = Path(ckpt_dir) / STATE_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: {ckpt_dir} holds weights only and cannot be resumed")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any failure to read is reported with the file name
+        raise CheckpointError(f"cannot read {path}: {type(err).__name__}: {str(err).splitlines()[0]}") from None
+
+
+def read_summary(ckpt_dir: Path) -> dict[str, Any]:
+    path = Path(ckpt_dir) / SUMMARY_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def read_model_metadata(ckpt_dir: Path) -> dict[str, Any]:
+    """Model name, config dict and class names stored in ``model.safetensors``."""
+    path = Path(ckpt_dir) / MODEL_FILE
+    try:
+        meta = read_metadata(path)
+    except ValueError as err:
+        raise CheckpointError(str(err)) from None
+    if "botnet_config" not in meta:
+        raise CheckpointError(f"{path} was not written by botnet: its metadata has no model config")
+    try:
+        return {
+            "model": meta.get("model_name", meta.get("architecture", "")),
+            "config": json.loads(meta["botnet_config"]),
+            "class_names": json.loads(meta.get("class_names", "null")),
+            "preprocess": json.loads(meta.get("preprocess", "null")),
+        }
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path} has malformed metadata: {err}") from None
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# RNG states as tensors and plain values (so weights_only loading accepts them)
+
+
+def rng_state() -> dict[str, Any]:
+    import random
+
+    import numpy as np
+
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype("int64")), *np_state[2:]],
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    import random
+
+    import numpy as np
+
+    torch.set_rng_state(state["torch"])
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype("uint32"), *rest))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,274 @@
+"""Training options as one dataclass: defaults, then a YAML file, then command-line flags.
+
+Every field is a YAML key (``lr: 0.2``) and a flag (``--lr 0.2``); ``botnet train --help`` lists them all. A field left
+at ``None`` where the help says "auto" is resolved from the model and the dataset (:func:`resolve_auto`), and the
+resolved values are what ``config.yaml`` in the output directory records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import tempfile
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+BUILTIN = "shapes"  # data: the built-in generated dataset
+
+
+def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None, yaml_only: bool = False) -> Any:
+    meta = {"help": help, "choices": choices, "yaml_only": yaml_only}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class TrainConfig:
+    """All options of ``botnet train``; see each field's help (``botnet train --help``)."""
+
+    # model
+    model: str = _opt("botnet_tiny", "registered model name (botnet list)")
+    model_args: dict = _opt({}, "BoTNetConfig overrides, e.g. {drop_rate: 0.1} (YAML only)", yaml_only=True)
+    img_size: int | None = _opt(None, "training and evaluation input size (auto: the model's default; 64 for shapes)")
+    # data
+    data: str = _opt(BUILTIN, "ImageFolder root with train/<class>/* and val/<class>/*, or 'shapes' (built in)")
+    shapes_train: int = _opt(20000, "images in the built-in dataset's train split")
+    shapes_val: int = _opt(1000, "images in the built-in dataset's val split")
+    workers: int = _opt(2, "data-loading worker processes per training process (0: load in the main process)")
+    max_bad_fraction: float = _opt(0.01, "stop when more than this fraction of images cannot be read")
+    max_image_pixels: int = _opt(89_478_485, "refuse images whose declared width*height exceeds this")
+    # augmentation
+    scale: tuple[float, float] | None = _opt(None, "RandomResizedCrop area range (auto: 0.08 1; 0.8 1 for shapes)")
+    ratio: tuple[float, float] = _opt((0.75, 4 / 3), "RandomResizedCrop aspect-ratio range")
+    hflip: float = _opt(0.5, "horizontal flip probability")
+    randaugment: str | None = _opt(None, "RandAugment policy such as rand-m9-n2 (none: off)")
+    mixup_alpha: float = _opt(0.0, "mixup Beta alpha (0: off)")
+    cutmix_alpha: float = _opt(0.0, "cutmix Beta alpha (0: off)")
+    mix_prob: float = _opt(1.0, "probability of applying mixup/cutmix to a batch")
+    crop_pct: float | None = _opt(None, "eval center-crop fraction (auto: the model's, 0.875; 1.0 for shapes)")
+    interpolation: str = _opt("bilinear", "resize interpolation", ("bilinear", "bicubic", "nearest"))
+    # optimisation
+    epochs: int | None = _opt(None, "training epochs (auto: 90; 5 for shapes)")
+    batch_size: int = _opt(64, "images per optimizer step and process, before accumulation")
+    accumulate: int = _opt(1, "batches accumulated per optimizer step")
+    optimizer: str = _opt("sgd", "optimizer", ("sgd", "adamw"))
+    lr: float | None = _opt(
+        None,
+        "peak learning rate (auto: 0.1 x batch/256 for sgd, 1e-3 x batch/512 for adamw; 0.2 x batch/64 for shapes)",
+    )
+    momentum: float = _opt(0.9, "SGD momentum")
+    nesterov: bool = _opt(True, "SGD Nesterov momentum")
+    betas: tuple[float, float] = _opt((0.9, 0.999), "AdamW betas")
+    weight_decay: float = _opt(5e-5, "weight decay (never applied to norm weights and biases)")
+    warmup_epochs: float = _opt(1.0, "linear warm-up length in epochs")
+    warmup_start: float = _opt(0.01, "warm-up starts at this fraction of the peak learning rate")
+    min_lr: float = _opt(0.0, "learning rate at the end of the cosine schedule")
+    label_smoothing: float = _opt(0.1, "label smoothing of the cross-entropy loss")
+    clip_grad: float | None = _opt(None, "clip the gradient norm to this value (none: off)")
+    ema_decay: float = _opt(0.0, "keep an exponential moving average of the weights with this decay (0: off)")
+    # execution
+    device: str = _opt("auto", "auto picks cuda when available", ("auto", "cpu", "cuda"))
+    amp: str = _opt(
+        "none", "mixed precision: bf16 (CPU or GPU) or fp16 (GPU, with a grad scaler)", ("none", "bf16", "fp16")
+    )
+    channels_last: bool = _opt(False, "channels_last memory format for the model and inputs")
+    compile: bool = _opt(False, "torch.compile the model")
+    sync_bn: bool = _opt(False, "SyncBatchNorm across processes (GPU only)")
+    seed: int = _opt(0, "seed of weights, data order, augmentation and mixing")
+    # output
+    output: str = _opt("runs/train", "output directory")
+    log_interval: int = _opt(50, "steps between log lines when not on a terminal")
+    checkpoint_steps: int = _opt(0, "also checkpoint every this many optimizer steps within an epoch (0: epoch ends)")
+    eval_interval: int = _opt(1, "validate every this many epochs (and always after the last)")
+
+    # ----------------------------------------------------------------------------------------------------------
+    def validate(self) -> TrainConfig:
+        """Check types and ranges; raise ValueError naming the option and what is allowed."""
+
+        def fail(name: str, msg: str) -> None:
+            raise ValueError(f"invalid option {name}: {msg}")
+
+        for f in fields(self):
+            value = getattr(self, f.name)
+            choices = f.metadata.get("choices")
+            if choices and value not in choices:
+                fail(f.name, f"{value!r} is not one of {', '.join(choices)}")
+        if self.epochs is not None and (not isinstance(self.epochs, int) or self.epochs < 1):
+            fail("epochs", f"must be a positive integer, got {self.epochs!r}")
+        positive = ("batch_size", "accumulate", "shapes_train", "shapes_val", "log_interval", "eval_interval")
+        for name in positive:
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                fail(name, f"must be a positive integer, got {getattr(self, name)!r}")
+        for name in ("workers", "checkpoint_steps"):
+            if getattr(self, name) < 0:
+                fail(name, f"must be >= 0, got {getattr(self, name)}")
+        for name in ("hflip", "mix_prob", "max_bad_fraction", "label_smoothing", "warmup_start"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                fail(name, f"must be in [0, 1], got {getattr(self, name)}")
+        if self.lr is not None and not self.lr > 0:
+            fail("lr", f"must be > 0, got {self.lr}")
+        if self.ema_decay and not 0.0 < self.ema_decay < 1.0:
+            fail("ema_decay", f"must be in (0, 1) or 0 to disable, got {self.ema_decay}")
+        if self.crop_pct is not None and not 0.0 < self.crop_pct <= 1.0:
+            fail("crop_pct", f"must be in (0, 1], got {self.crop_pct}")
+        if self.scale is not None and not 0.0 < self.scale[0] <= self.scale[1] <= 1.0:
+            fail("scale", f"must satisfy 0 < min <= max <= 1, got {self.scale}")
+        if self.img_size is not None and self.img_size < 8:
+            fail("img_size", f"must be at least 8 pixels, got {self.img_size}")
+        for name in ("weight_decay", "min_lr", "warmup_epochs", "mixup_alpha", "cutmix_alpha"):
+            if getattr(self, name) < 0:
+                fail(name, f"must be >= 0, got {getattr(self, name)}")
+        if self.clip_grad is not None and not self.clip_grad > 0:
+            fail("clip_grad", f"must be > 0 (or none to disable), got {self.clip_grad}")
+        if not isinstance(self.model_args, dict):
+            fail("model_args", f"must be a mapping of BoTNetConfig fields, got {self.model_args!r}")
+        return self
+
+    @property
+    def builtin_data(self) -> bool:
+        return self.data == BUILTIN
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Parsing values from YAML and flags
+
+
+def _field_kind(f: dataclasses.Field) -> tuple[type, bool, bool]:
+    """(scalar type, optional?, pair?) of a field, from its annotation."""
+    hint = typing.get_type_hints(TrainConfig)[f.name]
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    if optional:
+        hint = next(a for a in args if a is not type(None))
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        return typing.get_args(hint)[0], optional, True
+    if origin is types.UnionType or origin is typing.Union:  # pragma: no cover - not used by the fields
+        raise AssertionError(hint)
+    return (hint if isinstance(hint, type) else dict), optional, False
+
+
+def coerce(name: str, value: Any) -> Any:
+    """Convert a YAML or flag value to the field's type; ValueError says what was expected."""
+    f = {f.name: f for f in fields(TrainConfig)}[name]
+    scalar, optional, pair = _field_kind(f)
+    if optional and (value is None or (isinstance(value, str) and value.lower() in ("none", "null", "off"))):
+        return None
+
+    def one(v: Any) -> Any:
+        if scalar is bool:
+            if isinstance(v, bool):
+                return v
+            if isinstance(v, str) and v.lower() in ("true", "yes", "1", "false", "no", "0"):
+                return v.lower() in ("true", "yes", "1")
+            raise ValueError
+        if scalar is int:
+            if isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()):
+                raise ValueError
+            return int(v)
+        if scalar is float:
+            if isinstance(v, bool):
+                raise ValueError
+            return float(v)
+        if scalar is dict:
+            if not isinstance(v, dict):
+                raise ValueError
+            return dict(v)
+        return str(v)
+
+    expected = f"two {scalar.__name__} values" if pair else f"a {scalar.__name__}"
+    try:
+        if pair:
+            if isinstance(value, str):
+                value = value.replace(",", " ").split()
+            if not isinstance(value, (list, tuple)) or len(value) != 2:
+                raise ValueError
+            return (one(value[0]), one(value[1]))
+        return one(value)
+    except (TypeError, ValueError):
+        hint = " (or none)" if optional else ""
+        raise ValueError(f"invalid option {name}: expected {expected}{hint}, got {value!r}") from None
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file into ``{field: value}``; unknown keys are an error listing the valid ones."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"config file {path} is not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"config file {path} must hold a mapping of option: value, got {type(raw).__name__}")
+    names = [f.name for f in fields(TrainConfig)]
+    unknown = sorted(k for k in raw if k not in names)
+    if unknown:
+        raise ValueError(
+            f"config file {path}: unknown option(s) {', '.join(map(str, unknown))}; valid: {', '.join(names)}"
+        )
+    return {k: coerce(k, v) for k, v in raw.items()}
+
+
+def build_config(file: str | Path | None = None, **overrides: Any) -> TrainConfig:
+    """Defaults, then the YAML ``file``, then ``overrides`` (already typed, or strings from flags)."""
+    values = load_yaml(file) if file else {}
+    values.update({k: coerce(k, v) for k, v in overrides.items()})
+    return TrainConfig(**values).validate()
+
+
+def save_yaml(cfg: TrainConfig | dict[str, Any], path: str | Path) -> None:
+    """Write ``cfg`` as YAML atomically."""
+    data = cfg.to_dict() if isinstance(cfg, TrainConfig) else cfg
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            yaml.safe_dump(data, fh, sort_keys=False)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per field (``--batch-size``), defaulting to "not given" so the YAML file's value stands."""
+    for f in fields(TrainConfig):
+        if f.metadata.get("yaml_only"):
+            continue
+        scalar, optional, pair = _field_kind(f)
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else None
+        text = f"{f.metadata['help']} [{_plain(default) if default is not None else 'auto'}]"
+        kw: dict[str, Any] = {"default": argparse.SUPPRESS, "help": text, "dest": f.name}
+        if scalar is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+        elif pair:
+            parser.add_argument(flag, nargs=2, metavar=("MIN", "MAX"), **kw)
+        else:
+            if f.metadata.get("choices"):
+                kw["choices"] = f.metadata["choices"]
+            parser.add_argument(flag, metavar=f.name.upper() if not kw.get("choices") else None, **kw)
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The options given on the command line, by field name."""
+    names = {f.name for f in fields(TrainConfig)}
+    return {k: v for k, v in vars(args).items() if k in names}

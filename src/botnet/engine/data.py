@@ -1,0 +1,130 @@
+"""Datasets and loaders of a training run: the built-in shapes or an ImageFolder, sharded over processes.
+
+Training order comes from ``DistributedSampler`` (seeded, reshuffled per epoch) and each sample's augmentation from
+:class:`~botnet.data.SeededDataset`, so a run is reproducible whatever the worker count, and a resumed run can skip
+the batches it has already seen and continue with exactly the batches an uninterrupted run would have drawn.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+
+from ..data.folder import DataError, ImageFolderDataset, collate_skip_bad
+from ..data.shapes import ShapesDataset
+from ..data.transforms import SeededDataset, build_eval_transform, build_train_transform
+from .config import TrainConfig
+from .distributed import DistInfo
+
+
+@dataclass
+class Preprocess:
+    """How images are prepared for the model; stored in checkpoints so that eval and predict match training."""
+
+    img_size: int
+    crop_pct: float
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str
+
+    def eval_transform(self):
+        return build_eval_transform(
+            self.img_size, crop_pct=self.crop_pct, mean=self.mean, std=self.std, interpolation=self.interpolation
+        )
+
+    def to_dict(self) -> dict:
+        return {**self.__dict__, "mean": list(self.mean), "std": list(self.std)}
+
+
+class SkipSampler(Sampler[int]):
+    """The indices of ``sampler`` after the first ``skip`` (resuming in the middle of an epoch)."""
+
+    def __init__(self, sampler: DistributedSampler, skip: int = 0) -> None:
+        self.sampler, self.skip = sampler, skip
+
+    def __iter__(self) -> Iterator[int]:
+        return itertools.islice(iter(self.sampler), self.skip, None)
+
+    def __len__(self) -> int:
+        return max(len(self.sampler) - self.skip, 0)
+
+
+class ShardSampler(Sampler[int]):
+    """Every ``world``-th index from ``rank``, in order, without padding: evaluation counts each image once."""
+
+    def __init__(self, length: int, info: DistInfo) -> None:
+        self.indices = range(info.rank, length, info.world_size)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def build_datasets(cfg: TrainConfig, pre: Preprocess, *, train: bool = True) -> tuple[Dataset | None, Dataset]:
+    """(train, val) datasets; ``train=False`` builds val only. Raises DataError for a malformed data directory."""
+    train_tf = build_train_transform(
+        pre.img_size,
+        scale=cfg.scale,
+        ratio=cfg.ratio,
+        hflip=cfg.hflip,
+        randaugment=cfg.randaugment,
+        mean=pre.mean,
+        std=pre.std,
+        interpolation=pre.interpolation,
+    )
+    if cfg.builtin_data:
+        val = ShapesDataset("val", pre.eval_transform(), size=pre.img_size, length=cfg.shapes_val, seed=cfg.seed)
+        val.preload(cfg.workers)
+        if not train:
+            return None, val
+        tr = ShapesDataset("train", train_tf, size=pre.img_size, length=cfg.shapes_train, seed=cfg.seed)
+        return tr.preload(cfg.workers), val
+    tr = ImageFolderDataset(cfg.data, "train", train_tf, max_pixels=cfg.max_image_pixels)
+    val = ImageFolderDataset(cfg.data, "val", pre.eval_transform(), classes=tr.classes, max_pixels=cfg.max_image_pixels)
+    return (tr if train else None), val
+
+
+def train_loader(
+    dataset: Dataset, cfg: TrainConfig, info: DistInfo, epoch: int, skip_batches: int = 0
+) -> tuple[DataLoader, SeededDataset]:
+    """The loader of one epoch, starting after ``skip_batches`` batches of this process."""
+    seeded = dataset if isinstance(dataset, SeededDataset) else SeededDataset(dataset, cfg.seed)
+    seeded.set_epoch(epoch)
+    sampler = DistributedSampler(seeded, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=cfg.seed)
+    sampler.set_epoch(epoch)
+    if len(sampler) < cfg.batch_size:
+        raise DataError(
+            f"the training set has {len(dataset)} images, {len(sampler)} per process: fewer than one batch of "
+            f"{cfg.batch_size}; lower --batch-size or add images"
+        )
+    loader = DataLoader(
+        seeded,
+        batch_size=cfg.batch_size,
+        sampler=SkipSampler(sampler, skip_batches * cfg.batch_size),
+        num_workers=cfg.workers,
+        collate_fn=collate_skip_bad,
+        pin_memory=info.device.type == "cuda",
+        drop_last=True,
+    )
+    return loader, seeded
+
+
+def batches_per_epoch(dataset: Dataset, cfg: TrainConfig, info: DistInfo) -> int:
+    per_process = -(-len(dataset) // info.world_size)  # DistributedSampler pads to equal shards
+    return per_process // cfg.batch_size
+
+
+def eval_loader(dataset: Dataset, batch_size: int, workers: int, info: DistInfo) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=ShardSampler(len(dataset), info),
+        num_workers=workers,
+        collate_fn=collate_skip_bad,
+        pin_memory=info.device.type == "cuda",
+    )

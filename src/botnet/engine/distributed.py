@@ -1,0 +1,82 @@
+"""Process-group set-up for torchrun: gloo on CPU, nccl on GPU; one process is a world of one.
+
+torchrun sets ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``; multi-node launches use torchrun's own rendezvous
+(``--nnodes``, ``--rdzv-backend c10d``, ``--rdzv-endpoint HOST:PORT``) and nothing here changes for them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def pick_device(pref: str, local_rank: int = 0) -> torch.device:
+    if pref == "cuda" or (pref == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda was asked for but no CUDA device is available; use --device cpu")
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def setup(device_pref: str = "auto", timeout_s: float = 1800) -> DistInfo:
+    """Join the process group torchrun describes in the environment (no-op for a single process)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    device = pick_device(device_pref, local_rank)
+    if world > 1 and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
+    return DistInfo(rank, world, local_rank, device)
+
+
+def cleanup() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_sum(values: list[float] | torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Sum a vector of float64 values over all processes (float64 keeps counts exact)."""
+    t = torch.as_tensor(values, dtype=torch.float64)
+    if info.distributed:
+        device = info.device if dist.get_backend() == "nccl" else torch.device("cpu")
+        t = t.to(device)
+        dist.all_reduce(t)
+        t = t.cpu()
+    return t
+
+
+def broadcast_object(obj: Any, info: DistInfo) -> Any:
+    """Rank 0's ``obj`` on every rank."""
+    if not info.distributed:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def barrier(info: DistInfo) -> None:
+    if info.distributed:
+        dist.barrier()

@@ -1,0 +1,76 @@
+"""Top-1 / top-5 evaluation, summed over processes so every image counts once."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..data.folder import BadImageTracker
+from .distributed import DistInfo, all_reduce_sum
+from .reporting import Progress
+
+
+def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
+    if amp == "none":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: DataLoader,
+    info: DistInfo,
+    *,
+    amp: str = "none",
+    channels_last: bool = False,
+    num_classes: int,
+    desc: str = "eval",
+    log_interval: int = 50,
+    tracker: BadImageTracker | None = None,
+) -> dict[str, float]:
+    """Mean cross-entropy and top-1 / top-5 accuracy (in %) of ``model`` on ``loader``, over all processes."""
+    model.eval()
+    k5 = min(5, num_classes)
+    sums = torch.zeros(4, dtype=torch.float64)  # loss sum, top-1 hits, top-5 hits, images
+    bad = 0
+    progress = Progress(len(loader), desc=desc, interval=log_interval, enabled=info.is_main)
+    for images, targets, bad_samples in loader:
+        bad += len(bad_samples)
+        if tracker is not None:
+            tracker.update(len(targets) + len(bad_samples), bad_samples)
+        if len(targets):
+            images = images.to(info.device, non_blocking=True)
+            targets = targets.to(info.device, non_blocking=True)
+            if channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with autocast(info.device, amp):
+                logits = model(images)
+            logits = logits.float()
+            top = logits.topk(k5, dim=1).indices  # (B, k5)
+            hits = top == targets[:, None]
+            sums += torch.tensor(
+                [
+                    F.cross_entropy(logits, targets, reduction="sum").item(),
+                    hits[:, 0].sum().item(),
+                    hits.any(dim=1).sum().item(),
+                    len(targets),
+                ],
+                dtype=torch.float64,
+            )
+        progress.update()
+    progress.close()
+    loss_sum, top1, top5, count, bad_total = all_reduce_sum([*sums.tolist(), bad], info).tolist()
+    if count == 0:
+        raise ValueError("no image of the evaluation set could be read")
+    return {
+        "loss": loss_sum / count,
+        "top1": 100.0 * top1 / count,
+        "top5": 100.0 * top5 / count,
+        "images": int(count),
+        "bad_images": int(bad_total),
+    }

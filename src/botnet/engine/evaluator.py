@@ -1,0 +1,116 @@
+"""Evaluate a checkpoint: top-1 / top-5 on its own validation data or on an ImageFolder ``val`` split."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ..data.folder import DataError, ImageFolderDataset
+from ..models.botnet import BoTNet
+from ..models.config import BoTNetConfig
+from ..models.weights import load_weights
+from . import checkpoint as ckpt
+from .config import BUILTIN, build_config
+from .data import Preprocess, build_datasets, eval_loader
+from .distributed import cleanup, setup
+from .evaluate import evaluate
+
+
+def load_checkpoint_model(path: str | Path, *, ema: bool = False, expect_model: str | None = None) -> tuple:
+    """``(model, metadata, checkpoint dir)`` of a checkpoint written by ``botnet train``."""
+    ckpt_dir = ckpt.resolve_checkpoint(path)
+    meta = ckpt.read_model_metadata(ckpt_dir)
+    if expect_model is not None and expect_model != meta["model"]:
+        raise ValueError(f"{ckpt_dir} holds a {meta['model']} model, not {expect_model}")
+    weights = ckpt_dir / (ckpt.EMA_FILE if ema else ckpt.MODEL_FILE)
+    if ema and not weights.exists():
+        raise ckpt.CheckpointError(f"{ckpt_dir} has no EMA weights (the run had ema_decay 0)")
+    try:
+        model = BoTNet(BoTNetConfig(**meta["config"]))
+    except (TypeError, ValueError) as err:
+        raise ckpt.CheckpointError(
+            f"{ckpt_dir / ckpt.MODEL_FILE} has a model config this version cannot build: {err}"
+        ) from None
+    model.pretrained_cfg["architecture"] = meta["model"]
+    load_weights(model, weights)
+    return model, meta, ckpt_dir
+
+
+def _check_classes(names: list[str], expected: list[str], where: str, ckpt_dir: Path) -> None:
+    if names == expected:
+        return
+    if len(names) != len(expected):
+        raise DataError(
+            f"class count mismatch: the checkpoint {ckpt_dir} has {len(expected)} classes, {where} has {len(names)} "
+            f"({', '.join(names[:10])}{', ...' if len(names) > 10 else ''})"
+        )
+    diff = [f"{a!r} vs {b!r}" for a, b in zip(expected, names, strict=True) if a != b]
+    raise DataError(
+        f"class names differ between the checkpoint {ckpt_dir} and {where}: {', '.join(diff[:5])} "
+        f"(checkpoint vs data, in index order)"
+    )
+
+
+def evaluate_checkpoint(
+    path: str | Path,
+    data: str | None = None,
+    *,
+    model: str | None = None,
+    ema: bool = False,
+    batch_size: int = 64,
+    workers: int = 2,
+    device: str = "auto",
+    amp: str = "none",
+    output: str | Path | None = None,
+) -> dict[str, Any]:
+    """Top-1 / top-5 of a checkpoint; writes the result as JSON to ``output`` (default: ``<run dir>/eval.json``)."""
+    info = setup(device)
+    try:
+        net, meta, ckpt_dir = load_checkpoint_model(path, ema=ema, expect_model=model)
+        net.to(info.device)
+        p = meta["preprocess"] or {}
+        pre = Preprocess(p["img_size"], p["crop_pct"], tuple(p["mean"]), tuple(p["std"]), p["interpolation"])
+        if data is None or data == BUILTIN:
+            run_cfg = build_config(ckpt_dir / ckpt.CONFIG_FILE) if (ckpt_dir / ckpt.CONFIG_FILE).exists() else None
+            if run_cfg is None:
+                raise ValueError(f"{ckpt_dir} has no config.yaml to find its data; pass --data DIR")
+            if data == BUILTIN:
+                run_cfg = run_cfg.replace(data=BUILTIN)
+            _, val = build_datasets(run_cfg.replace(workers=workers), pre, train=False)
+            where = "the built-in dataset" if run_cfg.builtin_data else f"{run_cfg.data}/val"
+        else:
+            val = ImageFolderDataset(data, "val", pre.eval_transform())
+            where = f"{data}/val"
+        _check_classes(list(val.classes), meta["class_names"], where, ckpt_dir)
+        loader = eval_loader(val, batch_size, workers, info)
+        m = evaluate(net, loader, info, amp=amp, num_classes=len(val.classes), desc="eval")
+        result = {
+            "checkpoint": str(ckpt_dir),
+            "model": meta["model"],
+            "weights": "ema" if ema else "model",
+            "data": where,
+            **{k: m[k] for k in ("top1", "top5", "loss", "images", "bad_images")},
+        }
+        if info.is_main:
+            out = Path(output) if output else ckpt_dir.parent / "eval.json"
+            _write_json(out, result)
+            result["output"] = str(out)
+        return result
+    finally:
+        cleanup()
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2)
+            fh.write("\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

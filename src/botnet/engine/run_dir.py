@@ -1,0 +1,54 @@
+"""The output directory of a run: refuse to clobber another run, check it is writable before any work starts."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .checkpoint import CONFIG_FILE
+from .reporting import CURVES_FILE, METRICS_FILE
+
+RUN_ARTIFACTS = (CONFIG_FILE, METRICS_FILE, CURVES_FILE, "last", "best", "last.old", "best.old", "eval.json")
+
+
+def run_artifacts(out: Path) -> list[str]:
+    return [name for name in RUN_ARTIFACTS if (out / name).exists()]
+
+
+def prepare_output_dir(out: str | Path, *, resume: bool, overwrite: bool) -> Path:
+    """Create ``out`` (or check it for ``resume``) and prove it is writable; raise a clear error otherwise.
+
+    An existing run's files are only removed with ``overwrite``; other files in the directory are left alone.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output {out} exists and is not a directory; choose another --output")
+    if resume:
+        if not out.is_dir():
+            raise FileNotFoundError(f"cannot resume: run directory {out} does not exist")
+        if not run_artifacts(out):
+            raise ValueError(f"cannot resume: {out} holds no run (no config.yaml or last/ checkpoint)")
+    else:
+        found = run_artifacts(out) if out.is_dir() else []
+        if found and not overwrite:
+            raise ValueError(
+                f"output directory {out} already holds a run ({', '.join(found)}); pass --resume {out} to continue "
+                f"it, --overwrite to replace it, or choose another --output"
+            )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise PermissionError(
+            f"output directory {out} is not writable ({err.strerror or err}); choose another --output or fix its "
+            f"permissions"
+        ) from None
+    if overwrite and not resume:
+        for name in run_artifacts(out):
+            path = out / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    return out

@@ -1,0 +1,125 @@
+"""Checkpoint directories (atomic swap, fallback, safe loading) and the YAML / flag configuration."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+
+import pytest
+import torch
+
+from botnet.engine import TrainConfig, build_config, load_yaml, save_yaml
+from botnet.engine import checkpoint as ckpt
+from botnet.engine.config import add_arguments, overrides_from_args
+
+
+def _write(files: dict[str, bytes]):
+    def write(tmp):
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
+
+    return write
+
+
+def test_checkpoint_swap_is_atomic(tmp_path):
+    target = tmp_path / "last"
+    ckpt.write_checkpoint_dir(target, _write({ckpt.MODEL_FILE: b"one"}))
+
+    def crash(tmp):
+        (tmp / ckpt.MODEL_FILE).write_bytes(b"two, half written")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        ckpt.write_checkpoint_dir(target, crash)
+    assert (target / ckpt.MODEL_FILE).read_bytes() == b"one"
+    assert [p.name for p in tmp_path.iterdir()] == ["last"]  # no temporary directory left behind
+
+    ckpt.write_checkpoint_dir(target, _write({ckpt.MODEL_FILE: b"two"}))
+    assert (target / ckpt.MODEL_FILE).read_bytes() == b"two"
+    ckpt.link_checkpoint(target, tmp_path / "best")
+    assert (tmp_path / "best" / ckpt.MODEL_FILE).read_bytes() == b"two"
+
+
+def test_resolve_falls_back_to_the_old_checkpoint_during_a_swap(tmp_path):
+    # State after a kill between the two renames: only last.old is complete.
+    old = tmp_path / "last.old"
+    old.mkdir()
+    (old / ckpt.MODEL_FILE).write_bytes(b"x")
+    assert ckpt.resolve_checkpoint(tmp_path) == old
+    assert ckpt.resolve_checkpoint(tmp_path / "last") == old
+    with pytest.raises(ckpt.CheckpointError, match="does not exist"):
+        ckpt.resolve_checkpoint(tmp_path / "nowhere")
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, (f"touch {_Evil.marker}",))
+
+
+def test_training_state_that_would_run_code_is_refused(tmp_path):
+    _Evil.marker = tmp_path / "pwned"
+    d = tmp_path / "last"
+    d.mkdir()
+    with open(d / ckpt.STATE_FILE, "wb") as fh:
+        pickle.dump({"counters": _Evil()}, fh, protocol=2)
+    with pytest.raises(ckpt.CheckpointError, match=r"cannot read .*training_state\.pt"):
+        ckpt.load_training_state(d)
+    assert not _Evil.marker.exists()
+    (d / ckpt.STATE_FILE).write_bytes(b"truncated")
+    with pytest.raises(ckpt.CheckpointError, match="training_state.pt"):
+        ckpt.load_training_state(d)
+
+
+def test_rng_state_round_trip_through_a_weights_only_file(tmp_path):
+    import random
+
+    import numpy as np
+
+    torch.manual_seed(3)
+    random.seed(3)
+    np.random.seed(3)
+    torch.save(ckpt.rng_state(), tmp_path / "s.pt")
+    expected = (torch.rand(3), random.random(), np.random.rand())
+    ckpt.set_rng_state(torch.load(tmp_path / "s.pt", weights_only=True))
+    got = (torch.rand(3), random.random(), np.random.rand())
+    assert torch.equal(expected[0], got[0]) and expected[1:] == got[1:]
+
+
+def test_yaml_then_flags(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("lr: 0.05\nepochs: 3\nscale: [0.3, 1.0]\nmodel_args: {drop_rate: 0.1}\nrandaugment: rand-m9-n2\n")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--epochs", "7", "--no-nesterov", "--ratio", "0.5", "2", "--clip-grad", "none"])
+    cfg = build_config(f, **overrides_from_args(args))
+    assert (cfg.lr, cfg.epochs, cfg.nesterov, cfg.ratio, cfg.clip_grad) == (0.05, 7, False, (0.5, 2.0), None)
+    assert cfg.scale == (0.3, 1.0) and cfg.model_args == {"drop_rate": 0.1}
+    assert cfg.batch_size == TrainConfig().batch_size
+    save_yaml(cfg, tmp_path / "saved.yaml")
+    assert build_config(tmp_path / "saved.yaml") == cfg
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("lrr: 0.1\n", "unknown option.*lrr.*valid: model"),
+        ("lr: fast\n", "invalid option lr: expected a float"),
+        ("epochs: 2.5\n", "invalid option epochs: expected a int"),
+        ("epochs: 0\n", "epochs: must be a positive integer"),
+        ("optimizer: adam\n", "optimizer: 'adam' is not one of sgd, adamw"),
+        ("scale: [0.9, 0.1]\n", "scale: must satisfy"),
+        ("- a list\n", "must hold a mapping"),
+        ("lr: [\n", "not valid YAML"),
+    ],
+)
+def test_bad_config_files(tmp_path, text, message):
+    f = tmp_path / "c.yaml"
+    f.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        build_config(f)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_yaml(tmp_path / "nope.yaml")

@@ -1,0 +1,205 @@
+"""The training loop in-process: the output-directory contract, exact resume, recipe options, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+from train_helpers import FAST, write_image_folder
+
+from botnet.data import DataError
+from botnet.engine import TrainingError, build_config, evaluate_checkpoint, train
+from botnet.engine import checkpoint as ckpt
+from botnet.engine.trainer import _Run
+
+METRIC_KEYS = {"epoch", "train_loss", "val_loss", "val_top1", "val_top5", "lr", "epoch_time_s", "images_per_s"}
+
+
+def rows(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_run_directory_contract(tmp_path):
+    out = tmp_path / "run"
+    summary = train(build_config(**FAST, output=str(out)))
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["epochs"] == 2 and saved["lr"] == pytest.approx(0.2 * 16 / 64)  # "auto" options resolved
+    assert saved["crop_pct"] == 1.0 and saved["scale"] == [0.8, 1.0]
+    metrics = rows(out)
+    assert [r["epoch"] for r in metrics] == [1, 2]
+    for r in metrics:
+        assert r.keys() >= METRIC_KEYS
+        assert all(math.isfinite(r[k]) for k in METRIC_KEYS)
+        assert 0 <= r["val_top1"] <= r["val_top5"] <= 100
+    assert metrics[-1]["lr"] == pytest.approx(0.0, abs=1e-12)  # cosine ends at min_lr
+    assert summary["val_top1"] == metrics[-1]["val_top1"]
+    for name in ("last", "best"):
+        d = out / name
+        assert {p.name for p in d.iterdir()} == {
+            ckpt.MODEL_FILE,
+            ckpt.STATE_FILE,
+            ckpt.CONFIG_FILE,
+            ckpt.SUMMARY_FILE,
+        }
+    meta = ckpt.read_model_metadata(out / "last")
+    assert meta["model"] == "botnet_tiny" and len(meta["class_names"]) == 10
+    assert meta["preprocess"]["img_size"] == 32
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(out.glob(".*tmp*"))  # no temporary leftovers
+    # The saved weights reproduce the last validation numbers.
+    result = evaluate_checkpoint(out / "last", workers=0)
+    assert result["top1"] == pytest.approx(metrics[-1]["val_top1"])
+    assert result["top5"] == pytest.approx(metrics[-1]["val_top5"])
+    assert json.loads((out / "eval.json").read_text())["top1"] == result["top1"]
+
+
+RECIPES = {
+    "sgd": {},
+    "full": dict(
+        optimizer="adamw",
+        ema_decay=0.9,
+        accumulate=2,
+        mixup_alpha=0.2,
+        cutmix_alpha=1.0,
+        mix_prob=0.8,
+        clip_grad=1.0,
+        randaugment="rand-m9-n2",
+        model_args={"drop_rate": 0.2},
+    ),
+}
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_interrupted_and_resumed_run_is_bitwise_identical(tmp_path, monkeypatch, recipe):
+    opts = dict(FAST, epochs=3, checkpoint_steps=2, **RECIPES[recipe])
+    train(build_config(**opts, output=str(tmp_path / "a")))
+
+    # Kill the second run after its 5th optimizer step; its last checkpoint is mid-epoch (step 4 of 6 per epoch...).
+    steps = {"n": 0}
+    original = _Run._optimizer_step
+
+    def dying_step(self):
+        original(self)
+        steps["n"] += 1
+        if steps["n"] == 5:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(_Run, "_optimizer_step", dying_step)
+    with pytest.raises(KeyboardInterrupt):
+        train(build_config(**opts, output=str(tmp_path / "b")))
+    monkeypatch.setattr(_Run, "_optimizer_step", original)
+    state = ckpt.load_training_state(tmp_path / "b" / "last")
+    assert state["counters"]["global_step"] == 4 and state["counters"]["batch_in_epoch"] > 0
+    train(build_config(**opts, output=str(tmp_path / "b")), resume=True)
+
+    names = [ckpt.MODEL_FILE] + ([ckpt.EMA_FILE] if opts.get("ema_decay") else [])
+    for name in names:
+        a, b = load_file(tmp_path / "a" / "last" / name), load_file(tmp_path / "b" / "last" / name)
+        assert a.keys() == b.keys()
+        different = [k for k in a if not torch.equal(a[k], b[k])]
+        assert not different, f"{name}: {different[:5]}"
+    ra, rb = rows(tmp_path / "a"), rows(tmp_path / "b")
+    for key in ("train_loss", "val_loss", "val_top1", "lr", "global_step"):
+        assert [r[key] for r in ra] == [r[key] for r in rb], key
+    if opts.get("ema_decay"):
+        assert "ema_val_top1" in ra[-1]
+        model, ema = load_file(tmp_path / "a/last/model.safetensors"), load_file(tmp_path / "a/last/ema.safetensors")
+        assert not torch.equal(model["fc.weight"], ema["fc.weight"])
+
+
+def test_bf16_autocast_and_channels_last(tmp_path):
+    summary = train(build_config(**dict(FAST, epochs=1), amp="bf16", channels_last=True, output=str(tmp_path / "r")))
+    assert math.isfinite(rows(tmp_path / "r")[0]["train_loss"])
+    assert summary["val_top1"] is not None
+
+
+def test_image_folder_any_mode_and_bad_images(tmp_path, capsys):
+    data = write_image_folder(tmp_path / "data", per_class=8)
+    (data / "train" / "cat" / "broken.jpg").write_bytes(b"not an image at all")
+    (data / "train" / "dog" / "empty.png").write_bytes(b"")
+    opts = dict(data=str(data), img_size=32, batch_size=2, epochs=1, workers=0, log_interval=1000)
+    with pytest.raises(DataError, match=r"2 of \d+ images .* could not be read") as err:
+        train(build_config(**opts, output=str(tmp_path / "strict")))
+    assert "broken.jpg" in str(err.value) and "--max-bad-fraction" in str(err.value)
+    train(build_config(**opts, max_bad_fraction=0.2, output=str(tmp_path / "lenient")))
+    assert "skipped 2 of 18 images" in capsys.readouterr().err
+    assert rows(tmp_path / "lenient")[0]["bad_images"] == 2
+    assert ckpt.read_model_metadata(tmp_path / "lenient" / "last")["class_names"] == ["cat", "dog"]
+
+
+def test_bad_data_directories(tmp_path):
+    def run(data, name):
+        train(build_config(data=str(data), img_size=32, workers=0, output=str(tmp_path / name)))
+
+    with pytest.raises(DataError, match="does not exist"):
+        run(tmp_path / "missing", "r1")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="train"):
+        run(tmp_path / "empty", "r2")
+    data = write_image_folder(tmp_path / "noimg")
+    (data / "train" / "bird").mkdir()
+    (data / "val" / "bird").mkdir()
+    with pytest.raises(DataError, match="bird"):
+        run(data, "r3")
+    data = write_image_folder(tmp_path / "mismatch", classes=("cat", "dog"), splits=("train",))
+    write_image_folder(tmp_path / "mismatch", classes=("cat", "fox"), splits=("val",))
+    with pytest.raises(DataError, match=r"dog[\s\S]*fox|fox[\s\S]*dog"):
+        run(data, "r4")
+    assert not (tmp_path / "r1" / "last").exists()
+
+
+def test_existing_run_and_unwritable_output(tmp_path):
+    out = tmp_path / "run"
+    train(build_config(**dict(FAST, epochs=1), output=str(out)))
+    before = (out / "last" / ckpt.MODEL_FILE).read_bytes()
+    with pytest.raises(ValueError, match="already holds a run .*--resume.*--overwrite"):
+        train(build_config(**dict(FAST, epochs=1), output=str(out)))
+    assert (out / "last" / ckpt.MODEL_FILE).read_bytes() == before
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises((PermissionError, ValueError), match="file"):
+        train(build_config(**FAST, output=str(blocker / "sub")))
+
+    train(build_config(**dict(FAST, epochs=1), seed=1, output=str(out)), overwrite=True)
+    assert (out / "last" / ckpt.MODEL_FILE).read_bytes() != before
+
+
+def test_non_finite_loss_or_weights_stop_the_run_and_keep_the_last_good_checkpoint(tmp_path, monkeypatch):
+    original = _Run._forward_backward
+
+    def nan_at_batch_4(self, images, targets, *, sync):
+        loss = original(self, images, targets, sync=sync)
+        return float("nan") if self.c.global_batch == 4 else loss
+
+    monkeypatch.setattr(_Run, "_forward_backward", nan_at_batch_4)
+    out = tmp_path / "nan"
+    message = r"loss became non-finite \(nan\) at epoch 1, batch 4/6 \(optimizer step 3\); stopped, the last good "
+    with pytest.raises(TrainingError, match=message + r"checkpoint is .*last \(optimizer step 3\)"):
+        train(build_config(**FAST, checkpoint_steps=1, output=str(out)))
+    assert ckpt.load_training_state(out / "last")["counters"]["global_step"] == 3
+    monkeypatch.setattr(_Run, "_forward_backward", original)
+
+    # A learning rate that overflows the weights while the loss is still finite: nothing non-finite is saved.
+    out = tmp_path / "diverged"
+    with pytest.raises(TrainingError, match=r"weights became non-finite .* after optimizer step \d+"):
+        train(build_config(**dict(FAST, lr=1e12, warmup_epochs=0), checkpoint_steps=1, output=str(out)))
+    if (out / "last").exists():
+        weights = load_file(out / "last" / ckpt.MODEL_FILE)
+        assert all(torch.isfinite(t).all() for t in weights.values() if t.is_floating_point())
+
+
+def test_eval_mismatches(tmp_path):
+    out = tmp_path / "run"
+    train(build_config(**dict(FAST, epochs=1), output=str(out)))
+    data = write_image_folder(tmp_path / "data", classes=("a", "b", "c"))
+    with pytest.raises(DataError, match="class count mismatch: .* 10 classes, .* has 3"):
+        evaluate_checkpoint(out, str(data), workers=0)
+    with pytest.raises(ValueError, match="holds a botnet_tiny model, not botnet50"):
+        evaluate_checkpoint(out, model="botnet50", workers=0)
+    with pytest.raises(ckpt.CheckpointError, match="not a botnet checkpoint"):
+        evaluate_checkpoint(tmp_path, workers=0)
