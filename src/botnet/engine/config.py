@@ -83,7 +83,7 @@ class TrainConfig:
     sync_bn: bool = _opt(False, "SyncBatchNorm across processes (GPU only)")
     seed: int = _opt(0, "seed of weights, data order, augmentation and mixing")
     # output
-    output: str = _opt("runs/train", "output directory")
+    output: str | None = _opt(None, "output directory (auto: a new runs/<model>-<date>-<time>)")
     log_interval: int = _opt(50, "steps between log lines when not on a terminal")
     checkpoint_steps: int = _opt(0, "also checkpoint every this many optimizer steps within an epoch (0: epoch ends)")
     eval_interval: int = _opt(1, "validate every this many epochs (and always after the last)")

@@ -5,12 +5,23 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from .checkpoint import CONFIG_FILE
 from .reporting import CURVES_FILE, METRICS_FILE
 
 RUN_ARTIFACTS = (CONFIG_FILE, METRICS_FILE, CURVES_FILE, "last", "best", "last.old", "best.old", "eval.json")
+
+
+def new_run_dir(model: str, root: str | Path = "runs") -> str:
+    """A fresh ``runs/<model>-<YYYYmmdd-HHMMSS>`` (with a suffix if taken): default runs never collide."""
+    base = Path(root) / f"{model}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return str(path)
 
 
 def run_artifacts(out: Path) -> list[str]:

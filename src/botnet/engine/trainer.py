@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from .distributed import DistInfo, all_reduce_sum, broadcast_object, cleanup, se
 from .evaluate import autocast, evaluate
 from .optim import build_optimizer, build_scheduler, default_lr
 from .reporting import CURVES_FILE, Progress, log, plot_curves, read_metrics, write_metrics
-from .run_dir import prepare_output_dir
+from .run_dir import new_run_dir, prepare_output_dir
 
 # Options that may change when resuming: they do not alter what the run computes.
 RESUMABLE_CHANGES = ("workers", "log_interval", "checkpoint_steps", "device", "output", "max_bad_fraction")
@@ -87,17 +88,31 @@ def check_resume_changes(saved: TrainConfig, given: dict[str, Any]) -> None:
         )
 
 
-def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
-    """Train ``cfg.model`` as ``cfg`` says; returns the final metrics. Joins torchrun's process group if any."""
+def train(
+    cfg: TrainConfig,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    model_fn: Callable[[int], nn.Module] | None = None,
+) -> dict[str, Any]:
+    """Train ``cfg.model`` as ``cfg`` says; returns the final metrics. Joins torchrun's process group if any.
+
+    ``model_fn(num_classes)`` trains another network through the same loop (e.g. torchvision's resnet50 in
+    benchmarks); its checkpoints hold its weights but cannot be rebuilt by ``botnet eval``.
+    """
     info = setup(cfg.device)
     try:
-        return _Run(cfg, info, resume=resume, overwrite=overwrite).fit()
+        return _Run(cfg, info, resume=resume, overwrite=overwrite, model_fn=model_fn).fit()
     finally:
         cleanup()
 
 
 class _Run:
-    def __init__(self, cfg: TrainConfig, info: DistInfo, *, resume: bool, overwrite: bool) -> None:
+    def __init__(
+        self, cfg: TrainConfig, info: DistInfo, *, resume: bool, overwrite: bool, model_fn: Callable | None = None
+    ) -> None:
+        if cfg.output is None:
+            cfg = cfg.replace(output=broadcast_object(new_run_dir(cfg.model), info))
         self.info, self.out = info, Path(cfg.output)
         if cfg.amp == "fp16" and info.device.type != "cuda":
             raise ValueError("--amp fp16 needs a CUDA device (it uses a grad scaler); use --amp bf16 on CPU")
@@ -118,7 +133,10 @@ class _Run:
         torch.manual_seed(cfg.seed)
         self.train_ds, self.val_ds = build_datasets(cfg, self.pre)
         self.classes = list(self.train_ds.classes)
-        self.model = create_model(cfg.model, num_classes=len(self.classes), img_size=cfg.img_size, **cfg.model_args)
+        if model_fn is not None:
+            self.model = model_fn(len(self.classes))
+        else:
+            self.model = create_model(cfg.model, num_classes=len(self.classes), img_size=cfg.img_size, **cfg.model_args)
         self.model.to(info.device)
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -322,6 +340,11 @@ class _Run:
 
     def _validate(self) -> dict[str, Any]:
         cfg, info = self.cfg, self.info
+        if info.distributed:
+            # BN running statistics drift apart per rank; evaluate (and save) rank 0's, on every rank.
+            modules = [self.model] + ([self.ema] if self.ema is not None else [])
+            for buf in (b for m in modules for b in m.buffers()):
+                torch.distributed.broadcast(buf, src=0)
         loader = eval_loader(self.val_ds, cfg.batch_size, cfg.workers, info)
         kw = dict(amp=cfg.amp, channels_last=cfg.channels_last, num_classes=len(self.classes))
         m = evaluate(self.model, loader, info, desc="val", log_interval=cfg.log_interval, **kw)

@@ -1,0 +1,343 @@
+"""Training throughput of the classification loop (``botnet.engine.train``), CPU or GPU, medians over repeats.
+
+What is measured
+    Every case runs the real training loop, ``botnet.engine.train``, exactly as ``botnet train`` does (data loader with
+    the default 2 worker processes, augmentation, optimizer, scheduler, checkpoint after every epoch), on the built-in
+    shapes dataset rendered at the case's size, in a fresh temporary output directory. Each epoch appends to
+    ``metrics.jsonl``:
+
+    * ``images_per_s``: training images / wall time of the epoch's loop (from creating the loader iterator to the last
+      optimizer step; validation, checkpoints, metrics and plots are outside it);
+    * ``data_wait_s``: time the loop spent waiting for the next batch (includes starting the loader's worker
+      processes, which happens again every epoch).
+
+    A run has ``--epochs`` epochs (default 2). The first epoch carries one-off costs (first-call allocations, oneDNN
+    primitive creation) and is reported on its own ("1st ep"); every later epoch is one sample. Cases are interleaved
+    across repeats (A B C D A B C D ...) so machine noise hits them alike; the table shows median/min/max over the
+    samples. "outside s" is the wall time of ``train()`` not spent in the epochs' loops (data set-up, validation,
+    checkpoints, plots), per run.
+
+Cases
+    1. ``botnet_tiny`` at 64 px, batch 64, 2 workers: the default preset of ``botnet train`` (shortened epoch), and the
+       same model's bare forward/backward/step on a fixed random batch (no loader, no per-step bookkeeping), so that
+       ``loop / bare`` is the share of the pure compute speed the loop delivers.
+    2. ``botnet50`` (ours), ``resnet50`` (ours) and torchvision's ``resnet50`` (through ``model_fn``) at 224 px with a
+       small batch and a few batches per epoch.
+
+How to run
+    uv run --locked python benchmarks/train_speed.py            # full run, ~8 min on 2 busy CPU cores
+    uv run --locked python benchmarks/train_speed.py --quick    # smoke run, ~1 min
+    Options: ``--repeats N``, ``--epochs N`` (per run, >= 2), ``--out DIR`` (default benchmarks/results). Writes
+    ``train_speed.json`` (settings, machine, load average, every epoch of every run) and ``train_speed.csv`` (the
+    table).
+
+How to read the ratio
+    "ratio" = median images/s of the case / median images/s of torchvision's resnet50 in the same run. Above 1 the
+    case trains faster than torchvision's ResNet-50 through the same loop. At 224 px BoTNet-50 has slightly fewer
+    MACs than ResNet-50 (4.02 vs 4.09 G), so a ratio near 1 means its attention costs what its FLOPs say; below 1 shows
+    how much less efficient the attention (softmax, relative logits, reshapes) is than convolution on this hardware.
+    Ours resnet50 / torchvision resnet50 should be ~1: the same network, so it checks that the two builders match.
+    The JSON also holds the ratio per repeat (paired within a repeat), whose spread shows how far to trust it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from botnet.engine import build_config, train
+from botnet.engine.optim import build_optimizer
+from botnet.models import create_model
+
+REFERENCE = "tv_resnet50"  # the ratio's denominator
+
+
+def tv_resnet50(num_classes: int) -> nn.Module:
+    return torchvision.models.resnet50(num_classes=num_classes)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row of the table: ``options`` for ``build_config`` (``bare``: the model's step without the loop)."""
+
+    name: str
+    options: dict[str, Any]
+    model_fn: Callable[[int], nn.Module] | None = None
+    bare: bool = False
+
+
+@dataclass
+class Samples:
+    """What the repeats of one case measured."""
+
+    case: Case
+    images_per_s: list[float] = field(default_factory=list)  # epochs after the first
+    wait_fraction: list[float] = field(default_factory=list)
+    first_images_per_s: list[float] = field(default_factory=list)
+    first_wait_fraction: list[float] = field(default_factory=list)
+    outside_s: list[float] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)  # every epoch row of every run, with the load average
+
+
+def build_cases(quick: bool) -> list[Case]:
+    tiny_train = 128 if quick else 1024  # 2 / 16 batches of 64
+    big_batch, big_batches = (4, 1) if quick else (8, 2)
+    common = dict(data="shapes", workers=2, log_interval=10**6, eval_interval=10**6, seed=0)
+    tiny = dict(common, model="botnet_tiny", img_size=64, batch_size=64, shapes_train=tiny_train, shapes_val=64)
+    big = dict(common, img_size=224, batch_size=big_batch, shapes_train=big_batch * big_batches, shapes_val=big_batch)
+    return [
+        Case("botnet_tiny@64 loop", tiny),
+        Case("botnet_tiny@64 bare", dict(tiny, shapes_train=tiny_train // 2), bare=True),
+        Case("botnet50@224", dict(big, model="botnet50")),
+        Case("resnet50@224", dict(big, model="resnet50")),
+        Case(f"{REFERENCE}@224", dict(big, model="resnet50"), model_fn=tv_resnet50),
+    ]
+
+
+def run_loop(case: Case, epochs: int, workdir: Path) -> tuple[list[dict[str, Any]], float]:
+    """Train ``case`` for ``epochs`` in a fresh directory; (metrics rows, wall time of ``train()`` in seconds)."""
+    out = Path(tempfile.mkdtemp(prefix="run-", dir=workdir))
+    cfg = build_config(**case.options, epochs=epochs, output=str(out / "train"))
+    captured = io.StringIO()
+    t0 = time.perf_counter()
+    try:
+        with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+            train(cfg, model_fn=case.model_fn)
+    except BaseException:
+        sys.stderr.write(captured.getvalue())
+        raise
+    wall = time.perf_counter() - t0
+    rows = [json.loads(line) for line in (out / "train" / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    shutil.rmtree(out, ignore_errors=True)
+    return rows, wall
+
+
+def run_bare(case: Case, epochs: int) -> tuple[list[dict[str, Any]], float]:
+    """The model's forward/backward/optimizer step on one fixed batch, as epochs of the same number of steps."""
+    cfg = build_config(**case.options, epochs=epochs)
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.model, num_classes=10, img_size=cfg.img_size)
+    optimizer = build_optimizer(model, cfg, lr=0.01)
+    images = torch.randn(cfg.batch_size, 3, cfg.img_size, cfg.img_size)  # (B, 3, H, W)
+    targets = torch.arange(cfg.batch_size) % 10
+    steps = cfg.shapes_train // cfg.batch_size
+    model.train()
+    rows, t_start = [], time.perf_counter()
+    for epoch in range(epochs):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            loss = F.cross_entropy(model(images), targets, label_smoothing=cfg.label_smoothing)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            loss.item()
+        elapsed = time.perf_counter() - t0
+        rows.append(
+            {
+                "epoch": epoch + 1,
+                "images_per_s": steps * cfg.batch_size / elapsed,
+                "epoch_time_s": elapsed,
+                "data_wait_s": 0.0,
+            }
+        )
+    return rows, time.perf_counter() - t_start
+
+
+def measure(cases: list[Case], repeats: int, epochs: int) -> dict[str, Samples]:
+    results = {c.name: Samples(c) for c in cases}
+    with tempfile.TemporaryDirectory(prefix="train_speed-") as tmp:
+        for r in range(repeats):
+            for case in cases:  # interleaved: A B C ... A B C ...
+                load_before = os.getloadavg()[0]
+                rows, wall = run_bare(case, epochs) if case.bare else run_loop(case, epochs, Path(tmp))
+                s = results[case.name]
+                for row in rows:
+                    fraction = row["data_wait_s"] / row["epoch_time_s"]
+                    if row["epoch"] == 1:
+                        s.first_images_per_s.append(row["images_per_s"])
+                        s.first_wait_fraction.append(fraction)
+                    else:
+                        s.images_per_s.append(row["images_per_s"])
+                        s.wait_fraction.append(fraction)
+                s.outside_s.append(wall - sum(row["epoch_time_s"] for row in rows))
+                load_after = os.getloadavg()[0]
+                s.runs.append({"repeat": r + 1, "wall_s": wall, "load1": [load_before, load_after], "epochs": rows})
+                later = [f"{row['images_per_s']:.2f}" for row in rows[1:]]
+                print(
+                    f"[{r + 1}/{repeats}] {case.name:22s} img/s 1st {rows[0]['images_per_s']:.2f} then "
+                    f"{' '.join(later)}  wall {wall:.0f}s  load {load_after:.2f}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    return results
+
+
+def summarize(results: dict[str, Samples], repeats: int, epochs: int) -> list[dict[str, Any]]:
+    ref = results[f"{REFERENCE}@224"]
+    ref_median = statistics.median(ref.images_per_s)
+    per_run = epochs - 1
+    table = []
+    for name, s in results.items():
+        o = s.case.options
+        row: dict[str, Any] = {
+            "case": name,
+            "model": "torchvision resnet50" if s.case.model_fn else o["model"],
+            "img_size": o["img_size"],
+            "batch_size": o["batch_size"],
+            "batches_per_epoch": o["shapes_train"] // o["batch_size"],
+            "samples": len(s.images_per_s),
+            "images_per_s_median": statistics.median(s.images_per_s),
+            "images_per_s_min": min(s.images_per_s),
+            "images_per_s_max": max(s.images_per_s),
+            "first_epoch_images_per_s_median": statistics.median(s.first_images_per_s),
+            "data_wait_pct_median": 100 * statistics.median(s.wait_fraction),
+            "first_epoch_data_wait_pct_median": 100 * statistics.median(s.first_wait_fraction),
+            "outside_epochs_s_median": statistics.median(s.outside_s),
+            "ratio_vs_tv_resnet50": None,
+            "ratio_vs_tv_resnet50_per_repeat": None,
+        }
+        if o["img_size"] == ref.case.options["img_size"]:
+            row["ratio_vs_tv_resnet50"] = row["images_per_s_median"] / ref_median
+            row["ratio_vs_tv_resnet50_per_repeat"] = [
+                statistics.median(s.images_per_s[k * per_run : (k + 1) * per_run])
+                / statistics.median(ref.images_per_s[k * per_run : (k + 1) * per_run])
+                for k in range(repeats)
+            ]
+        table.append(row)
+    loop, bare = (next(r for r in table if r["case"] == f"botnet_tiny@64 {k}") for k in ("loop", "bare"))
+    loop["ratio_vs_bare"] = loop["images_per_s_median"] / bare["images_per_s_median"]
+    return table
+
+
+def format_table(table: list[dict[str, Any]]) -> str:
+    head = ("case", "batch", "n", "img/s med", "min", "max", "1st ep", "wait %", "1st wait %", "outside s", "ratio")
+    lines = [f"{head[0]:22s} " + " ".join(f"{h:>10s}" for h in head[1:])]
+    for r in table:
+        ratio = r["ratio_vs_tv_resnet50"]
+        cells = (
+            f"{r['batch_size']}x{r['batches_per_epoch']}",
+            str(r["samples"]),
+            f"{r['images_per_s_median']:.2f}",
+            f"{r['images_per_s_min']:.2f}",
+            f"{r['images_per_s_max']:.2f}",
+            f"{r['first_epoch_images_per_s_median']:.2f}",
+            f"{r['data_wait_pct_median']:.1f}",
+            f"{r['first_epoch_data_wait_pct_median']:.1f}",
+            f"{r['outside_epochs_s_median']:.1f}",
+            "-" if ratio is None else f"{ratio:.3f}",
+        )
+        lines.append(f"{r['case']:22s} " + " ".join(f"{c:>10s}" for c in cells))
+    return "\n".join(lines)
+
+
+def verdicts(table: list[dict[str, Any]]) -> list[str]:
+    by = {r["case"]: r for r in table}
+    loop = by["botnet_tiny@64 loop"]
+    wait = loop["data_wait_pct_median"]
+    keeps_up = "keeps up" if wait < 5 else "does NOT keep up"
+    lines = [
+        f"default preset (botnet_tiny@64, batch 64, 2 workers): {loop['images_per_s_median']:.1f} img/s, data wait "
+        f"{wait:.1f}% of the epoch -> data loading {keeps_up} (threshold 5%)",
+        f"loop / bare step (botnet_tiny@64): {loop['ratio_vs_bare']:.3f}",
+    ]
+    for name in ("botnet50@224", "resnet50@224"):
+        r = by[name]
+        spread = ", ".join(f"{x:.3f}" for x in r["ratio_vs_tv_resnet50_per_repeat"])
+        lines.append(f"{name} / {REFERENCE}@224: {r['ratio_vs_tv_resnet50']:.3f} (per repeat: {spread})")
+    return lines
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1 repeat, smaller epochs")
+    parser.add_argument("--repeats", type=int, default=None, help="repeats of every case (default 3; 1 with --quick)")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs per run; the first is reported apart (>= 2)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results", help="results dir")
+    args = parser.parse_args(argv)
+    repeats = args.repeats if args.repeats is not None else (1 if args.quick else 3)
+    if repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {repeats}")
+    if args.epochs < 2:
+        parser.error(f"--epochs must be at least 2 (the first epoch is excluded), got {args.epochs}")
+
+    cases = build_cases(args.quick)
+    load_start, t0 = os.getloadavg(), time.perf_counter()
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in load_start)}", file=sys.stderr, flush=True)
+    results = measure(cases, repeats, args.epochs)
+    load_end = os.getloadavg()
+    table = summarize(results, repeats, args.epochs)
+    loads = [x for s in results.values() for run in s.runs for x in run["load1"]]
+
+    print(format_table(table))
+    for line in verdicts(table):
+        print(line)
+    print(
+        f"{repeats} repeat(s) x {args.epochs} epochs, {time.perf_counter() - t0:.0f}s; 1-min load average "
+        f"{min(loads):.2f}..{max(loads):.2f} (start {load_start[0]:.2f}, end {load_end[0]:.2f}) on "
+        f"{os.cpu_count()} CPUs, torch {torch.__version__} with {torch.get_num_threads()} threads",
+        flush=True,
+    )
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = {
+        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "settings": {"quick": args.quick, "repeats": repeats, "epochs": args.epochs},
+        "machine": machine(),
+        "load_average": {"start": load_start, "end": load_end, "min_1min": min(loads), "max_1min": max(loads)},
+        "table": table,
+        "cases": [
+            {
+                "case": s.case.name,
+                "options": s.case.options,
+                "model_fn": s.case.model_fn.__name__ if s.case.model_fn else None,
+                "runs": s.runs,
+            }
+            for s in results.values()
+        ],
+    }
+    (args.out / "train_speed.json").write_text(json.dumps(report, indent=2) + "\n")
+    columns = [k for k in table[0] if k != "ratio_vs_tv_resnet50_per_repeat"]
+    with open(args.out / "train_speed.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in table:
+            writer.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()})
+    print(f"wrote {args.out / 'train_speed.json'} and {args.out / 'train_speed.csv'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
