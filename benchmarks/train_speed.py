@@ -18,25 +18,30 @@ What is measured
     checkpoints, plots), per run.
 
 Cases
-    1. ``botnet_tiny`` at 64 px, batch 64, 2 workers: the default preset of ``botnet train`` (shortened epoch), and the
-       same model's bare forward/backward/step on a fixed random batch (no loader, no per-step bookkeeping), so that
-       ``loop / bare`` is the share of the pure compute speed the loop delivers.
-    2. ``botnet50`` (ours), ``resnet50`` (ours) and torchvision's ``resnet50`` (through ``model_fn``) at 224 px with a
-       small batch and a few batches per epoch.
+    1. ``botnet_tiny`` at 64 px, batch 64: the default preset of ``botnet train`` on a shortened epoch (2048 images),
+       with ``workers=0`` (loading in the main process: the default on a CPU of <= 4 cores) and with 2 worker
+       processes; and the model's bare
+       forward/backward/optimizer step on one fixed random batch (no loader, no per-step bookkeeping), the upper bound
+       of what the loop can deliver.
+    2. ``botnet50`` (ours), ``resnet50`` (ours) and torchvision's ``resnet50`` (through ``model_fn``) at 224 px, batch
+       16, 2 batches per epoch.
 
 How to run
-    uv run --locked python benchmarks/train_speed.py            # full run, ~8 min on 2 busy CPU cores
+    uv run --locked python benchmarks/train_speed.py            # ~4-5 min on 2 idle CPU cores
     uv run --locked python benchmarks/train_speed.py --quick    # smoke run, ~1 min
-    Options: ``--repeats N``, ``--epochs N`` (per run, >= 2), ``--out DIR`` (default benchmarks/results). Writes
-    ``train_speed.json`` (settings, machine, load average, every epoch of every run) and ``train_speed.csv`` (the
-    table).
+    Options: ``--repeats N`` (default 3), ``--epochs N`` (per run, >= 2), ``--out DIR`` (default benchmarks/results).
+    Writes ``train_speed.json`` (settings, machine, load averages, every epoch of every run) and ``train_speed.csv``
+    (the table). On a machine whose cores are shared with other jobs the times grow several-fold and scatter: check
+    the printed load average and the min..max spread before trusting a ratio.
 
 How to read the ratio
-    "ratio" = median images/s of the case / median images/s of torchvision's resnet50 in the same run. Above 1 the
-    case trains faster than torchvision's ResNet-50 through the same loop. At 224 px BoTNet-50 has slightly fewer
-    MACs than ResNet-50 (4.02 vs 4.09 G), so a ratio near 1 means its attention costs what its FLOPs say; below 1 shows
-    how much less efficient the attention (softmax, relative logits, reshapes) is than convolution on this hardware.
-    Ours resnet50 / torchvision resnet50 should be ~1: the same network, so it checks that the two builders match.
+    "ratio" = median images/s of the case / median images/s of the case named in "to", measured in the same run.
+    For the 224 px rows the denominator is torchvision's ResNet-50 through the same loop: above 1 the case trains
+    faster. BoTNet-50 has slightly fewer MACs than ResNet-50 at 224 px (4.02 vs 4.09 G), so ~1 means its attention
+    costs what its FLOPs say, below 1 how much less efficient attention (softmax, relative logits, reshapes) is than
+    convolution on this hardware. Ours resnet50 / torchvision resnet50 should be ~1 (the same network).
+    For the 64 px loop rows the denominator is the bare step: the share of the model's pure compute speed the loop
+    delivers; what is missing is data wait ("wait %") plus whatever else the loop and its loader processes cost.
     The JSON also holds the ratio per repeat (paired within a repeat), whose spread shows how far to trust it.
 """
 
@@ -68,7 +73,10 @@ from botnet.engine import build_config, train
 from botnet.engine.optim import build_optimizer
 from botnet.models import create_model
 
-REFERENCE = "tv_resnet50"  # the ratio's denominator
+DEFAULT = "tiny@64 loop workers=0"  # botnet train's default preset on <= 4 CPU cores
+WORKERS2 = "tiny@64 loop workers=2"
+BARE = "tiny@64 bare step"  # its model's step alone: the denominator of the tiny rows' ratio
+REFERENCE = "tv_resnet50@224"  # the denominator of the 224 px rows' ratio
 
 
 def tv_resnet50(num_classes: int) -> nn.Module:
@@ -77,12 +85,16 @@ def tv_resnet50(num_classes: int) -> nn.Module:
 
 @dataclass(frozen=True)
 class Case:
-    """One row of the table: ``options`` for ``build_config`` (``bare``: the model's step without the loop)."""
+    """One row of the table: ``options`` for ``build_config`` (``bare``: the model's step without the loop).
+
+    ``ref`` names the case whose images/s divides this one's in the "ratio" column.
+    """
 
     name: str
     options: dict[str, Any]
     model_fn: Callable[[int], nn.Module] | None = None
     bare: bool = False
+    ref: str | None = None
 
 
 @dataclass
@@ -92,6 +104,7 @@ class Samples:
     case: Case
     images_per_s: list[float] = field(default_factory=list)  # epochs after the first
     wait_fraction: list[float] = field(default_factory=list)
+    wait_s: list[float] = field(default_factory=list)
     first_images_per_s: list[float] = field(default_factory=list)
     first_wait_fraction: list[float] = field(default_factory=list)
     outside_s: list[float] = field(default_factory=list)
@@ -99,17 +112,18 @@ class Samples:
 
 
 def build_cases(quick: bool) -> list[Case]:
-    tiny_train = 128 if quick else 1024  # 2 / 16 batches of 64
-    big_batch, big_batches = (4, 1) if quick else (8, 2)
+    tiny_train = 128 if quick else 2048  # 2 / 32 batches of 64
+    big_batch, big_batches = (4, 1) if quick else (16, 2)
     common = dict(data="shapes", workers=2, log_interval=10**6, eval_interval=10**6, seed=0)
     tiny = dict(common, model="botnet_tiny", img_size=64, batch_size=64, shapes_train=tiny_train, shapes_val=64)
     big = dict(common, img_size=224, batch_size=big_batch, shapes_train=big_batch * big_batches, shapes_val=big_batch)
     return [
-        Case("botnet_tiny@64 loop", tiny),
-        Case("botnet_tiny@64 bare", dict(tiny, shapes_train=tiny_train // 2), bare=True),
-        Case("botnet50@224", dict(big, model="botnet50")),
-        Case("resnet50@224", dict(big, model="resnet50")),
-        Case(f"{REFERENCE}@224", dict(big, model="resnet50"), model_fn=tv_resnet50),
+        Case(DEFAULT, dict(tiny, workers=0), ref=BARE),
+        Case(WORKERS2, tiny, ref=BARE),
+        Case(BARE, dict(tiny, shapes_train=tiny_train // 2), bare=True),
+        Case("botnet50@224", dict(big, model="botnet50"), ref=REFERENCE),
+        Case("resnet50@224", dict(big, model="resnet50"), ref=REFERENCE),
+        Case(REFERENCE, dict(big, model="resnet50"), model_fn=tv_resnet50),
     ]
 
 
@@ -178,12 +192,13 @@ def measure(cases: list[Case], repeats: int, epochs: int) -> dict[str, Samples]:
                     else:
                         s.images_per_s.append(row["images_per_s"])
                         s.wait_fraction.append(fraction)
+                        s.wait_s.append(row["data_wait_s"])
                 s.outside_s.append(wall - sum(row["epoch_time_s"] for row in rows))
                 load_after = os.getloadavg()[0]
                 s.runs.append({"repeat": r + 1, "wall_s": wall, "load1": [load_before, load_after], "epochs": rows})
                 later = [f"{row['images_per_s']:.2f}" for row in rows[1:]]
                 print(
-                    f"[{r + 1}/{repeats}] {case.name:22s} img/s 1st {rows[0]['images_per_s']:.2f} then "
+                    f"[{r + 1}/{repeats}] {case.name:24s} img/s 1st {rows[0]['images_per_s']:.2f} then "
                     f"{' '.join(later)}  wall {wall:.0f}s  load {load_after:.2f}",
                     file=sys.stderr,
                     flush=True,
@@ -192,9 +207,11 @@ def measure(cases: list[Case], repeats: int, epochs: int) -> dict[str, Samples]:
 
 
 def summarize(results: dict[str, Samples], repeats: int, epochs: int) -> list[dict[str, Any]]:
-    ref = results[f"{REFERENCE}@224"]
-    ref_median = statistics.median(ref.images_per_s)
-    per_run = epochs - 1
+    per_run = epochs - 1  # samples per run
+
+    def repeat_median(s: Samples, k: int) -> float:
+        return statistics.median(s.images_per_s[k * per_run : (k + 1) * per_run])
+
     table = []
     for name, s in results.items():
         o = s.case.options
@@ -204,35 +221,32 @@ def summarize(results: dict[str, Samples], repeats: int, epochs: int) -> list[di
             "img_size": o["img_size"],
             "batch_size": o["batch_size"],
             "batches_per_epoch": o["shapes_train"] // o["batch_size"],
+            "workers": 0 if s.case.bare else o["workers"],
             "samples": len(s.images_per_s),
             "images_per_s_median": statistics.median(s.images_per_s),
             "images_per_s_min": min(s.images_per_s),
             "images_per_s_max": max(s.images_per_s),
             "first_epoch_images_per_s_median": statistics.median(s.first_images_per_s),
             "data_wait_pct_median": 100 * statistics.median(s.wait_fraction),
+            "data_wait_s_median": statistics.median(s.wait_s),
             "first_epoch_data_wait_pct_median": 100 * statistics.median(s.first_wait_fraction),
             "outside_epochs_s_median": statistics.median(s.outside_s),
-            "ratio_vs_tv_resnet50": None,
-            "ratio_vs_tv_resnet50_per_repeat": None,
+            "ratio_to": s.case.ref,
+            "ratio": None,
+            "ratio_per_repeat": None,
         }
-        if o["img_size"] == ref.case.options["img_size"]:
-            row["ratio_vs_tv_resnet50"] = row["images_per_s_median"] / ref_median
-            row["ratio_vs_tv_resnet50_per_repeat"] = [
-                statistics.median(s.images_per_s[k * per_run : (k + 1) * per_run])
-                / statistics.median(ref.images_per_s[k * per_run : (k + 1) * per_run])
-                for k in range(repeats)
-            ]
+        if s.case.ref is not None:
+            ref = results[s.case.ref]
+            row["ratio"] = row["images_per_s_median"] / statistics.median(ref.images_per_s)
+            row["ratio_per_repeat"] = [repeat_median(s, k) / repeat_median(ref, k) for k in range(repeats)]
         table.append(row)
-    loop, bare = (next(r for r in table if r["case"] == f"botnet_tiny@64 {k}") for k in ("loop", "bare"))
-    loop["ratio_vs_bare"] = loop["images_per_s_median"] / bare["images_per_s_median"]
     return table
 
 
 def format_table(table: list[dict[str, Any]]) -> str:
     head = ("case", "batch", "n", "img/s med", "min", "max", "1st ep", "wait %", "1st wait %", "outside s", "ratio")
-    lines = [f"{head[0]:22s} " + " ".join(f"{h:>10s}" for h in head[1:])]
+    lines = [f"{head[0]:24s}" + "".join(f"{h:>11s}" for h in head[1:]) + "  to"]
     for r in table:
-        ratio = r["ratio_vs_tv_resnet50"]
         cells = (
             f"{r['batch_size']}x{r['batches_per_epoch']}",
             str(r["samples"]),
@@ -243,27 +257,39 @@ def format_table(table: list[dict[str, Any]]) -> str:
             f"{r['data_wait_pct_median']:.1f}",
             f"{r['first_epoch_data_wait_pct_median']:.1f}",
             f"{r['outside_epochs_s_median']:.1f}",
-            "-" if ratio is None else f"{ratio:.3f}",
+            "-" if r["ratio"] is None else f"{r['ratio']:.3f}",
         )
-        lines.append(f"{r['case']:22s} " + " ".join(f"{c:>10s}" for c in cells))
+        lines.append(f"{r['case']:24s}" + "".join(f"{c:>11s}" for c in cells) + f"  {r['ratio_to'] or ''}")
     return "\n".join(lines)
 
 
 def verdicts(table: list[dict[str, Any]]) -> list[str]:
     by = {r["case"]: r for r in table}
-    loop = by["botnet_tiny@64 loop"]
+    loop0, loop = by[DEFAULT], by[WORKERS2]
     wait = loop["data_wait_pct_median"]
     keeps_up = "keeps up" if wait < 5 else "does NOT keep up"
     lines = [
-        f"default preset (botnet_tiny@64, batch 64, 2 workers): {loop['images_per_s_median']:.1f} img/s, data wait "
-        f"{wait:.1f}% of the epoch -> data loading {keeps_up} (threshold 5%)",
-        f"loop / bare step (botnet_tiny@64): {loop['ratio_vs_bare']:.3f}",
+        f"default preset (botnet_tiny@64, batch 64, workers=0 on this machine): {loop0['images_per_s_median']:.1f} "
+        f"img/s, {loop0['data_wait_pct_median']:.1f}% of the epoch spent loading data in the main process",
+        f"with 2 workers: {loop['images_per_s_median']:.1f} img/s, data wait {wait:.1f}% of the epoch "
+        f"({loop['data_wait_s_median']:.2f}s, worker start-up included) -> the workers {keeps_up} (threshold 5%)",
+        f"loop / bare step: {loop0['ratio']:.3f} with workers=0, {loop['ratio']:.3f} with 2 workers "
+        f"(workers=0 / workers=2: {loop0['images_per_s_median'] / loop['images_per_s_median']:.3f})",
     ]
     for name in ("botnet50@224", "resnet50@224"):
         r = by[name]
-        spread = ", ".join(f"{x:.3f}" for x in r["ratio_vs_tv_resnet50_per_repeat"])
-        lines.append(f"{name} / {REFERENCE}@224: {r['ratio_vs_tv_resnet50']:.3f} (per repeat: {spread})")
+        spread = ", ".join(f"{x:.3f}" for x in r["ratio_per_repeat"])
+        lines.append(f"{name} / {REFERENCE}: {r['ratio']:.3f} (per repeat: {spread})")
     return lines
+
+
+def _cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor()
 
 
 def machine() -> dict[str, Any]:
@@ -272,7 +298,7 @@ def machine() -> dict[str, Any]:
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "platform": platform.platform(),
-        "processor": platform.processor(),
+        "processor": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.is_available(),
@@ -312,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     report = {
-        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join(["python", sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "settings": {"quick": args.quick, "repeats": repeats, "epochs": args.epochs},
         "machine": machine(),
@@ -329,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         ],
     }
     (args.out / "train_speed.json").write_text(json.dumps(report, indent=2) + "\n")
-    columns = [k for k in table[0] if k != "ratio_vs_tv_resnet50_per_repeat"]
+    columns = [k for k in table[0] if k != "ratio_per_repeat"]
     with open(args.out / "train_speed.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()

@@ -52,7 +52,7 @@ def test_list_all():
 
 
 def test_list_pattern():
-    result = run_cli("list", "botnet_t*")
+    result = run_cli("list", "botnet_t?")
     assert result.returncode == 0, result.stderr
     assert listed_names(result.stdout) == ["botnet_t3", "botnet_t4", "botnet_t5", "botnet_t6", "botnet_t7"]
     assert "384x384" in result.stdout  # T7's default input size

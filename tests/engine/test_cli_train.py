@@ -18,9 +18,8 @@ FAST = ["--shapes-train", "96", "--shapes-val", "40", "--batch-size", "16", "--w
 
 def botnet(*args, timeout=300, **kw) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "BOTNET_TRACEBACK"}
-    return subprocess.run(
-        [sys.executable, "-m", "botnet", *map(str, args)], capture_output=True, text=True, env=env, timeout=timeout, **kw
-    )
+    cmd = [sys.executable, "-m", "botnet", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, **kw)
 
 
 def test_train_then_eval(tmp_path):

@@ -203,3 +203,28 @@ def test_eval_mismatches(tmp_path):
         evaluate_checkpoint(out, model="botnet50", workers=0)
     with pytest.raises(ckpt.CheckpointError, match="not a botnet checkpoint"):
         evaluate_checkpoint(tmp_path, workers=0)
+
+
+def test_fp16_needs_a_gpu_and_sync_bn_needs_cuda(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    with pytest.raises(ValueError, match="--amp fp16 needs a CUDA device.*--amp bf16"):
+        train(build_config(**FAST, amp="fp16", output=str(tmp_path / "a")))
+    with pytest.raises(ValueError, match="--sync-bn needs CUDA"):
+        train(build_config(**FAST, sync_bn=True, output=str(tmp_path / "b")))
+    assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fp16_with_grad_scaler_on_gpu(tmp_path):
+    train(build_config(**FAST, device="cuda", amp="fp16", channels_last=True, output=str(tmp_path / "r")))
+    assert all(math.isfinite(r["train_loss"]) for r in rows(tmp_path / "r"))
+    assert ckpt.load_training_state(tmp_path / "r" / "last")["scaler"] is not None
+
+
+@pytest.mark.slow
+def test_torch_compile_trains_like_eager(tmp_path):
+    train(build_config(**dict(FAST, epochs=1), output=str(tmp_path / "eager")))
+    train(build_config(**dict(FAST, epochs=1), compile=True, output=str(tmp_path / "compiled")))
+    eager, compiled = rows(tmp_path / "eager")[0], rows(tmp_path / "compiled")[0]
+    assert compiled["train_loss"] == pytest.approx(eager["train_loss"], rel=1e-3)

@@ -36,7 +36,7 @@ def _blocks(layer: nn.Module, cls: type[nn.Module]) -> list[nn.Module]:
 def test_registry_lists_the_paper_models():
     assert set(botnet.list_models()) == EXPECTED_MODELS
     assert len(botnet.list_models()) == 20
-    assert botnet.list_models("botnet_t*") == ["botnet_t3", "botnet_t4", "botnet_t5", "botnet_t6", "botnet_t7"]
+    assert botnet.list_models("botnet_t?") == ["botnet_t3", "botnet_t4", "botnet_t5", "botnet_t6", "botnet_t7"]
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="fail unless the checkpoint holds this model")
     p.add_argument("--ema", action="store_true", help="evaluate the EMA weights")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=int, default=None, help="data-loading processes (default: auto, as in train)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"))
     p.add_argument("--output", metavar="FILE", help="where to write the JSON result (default: RUN/eval.json)")
@@ -23,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.batch_size < 1 or args.workers < 0:
+    if args.batch_size < 1 or (args.workers is not None and args.workers < 0):
         raise ValueError("--batch-size must be >= 1 and --workers >= 0")
     r = evaluate_checkpoint(
         args.checkpoint,

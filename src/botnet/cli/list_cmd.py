@@ -9,7 +9,7 @@ from ..models import describe_model, get_config, list_models
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("list", help="list the registered models", description=__doc__)
-    p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'botnet_t*'")
+    p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'botnet_t?'")
     p.set_defaults(run=run)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..engine import build_config, train
 from ..engine.config import add_arguments, coerce, load_yaml, overrides_from_args
-from ..engine.trainer import check_resume_changes
+from ..engine.recipe import check_resume_changes
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -41,12 +41,16 @@ class TrainConfig:
     data: str = _opt(BUILTIN, "ImageFolder root with train/<class>/* and val/<class>/*, or 'shapes' (built in)")
     shapes_train: int = _opt(20000, "images in the built-in dataset's train split")
     shapes_val: int = _opt(1000, "images in the built-in dataset's val split")
-    workers: int = _opt(2, "data-loading worker processes per training process (0: load in the main process)")
+    workers: int | None = _opt(
+        None, "data-loading processes per training process (0: in the main process; auto: 0 on a CPU of <= 4 cores)"
+    )
     max_bad_fraction: float = _opt(0.01, "stop when more than this fraction of images cannot be read")
     max_image_pixels: int = _opt(89_478_485, "refuse images whose declared width*height exceeds this")
     # augmentation
     scale: tuple[float, float] | None = _opt(None, "RandomResizedCrop area range (auto: 0.08 1; 0.8 1 for shapes)")
-    ratio: tuple[float, float] = _opt((0.75, 4 / 3), "RandomResizedCrop aspect-ratio range")
+    ratio: tuple[float, float] | None = _opt(
+        None, "RandomResizedCrop aspect-ratio range (auto: 0.75 1.333; 1 1 for shapes)"
+    )
     hflip: float = _opt(0.5, "horizontal flip probability")
     randaugment: str | None = _opt(None, "RandAugment policy such as rand-m9-n2 (none: off)")
     mixup_alpha: float = _opt(0.0, "mixup Beta alpha (0: off)")
@@ -107,7 +111,7 @@ class TrainConfig:
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 fail(name, f"must be a positive integer, got {getattr(self, name)!r}")
         for name in ("workers", "checkpoint_steps"):
-            if getattr(self, name) < 0:
+            if getattr(self, name) is not None and getattr(self, name) < 0:
                 fail(name, f"must be >= 0, got {getattr(self, name)}")
         for name in ("hflip", "mix_prob", "max_bad_fraction", "label_smoothing", "warmup_start"):
             if not 0.0 <= getattr(self, name) <= 1.0:

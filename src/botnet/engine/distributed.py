@@ -52,6 +52,24 @@ def setup(device_pref: str = "auto", timeout_s: float = 1800) -> DistInfo:
     return DistInfo(rank, world, local_rank, device)
 
 
+def local_world_size() -> int:
+    """Training processes on this machine (torchrun's ``LOCAL_WORLD_SIZE``)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+
+
+def auto_workers(device: torch.device, local_world_size: int = 1) -> int:
+    """Data-loading processes per training process when not given.
+
+    On a CPU of <= 4 cores, loading in the main process is fastest: worker processes would compete with the
+    compute threads for the same cores (measured 1.27x faster with 0 than with 2 workers on 2 cores,
+    ``benchmarks/train_speed.py``). Otherwise the cores left after one per training process, up to 8.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if device.type == "cpu" and cores <= 4:
+        return 0
+    return max(0, min(8, cores // max(local_world_size, 1) - 1))
+
+
 def cleanup() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()

@@ -15,7 +15,7 @@ from ..models.weights import load_weights
 from . import checkpoint as ckpt
 from .config import BUILTIN, build_config
 from .data import Preprocess, build_datasets, eval_loader
-from .distributed import cleanup, setup
+from .distributed import auto_workers, cleanup, local_world_size, setup
 from .evaluate import evaluate
 
 
@@ -61,13 +61,15 @@ def evaluate_checkpoint(
     model: str | None = None,
     ema: bool = False,
     batch_size: int = 64,
-    workers: int = 2,
+    workers: int | None = None,
     device: str = "auto",
     amp: str = "none",
     output: str | Path | None = None,
 ) -> dict[str, Any]:
     """Top-1 / top-5 of a checkpoint; writes the result as JSON to ``output`` (default: ``<run dir>/eval.json``)."""
     info = setup(device)
+    if workers is None:
+        workers = auto_workers(info.device, local_world_size())
     try:
         net, meta, ckpt_dir = load_checkpoint_model(path, ema=ema, expect_model=model)
         net.to(info.device)

@@ -26,20 +26,17 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..data.folder import BadImageTracker, DataError
 from ..data.transforms import BatchMix
-from ..models.botnet import IMAGENET_MEAN, IMAGENET_STD
-from ..models.registry import create_model, get_config
+from ..models.registry import create_model
 from ..models.weights import load_weights, save_weights
 from . import checkpoint as ckpt
 from .config import TrainConfig, save_yaml
-from .data import Preprocess, batches_per_epoch, build_datasets, eval_loader, train_loader
+from .data import batches_per_epoch, build_datasets, eval_loader, train_loader
 from .distributed import DistInfo, all_reduce_sum, broadcast_object, cleanup, setup
 from .evaluate import autocast, evaluate
-from .optim import build_optimizer, build_scheduler, default_lr
+from .optim import build_optimizer, build_scheduler
+from .recipe import resolve
 from .reporting import CURVES_FILE, Progress, log, plot_curves, read_metrics, write_metrics
 from .run_dir import new_run_dir, prepare_output_dir
-
-# Options that may change when resuming: they do not alter what the run computes.
-RESUMABLE_CHANGES = ("workers", "log_interval", "checkpoint_steps", "device", "output", "max_bad_fraction")
 
 
 class TrainingError(RuntimeError):
@@ -62,30 +59,6 @@ class Counters:
 
 def _mix_seed(*parts: int) -> int:
     return int.from_bytes(hashlib.blake2b(repr(parts).encode(), digest_size=8).digest(), "little") >> 1
-
-
-def resolve(cfg: TrainConfig, world_size: int) -> tuple[TrainConfig, Preprocess]:
-    """Fill the "auto" options from the model and the dataset."""
-    model_cfg = get_config(cfg.model)  # raises a clear error for an unknown name
-    img_size = cfg.img_size or (64 if cfg.builtin_data else model_cfg.input_size[0])
-    cfg = cfg.replace(
-        img_size=img_size,
-        scale=cfg.scale or ((0.8, 1.0) if cfg.builtin_data else (0.08, 1.0)),
-        crop_pct=cfg.crop_pct or (1.0 if cfg.builtin_data else 0.875),
-        epochs=cfg.epochs or (5 if cfg.builtin_data else 90),
-    )
-    cfg = cfg.replace(lr=cfg.lr or default_lr(cfg, world_size))
-    pre = Preprocess(img_size, cfg.crop_pct, tuple(IMAGENET_MEAN), tuple(IMAGENET_STD), cfg.interpolation)
-    return cfg.validate(), pre
-
-
-def check_resume_changes(saved: TrainConfig, given: dict[str, Any]) -> None:
-    changed = sorted(k for k, v in given.items() if k not in RESUMABLE_CHANGES and getattr(saved, k) != v)
-    if changed:
-        raise ValueError(
-            f"cannot change {', '.join(changed)} when resuming: the resumed run must compute what the interrupted "
-            f"one would have; only {', '.join(RESUMABLE_CHANGES)} may change. Start a new run with --output instead"
-        )
 
 
 def train(
@@ -113,6 +86,7 @@ class _Run:
     ) -> None:
         if cfg.output is None:
             cfg = cfg.replace(output=broadcast_object(new_run_dir(cfg.model), info))
+        self.cfg, self.pre = resolve(cfg, info)  # unknown model etc.: fail before touching the disk
         self.info, self.out = info, Path(cfg.output)
         if cfg.amp == "fp16" and info.device.type != "cuda":
             raise ValueError("--amp fp16 needs a CUDA device (it uses a grad scaler); use --amp bf16 on CPU")
@@ -127,7 +101,6 @@ class _Run:
         error = broadcast_object(error, info)
         if error is not None:
             raise error
-        self.cfg, self.pre = resolve(cfg, info.world_size)
         cfg = self.cfg
 
         torch.manual_seed(cfg.seed)
@@ -349,6 +322,8 @@ class _Run:
         kw = dict(amp=cfg.amp, channels_last=cfg.channels_last, num_classes=len(self.classes))
         m = evaluate(self.model, loader, info, desc="val", log_interval=cfg.log_interval, **kw)
         row = {"val_loss": m["loss"], "val_top1": m["top1"], "val_top5": m["top5"], "val_bad_images": m["bad_images"]}
+        if m["bad_images"]:
+            log(f"warning: skipped {m['bad_images']} validation images that could not be read", enabled=info.is_main)
         if self.ema is not None:
             e = evaluate(self.ema.module, loader, info, desc="val (EMA)", log_interval=cfg.log_interval, **kw)
             row.update(ema_val_loss=e["loss"], ema_val_top1=e["top1"], ema_val_top5=e["top5"])

@@ -23,7 +23,7 @@ def register_model(name: str, cfg: BoTNetConfig, description: str = "") -> None:
 
 
 def list_models(pattern: str = "*") -> list[str]:
-    """Registered model names matching a shell-style ``pattern`` (e.g. ``"botnet_t*"``), sorted."""
+    """Registered model names matching a shell-style ``pattern`` (e.g. ``"botnet_t?"``), sorted."""
     return sorted(n for n in _CONFIGS if fnmatch.fnmatch(n, pattern))
 
 
