@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import tempfile
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -18,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .reporting import atomic_write
 
 BUILTIN = "shapes"  # data: the built-in generated dataset
 
@@ -241,15 +241,7 @@ def build_config(file: str | Path | None = None, **overrides: Any) -> TrainConfi
 def save_yaml(cfg: TrainConfig | dict[str, Any], path: str | Path) -> None:
     """Write ``cfg`` as YAML atomically."""
     data = cfg.to_dict() if isinstance(cfg, TrainConfig) else cfg
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            yaml.safe_dump(data, fh, sort_keys=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(path, yaml.safe_dump(data, sort_keys=False))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

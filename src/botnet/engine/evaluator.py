@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,7 @@ from .config import BUILTIN, build_config
 from .data import Preprocess, build_datasets, eval_loader
 from .distributed import auto_workers, cleanup, local_world_size, setup
 from .evaluate import evaluate
+from .reporting import atomic_write
 
 
 def load_checkpoint_model(path: str | Path, *, ema: bool = False, expect_model: str | None = None) -> tuple:
@@ -98,21 +97,9 @@ def evaluate_checkpoint(
         }
         if info.is_main:
             out = Path(output) if output else ckpt_dir.parent / "eval.json"
-            _write_json(out, result)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(out, json.dumps(result, indent=2) + "\n")
             result["output"] = str(out)
         return result
     finally:
         cleanup()
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -77,10 +77,13 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 
 def write_metrics(run_dir: Path, rows: list[dict[str, Any]]) -> None:
     """Rewrite ``metrics.jsonl`` atomically with ``rows``."""
-    _atomic_write(Path(run_dir) / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in rows).encode())
+    atomic_write(Path(run_dir) / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in rows))
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: str | Path, data: str | bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file, flushed, then renamed over it."""
+    path = Path(path)
+    data = data.encode() if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
