@@ -228,3 +228,9 @@ def test_torch_compile_trains_like_eager(tmp_path):
     train(build_config(**dict(FAST, epochs=1), compile=True, output=str(tmp_path / "compiled")))
     eager, compiled = rows(tmp_path / "eager")[0], rows(tmp_path / "compiled")[0]
     assert compiled["train_loss"] == pytest.approx(eager["train_loss"], rel=1e-3)
+
+
+def test_fewer_images_than_one_batch(tmp_path):
+    with pytest.raises(DataError, match="fewer than one batch of 128 .* lower --batch-size"):
+        train(build_config(**dict(FAST, batch_size=128), output=str(tmp_path / "r")))
+    assert not (tmp_path / "r" / "config.yaml").exists()  # the same --output can be used again

@@ -126,6 +126,11 @@ class _Run:
             self.net = torch.compile(self.net)
 
         self.batches = batches_per_epoch(self.train_ds, cfg, info)
+        if self.batches == 0:
+            raise DataError(
+                f"the training set has {len(self.train_ds)} images: fewer than one batch of {cfg.batch_size} per "
+                f"process ({info.world_size} process(es)); lower --batch-size or add images"
+            )
         self.steps_per_epoch = math.ceil(self.batches / cfg.accumulate)
         self.optimizer = build_optimizer(self.model, cfg, cfg.lr)
         self.scheduler = build_scheduler(self.optimizer, cfg, self.steps_per_epoch)
