@@ -1,7 +1,7 @@
 """Layers of the BoTNet paper: MHSA2d, its position encodings, and the residual blocks."""
 
 from .activations import ACTIVATIONS, get_act_layer
-from .attention import POS_ENCODINGS, MHSA2d
+from .attention import BACKENDS, POS_ENCODINGS, MHSA2d
 from .blocks import EXPANSION, BoTBlock, Bottleneck
 from .non_local import NonLocal2d
 from .position import (
@@ -17,6 +17,7 @@ from .squeeze_excite import SqueezeExcite
 
 __all__ = [
     "ACTIVATIONS",
+    "BACKENDS",
     "EXPANSION",
     "EXTEND_MODES",
     "POS_ENCODINGS",

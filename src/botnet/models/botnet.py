@@ -59,6 +59,7 @@ class BoTNet(nn.Module):
                         content_position=cfg.content_position,
                         ref_size=ref,  # attention runs at the block's input resolution
                         pos_extend=cfg.pos_extend,
+                        backend=cfg.attn_backend,
                     )
                     se_ratio = cfg.se_ratio if cfg.se_in_attn else 0.0
                     block = BoTBlock(

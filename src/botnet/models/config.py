@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, fields
 
-from ..layers import ACTIVATIONS, EXTEND_MODES, POS_ENCODINGS
+from ..layers import ACTIVATIONS, BACKENDS, EXTEND_MODES, POS_ENCODINGS
 
 STAGES = (2, 3, 4, 5)  # the paper's c2..c5, built as layer1..layer4
 
@@ -29,6 +29,8 @@ class BoTNetConfig:
         content_content: keep the ``q k^T`` logits (False with a position encoding: ``q r^T`` only).
         content_position: keep the ``q r^T`` logits.
         pos_extend: relative tables on maps larger than their reference: "clip" or "interpolate".
+        attn_backend: how every MHSA2d computes attention ("auto", "math", "sdpa", "chunked"); same numbers,
+            different speed and memory (see :class:`~botnet.layers.MHSA2d`).
         non_local: (stage, block index) pairs after which a Non-local block is inserted, e.g. ``((4, 5),)``.
         img_size: reference input size (int or (H, W)); sizes the position tables, which are exact at the
             feature maps this input produces. Any other input size runs too. Also the preset's default input size.
@@ -50,6 +52,7 @@ class BoTNetConfig:
     content_content: bool = True
     content_position: bool = True
     pos_extend: str = "clip"
+    attn_backend: str = "auto"
     non_local: tuple[tuple[int, int], ...] = ()
     img_size: int | tuple[int, int] = 224
     in_chans: int = 3
@@ -92,6 +95,8 @@ class BoTNetConfig:
             fail(f"pos_enc must be one of {POS_ENCODINGS}, got {self.pos_enc!r}")
         if self.pos_extend not in EXTEND_MODES:
             fail(f"pos_extend must be one of {EXTEND_MODES}, got {self.pos_extend!r}")
+        if self.attn_backend not in BACKENDS:
+            fail(f"attn_backend must be one of {BACKENDS}, got {self.attn_backend!r}")
         for stage in self.attn_stages:
             width = self.widths[stage - 2]
             if width % self.heads != 0:
