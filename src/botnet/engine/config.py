@@ -59,7 +59,7 @@ class TrainConfig:
     crop_pct: float | None = _opt(None, "eval center-crop fraction (auto: the model's, 0.875; 1.0 for shapes)")
     interpolation: str = _opt("bilinear", "resize interpolation", ("bilinear", "bicubic", "nearest"))
     # optimisation
-    epochs: int | None = _opt(None, "training epochs (auto: 90; 5 for shapes)")
+    epochs: int | None = _opt(None, "training epochs (auto: 90; 6 for shapes)")
     batch_size: int = _opt(64, "images per optimizer step and process, before accumulation")
     accumulate: int = _opt(1, "batches accumulated per optimizer step")
     optimizer: str = _opt("sgd", "optimizer", ("sgd", "adamw"))

@@ -21,7 +21,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 def default_lr(cfg: TrainConfig, world_size: int) -> float:
     """The linear scaling rule on the global batch: 0.1 per 256 for SGD, 1e-3 per 512 for AdamW.
 
-    The built-in shapes recipe (a small network, 5 epochs) uses SGD at 0.2 per 64.
+    The built-in shapes recipe (a small network, 6 epochs) uses SGD at 0.2 per 64.
     """
     batch = cfg.batch_size * cfg.accumulate * world_size
     if cfg.optimizer == "adamw":

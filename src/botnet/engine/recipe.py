@@ -25,7 +25,7 @@ def resolve(cfg: TrainConfig, info: DistInfo) -> tuple[TrainConfig, Preprocess]:
         scale=cfg.scale or ((0.8, 1.0) if cfg.builtin_data else (0.08, 1.0)),
         ratio=cfg.ratio or ((1.0, 1.0) if cfg.builtin_data else (3 / 4, 4 / 3)),
         crop_pct=cfg.crop_pct or (1.0 if cfg.builtin_data else 0.875),
-        epochs=cfg.epochs or (5 if cfg.builtin_data else 90),
+        epochs=cfg.epochs or (6 if cfg.builtin_data else 90),
         workers=cfg.workers if cfg.workers is not None else auto_workers(info.device, local_world_size()),
     )
     cfg = cfg.replace(lr=cfg.lr or default_lr(cfg, world_size))
