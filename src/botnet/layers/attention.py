@@ -44,11 +44,12 @@ class MHSA2d(nn.Module):
             - "sdpa": ``F.scaled_dot_product_attention`` with the position logits as an additive bias.
             - "chunked": one (batch, head) pair at a time, recomputed in backward (``torch.utils.checkpoint``):
               holds one N x N logit/probability matrix at a time instead of B * heads of them.
-            - "auto": "chunked" for inference on maps of >= 1024 positions, otherwise "sdpa" ("math" for
-              position-only logits, which SDPA cannot express; an explicit "sdpa" falls back to "math" there too).
-              Measured forward (+ backward) on 2 CPU cores, dim 512, 4 heads: 14x14 x8: math 33 (73) ms, sdpa 33
-              (74), chunked 31 (151); 32x32 x2: 96 (223), 93 (211), 60 (205); 64x64 x1: 615 (1339), 619 (1347),
-              616 (1807). "chunked" trades training speed for memory: pick it explicitly when memory binds.
+            - "auto": "chunked" for inference on maps of >= 1024 positions, otherwise "math". Forward + backward,
+              batch 2, dim 512, 4 heads, 2 CPU cores (``benchmarks/attention.py``, median of 3, x timm's
+              BottleneckAttn): 14x14 math 20.5 ms (0.89x), sdpa 24.0 (1.04x), chunked 35.0 (1.52x); 32x32 math 220
+              (0.86x), sdpa 237 (0.93x), chunked 218 (0.86x); 64x64 math 2648 (0.86x), sdpa 2788 (0.91x), chunked
+              3816 (1.24x) but at 0.22x timm's peak memory (385 vs 1738 MiB). Inference without gradients at 32x32,
+              batch 2: chunked 60 ms vs math 96. Pick "chunked" explicitly for training when memory binds.
     """
 
     def __init__(
@@ -140,11 +141,11 @@ class MHSA2d(nn.Module):
 
     def resolved_backend(self, positions: int = 0, grad: bool = True) -> str:
         """The backend used for a map of ``positions`` (H*W) with or without gradients (see the class docstring)."""
-        if not self.content_content and self.backend in ("auto", "sdpa"):
-            return "math"
+        if not self.content_content and self.backend == "sdpa":
+            return "math"  # SDPA always adds q k^T
         if self.backend != "auto":
             return self.backend
-        return "chunked" if not grad and positions >= 1024 else "sdpa"
+        return "chunked" if not grad and positions >= 1024 else "math"
 
     def _qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Unscaled q, k, v of shape (B, heads, H*W, d) each."""
