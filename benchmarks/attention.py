@@ -46,7 +46,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -56,6 +55,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from machine import machine_info
 
 BATCH, DIM, HEADS = 2, 512, 4
 BACKENDS = ("math", "sdpa", "chunked")
@@ -204,27 +205,10 @@ def format_table(table: list[dict[str, Any]], gemm_gflops: float) -> str:
     return "\n".join(lines)
 
 
-def _cpu_model() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
-def machine() -> dict[str, Any]:
+def _machine() -> dict[str, Any]:
     import timm
 
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "timm": timm.__version__,
-        "platform": platform.platform(),
-        "processor": _cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-    }
+    return machine_info(timm=timm.__version__)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -278,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     settings.update(repeats=repeats, quick=args.quick, dtype="float32", device="cpu", gemm_n=GEMM_N)
     record = {
         "settings": settings,
-        "machine": machine(),
+        "machine": _machine(),
         "load_average": {"start": load_start, "end": load_end},
         "wall_s": round(wall, 1),
         "gemm_gflops_median": gemm_gflops,

@@ -53,7 +53,6 @@ import csv
 import io
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -72,6 +71,7 @@ from torch import nn
 from botnet.engine import build_config, train
 from botnet.engine.optim import build_optimizer
 from botnet.models import create_model
+from machine import machine_info
 
 DEFAULT = "tiny@64 loop workers=0"  # botnet train's default preset on <= 4 CPU cores
 WORKERS2 = "tiny@64 loop workers=2"
@@ -283,28 +283,6 @@ def verdicts(table: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _cpu_model() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "platform": platform.platform(),
-        "processor": _cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.is_available(),
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 repeat, smaller epochs")
@@ -341,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join(["python", sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "settings": {"quick": args.quick, "repeats": repeats, "epochs": args.epochs},
-        "machine": machine(),
+        "machine": machine_info(torchvision=torchvision.__version__),
         "load_average": {"start": load_start, "end": load_end, "min_1min": min(loads), "max_1min": max(loads)},
         "table": table,
         "cases": [
