@@ -9,13 +9,9 @@ import sys
 
 import pytest
 
-ALL_MODELS = {
-    "resnet50", "resnet101", "resnet152", "resnet200",
-    "botnet50", "botnet101", "botnet152", "botnet200",
-    "botnet_s1_50", "botnet_s1_59", "botnet_s1_77", "botnet_s1_110", "botnet_s1_128",
-    "botnet_t3", "botnet_t4", "botnet_t5", "botnet_t6", "botnet_t7",
-    "botnet_tiny", "botnet26",
-}  # fmt: skip
+import botnet
+
+ALL_MODELS = set(botnet.list_models())  # the registry itself is pinned by tests/models/test_zoo.py
 
 
 def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from ..data.folder import DataError, ImageFolderDataset, collate_skip_bad
+from ..data.folder import ImageFolderDataset, collate_skip_bad
 from ..data.shapes import ShapesDataset
 from ..data.transforms import SeededDataset, build_eval_transform, build_train_transform
 from .config import TrainConfig
@@ -89,20 +89,16 @@ def build_datasets(cfg: TrainConfig, pre: Preprocess, *, train: bool = True) -> 
     return (tr if train else None), val
 
 
-def train_loader(
-    dataset: Dataset, cfg: TrainConfig, info: DistInfo, epoch: int, skip_batches: int = 0
-) -> tuple[DataLoader, SeededDataset]:
-    """The loader of one epoch, starting after ``skip_batches`` batches of this process."""
-    seeded = dataset if isinstance(dataset, SeededDataset) else SeededDataset(dataset, cfg.seed)
+def train_loader(dataset: Dataset, cfg: TrainConfig, info: DistInfo, epoch: int, skip_batches: int = 0) -> DataLoader:
+    """The loader of one epoch, starting after ``skip_batches`` batches of this process.
+
+    The caller checks that the dataset holds at least one batch per process (:func:`batches_per_epoch`).
+    """
+    seeded = SeededDataset(dataset, cfg.seed)
     seeded.set_epoch(epoch)
     sampler = DistributedSampler(seeded, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=cfg.seed)
     sampler.set_epoch(epoch)
-    if len(sampler) < cfg.batch_size:
-        raise DataError(
-            f"the training set has {len(dataset)} images, {len(sampler)} per process: fewer than one batch of "
-            f"{cfg.batch_size}; lower --batch-size or add images"
-        )
-    loader = DataLoader(
+    return DataLoader(
         seeded,
         batch_size=cfg.batch_size,
         sampler=SkipSampler(sampler, skip_batches * cfg.batch_size),
@@ -111,7 +107,6 @@ def train_loader(
         pin_memory=info.device.type == "cuda",
         drop_last=True,
     )
-    return loader, seeded
 
 
 def batches_per_epoch(dataset: Dataset, cfg: TrainConfig, info: DistInfo) -> int:

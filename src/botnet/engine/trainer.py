@@ -198,7 +198,7 @@ class _Run:
     def _train_epoch(self, epoch: int) -> dict[str, Any]:
         cfg, info, c = self.cfg, self.info, self.c
         skip = c.batch_in_epoch
-        loader, _ = train_loader(self.train_ds, cfg, info, epoch, skip)
+        loader = train_loader(self.train_ds, cfg, info, epoch, skip)
         self.net.train()
         tracker = BadImageTracker()
         progress = Progress(
