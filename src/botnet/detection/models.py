@@ -1,0 +1,301 @@
+"""Mask R-CNN / Faster R-CNN with a BoTNet-FPN or ResNet-FPN backbone (paper section 5), in torchvision's style.
+
+Both sides of the paper's comparison come from one code path: ``maskrcnn_resnet50_fpn`` and
+``maskrcnn_botnet50_fpn`` differ only in the c5 blocks. torchvision's heads, RoIAlign, NMS and
+``GeneralizedRCNNTransform`` are used as they are. Images of any size work; ``fixed_size=True`` pads every batch
+to ``image_size`` x ``image_size``, the paper's 1024 x 1024 setting.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from torch import Tensor, nn
+from torchvision.models.detection import FasterRCNN, MaskRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+from .backbone import WeightsSource, botnet_fpn_backbone
+
+DEFAULT_ANCHOR_SIZES = (32, 64, 128, 256, 512)  # torchvision's, one size per FPN level (c2..c5 + pool)
+ASPECT_RATIOS = (0.5, 1.0, 2.0)
+
+
+class PadToSizeTransform(GeneralizedRCNNTransform):
+    """torchvision's detection transform, but every batch is padded to exactly ``pad_to`` = (H, W).
+
+    With ``min_size == max_size == S`` torchvision resizes each image so its longer side is S; padding to S x S
+    then gives the paper's fixed 1024 x 1024 input (and a fixed c5 size, e.g. 32 x 32 at 1024).
+    """
+
+    def __init__(self, *args: Any, pad_to: tuple[int, int], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pad_to = tuple(pad_to)
+
+    def batch_images(self, images: list[Tensor], size_divisible: int = 32) -> Tensor:
+        height, width = self.pad_to
+        too_big = [tuple(img.shape[-2:]) for img in images if img.shape[-2] > height or img.shape[-1] > width]
+        if too_big:
+            raise ValueError(
+                f"images of size {too_big[0]} do not fit the fixed input size {height}x{width}; "
+                "use min_size = max_size = the fixed size"
+            )
+        batch = images[0].new_zeros((len(images), images[0].shape[0], height, width))
+        for img, slot in zip(images, batch, strict=True):
+            slot[:, : img.shape[1], : img.shape[2]].copy_(img)
+        return batch
+
+
+def _detector(
+    kind: str,
+    backbone: str,
+    *,
+    num_classes: int = 91,
+    weights_backbone: WeightsSource | None = None,
+    trainable_backbone_layers: int | None = None,
+    image_size: int = 1024,
+    fixed_size: bool = False,
+    fpn_channels: int = 256,
+    representation_size: int = 1024,
+    mask_channels: int = 256,
+    anchor_sizes: Sequence[int] = DEFAULT_ANCHOR_SIZES,
+    backbone_args: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    if num_classes < 2:
+        raise ValueError(f"num_classes counts the background too and must be >= 2, got {num_classes}")
+    if image_size < 32:
+        raise ValueError(f"image_size must be at least 32 pixels, got {image_size}")
+    if len(anchor_sizes) != 5:
+        raise ValueError(f"anchor_sizes needs one size per FPN level (c2..c5 and pool): 5 values, got {anchor_sizes}")
+    pretrained = weights_backbone is not None
+    if trainable_backbone_layers is None:
+        trainable_backbone_layers = 3 if pretrained else 5  # torchvision's rule
+    # Frozen BN for fine-tuning pretrained statistics; plain BN when training the backbone from scratch.
+    norm_layer: Callable[[int], nn.Module] = FrozenBatchNorm2d if pretrained else nn.BatchNorm2d
+    body_args = {"img_size": image_size, **(backbone_args or {})}
+    fpn = botnet_fpn_backbone(
+        backbone,
+        weights=weights_backbone,
+        trainable_layers=trainable_backbone_layers,
+        norm_layer=norm_layer,
+        out_channels=fpn_channels,
+        **body_args,
+    )
+    kwargs.setdefault("min_size", image_size)
+    kwargs.setdefault("max_size", image_size)
+    kwargs.setdefault(
+        "rpn_anchor_generator", AnchorGenerator(tuple((s,) for s in anchor_sizes), (ASPECT_RATIOS,) * len(anchor_sizes))
+    )
+    if representation_size != 1024 and "box_head" not in kwargs:
+        kwargs["box_head"] = TwoMLPHead(fpn_channels * 7 * 7, representation_size)
+        kwargs["box_predictor"] = FastRCNNPredictor(representation_size, num_classes)
+    if kind == "maskrcnn" and mask_channels != 256 and "mask_head" not in kwargs:
+        kwargs["mask_head"] = MaskRCNNHeads(fpn_channels, (mask_channels,) * 4, 1)
+        kwargs["mask_predictor"] = MaskRCNNPredictor(mask_channels, mask_channels, num_classes)
+    given_predictor = "box_predictor" in kwargs or "mask_predictor" in kwargs
+    cls = MaskRCNN if kind == "maskrcnn" else FasterRCNN
+    model = cls(fpn, num_classes=None if given_predictor else num_classes, **kwargs)
+    if fixed_size:
+        t = model.transform
+        model.transform = PadToSizeTransform(
+            t.min_size, t.max_size, t.image_mean, t.image_std, pad_to=(image_size, image_size)
+        )
+    return model
+
+
+def maskrcnn_botnet_fpn(backbone: str = "botnet50", **kwargs: Any) -> MaskRCNN:
+    """Mask R-CNN with any registered network + FPN as backbone.
+
+    Args:
+        backbone: a name from :func:`botnet.models.list_models` (``botnet50``, ``resnet101``, ...).
+        num_classes: object classes + 1 for the background (91: COCO's ids).
+        weights_backbone: classification weights for the backbone (path or state dict; see
+            :func:`botnet_fpn_backbone`). With them the backbone's BN is frozen and 3 stages train by default;
+            without them everything trains with plain BN (torchvision's rule).
+        trainable_backbone_layers: stages trained counting from c5 (0..5).
+        image_size: the longer image side after resizing (torchvision's ``min_size``/``max_size`` both default to
+            it) and the reference size of the c5 position tables. The paper: 1024.
+        fixed_size: pad every batch to ``image_size`` x ``image_size`` (the paper's setting) instead of to the
+            batch's largest image rounded up to 32.
+        fpn_channels, representation_size, mask_channels: widths of the FPN, the box head's MLP and the mask
+            head's convs (torchvision: 256, 1024, 256).
+        anchor_sizes: anchor size per FPN level (5 values).
+        backbone_args: :class:`~botnet.models.BoTNetConfig` overrides, e.g. ``{"attn_backend": "chunked"}``.
+        **kwargs: any argument of torchvision's ``MaskRCNN`` (``box_detections_per_img``, ``rpn_*``, ...).
+    """
+    return _detector("maskrcnn", backbone, **kwargs)
+
+
+def fasterrcnn_botnet_fpn(backbone: str = "botnet50", **kwargs: Any) -> FasterRCNN:
+    """Faster R-CNN with any registered network + FPN as backbone; arguments as :func:`maskrcnn_botnet_fpn`."""
+    kwargs.pop("mask_channels", None)
+    return _detector("fasterrcnn", backbone, **kwargs)
+
+
+# A small detector for the built-in dataset and quick experiments: botnet_tiny with c5 at stride 32 (so the
+# c5 attention sees a 4x4 map at 128 px), narrow FPN and heads, anchors for objects of 8..128 px.
+TINY = dict(
+    image_size=128,
+    fpn_channels=64,
+    representation_size=256,
+    mask_channels=64,
+    anchor_sizes=(8, 16, 32, 64, 128),
+    backbone_args={"c5_stride": 2},
+    box_batch_size_per_image=128,
+    rpn_batch_size_per_image=128,
+    rpn_pre_nms_top_n_train=1000,
+    rpn_post_nms_top_n_train=500,
+    rpn_pre_nms_top_n_test=500,
+    rpn_post_nms_top_n_test=300,
+)
+
+
+def _with_defaults(defaults: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    merged = {**defaults, **kwargs}
+    if "backbone_args" in kwargs:
+        merged["backbone_args"] = {**defaults.get("backbone_args", {}), **(kwargs["backbone_args"] or {})}
+    return merged
+
+
+def maskrcnn_botnet50_fpn(**kwargs: Any) -> MaskRCNN:
+    """Mask R-CNN BoT50-FPN (arguments: :func:`maskrcnn_botnet_fpn`)."""
+    return maskrcnn_botnet_fpn("botnet50", **kwargs)
+
+
+def maskrcnn_botnet101_fpn(**kwargs: Any) -> MaskRCNN:
+    """Mask R-CNN BoT101-FPN (arguments: :func:`maskrcnn_botnet_fpn`)."""
+    return maskrcnn_botnet_fpn("botnet101", **kwargs)
+
+
+def maskrcnn_botnet152_fpn(**kwargs: Any) -> MaskRCNN:
+    """Mask R-CNN BoT152-FPN (arguments: :func:`maskrcnn_botnet_fpn`)."""
+    return maskrcnn_botnet_fpn("botnet152", **kwargs)
+
+
+def maskrcnn_botnet200_fpn(**kwargs: Any) -> MaskRCNN:
+    """Mask R-CNN BoT200-FPN (arguments: :func:`maskrcnn_botnet_fpn`)."""
+    return maskrcnn_botnet_fpn("botnet200", **kwargs)
+
+
+def maskrcnn_resnet50_fpn(**kwargs: Any) -> MaskRCNN:
+    """Mask R-CNN R50-FPN (arguments: :func:`maskrcnn_botnet_fpn`)."""
+    return maskrcnn_botnet_fpn("resnet50", **kwargs)
+
+
+def maskrcnn_resnet101_fpn(**kwargs: Any) -> MaskRCNN:
+    """Mask R-CNN R101-FPN (arguments: :func:`maskrcnn_botnet_fpn`)."""
+    return maskrcnn_botnet_fpn("resnet101", **kwargs)
+
+
+def maskrcnn_resnet152_fpn(**kwargs: Any) -> MaskRCNN:
+    """Mask R-CNN R152-FPN (arguments: :func:`maskrcnn_botnet_fpn`)."""
+    return maskrcnn_botnet_fpn("resnet152", **kwargs)
+
+
+def maskrcnn_resnet200_fpn(**kwargs: Any) -> MaskRCNN:
+    """Mask R-CNN R200-FPN (arguments: :func:`maskrcnn_botnet_fpn`)."""
+    return maskrcnn_botnet_fpn("resnet200", **kwargs)
+
+
+def maskrcnn_botnet_tiny_fpn(**kwargs: Any) -> MaskRCNN:
+    """Mask R-CNN on the small ``botnet_tiny`` backbone (c5 at stride 32) with narrow heads, for 128 px images."""
+    return maskrcnn_botnet_fpn("botnet_tiny", **_with_defaults(TINY, kwargs))
+
+
+def fasterrcnn_botnet50_fpn(**kwargs: Any) -> FasterRCNN:
+    """Faster R-CNN BoT50-FPN (arguments: :func:`fasterrcnn_botnet_fpn`)."""
+    return fasterrcnn_botnet_fpn("botnet50", **kwargs)
+
+
+def fasterrcnn_botnet101_fpn(**kwargs: Any) -> FasterRCNN:
+    """Faster R-CNN BoT101-FPN (arguments: :func:`fasterrcnn_botnet_fpn`)."""
+    return fasterrcnn_botnet_fpn("botnet101", **kwargs)
+
+
+def fasterrcnn_botnet152_fpn(**kwargs: Any) -> FasterRCNN:
+    """Faster R-CNN BoT152-FPN (arguments: :func:`fasterrcnn_botnet_fpn`)."""
+    return fasterrcnn_botnet_fpn("botnet152", **kwargs)
+
+
+def fasterrcnn_botnet200_fpn(**kwargs: Any) -> FasterRCNN:
+    """Faster R-CNN BoT200-FPN (arguments: :func:`fasterrcnn_botnet_fpn`)."""
+    return fasterrcnn_botnet_fpn("botnet200", **kwargs)
+
+
+def fasterrcnn_resnet50_fpn(**kwargs: Any) -> FasterRCNN:
+    """Faster R-CNN R50-FPN (arguments: :func:`fasterrcnn_botnet_fpn`)."""
+    return fasterrcnn_botnet_fpn("resnet50", **kwargs)
+
+
+def fasterrcnn_resnet101_fpn(**kwargs: Any) -> FasterRCNN:
+    """Faster R-CNN R101-FPN (arguments: :func:`fasterrcnn_botnet_fpn`)."""
+    return fasterrcnn_botnet_fpn("resnet101", **kwargs)
+
+
+def fasterrcnn_resnet152_fpn(**kwargs: Any) -> FasterRCNN:
+    """Faster R-CNN R152-FPN (arguments: :func:`fasterrcnn_botnet_fpn`)."""
+    return fasterrcnn_botnet_fpn("resnet152", **kwargs)
+
+
+def fasterrcnn_resnet200_fpn(**kwargs: Any) -> FasterRCNN:
+    """Faster R-CNN R200-FPN (arguments: :func:`fasterrcnn_botnet_fpn`)."""
+    return fasterrcnn_botnet_fpn("resnet200", **kwargs)
+
+
+def fasterrcnn_botnet_tiny_fpn(**kwargs: Any) -> FasterRCNN:
+    """Faster R-CNN on the small ``botnet_tiny`` backbone (c5 at stride 32) with narrow heads, for 128 px images."""
+    return fasterrcnn_botnet_fpn("botnet_tiny", **_with_defaults(TINY, kwargs))
+
+
+DETECTION_MODELS: dict[str, Callable[..., nn.Module]] = {
+    fn.__name__: fn
+    for fn in (
+        maskrcnn_botnet50_fpn,
+        maskrcnn_botnet101_fpn,
+        maskrcnn_botnet152_fpn,
+        maskrcnn_botnet200_fpn,
+        maskrcnn_resnet50_fpn,
+        maskrcnn_resnet101_fpn,
+        maskrcnn_resnet152_fpn,
+        maskrcnn_resnet200_fpn,
+        maskrcnn_botnet_tiny_fpn,
+        fasterrcnn_botnet50_fpn,
+        fasterrcnn_botnet101_fpn,
+        fasterrcnn_botnet152_fpn,
+        fasterrcnn_botnet200_fpn,
+        fasterrcnn_resnet50_fpn,
+        fasterrcnn_resnet101_fpn,
+        fasterrcnn_resnet152_fpn,
+        fasterrcnn_resnet200_fpn,
+        fasterrcnn_botnet_tiny_fpn,
+    )
+}
+
+
+def list_detection_models() -> list[str]:
+    """Names accepted by :func:`create_detection_model` (and ``botnet detect train --model``)."""
+    return sorted(DETECTION_MODELS)
+
+
+def create_detection_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build a registered detector: ``create_detection_model("maskrcnn_botnet50_fpn", num_classes=81)``."""
+    try:
+        builder = DETECTION_MODELS[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, DETECTION_MODELS, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(
+            f"unknown detection model {name!r}.{hint} Available: {', '.join(list_detection_models())}"
+        ) from None
+    return builder(**kwargs)
+
+
+def has_masks(model: nn.Module) -> bool:
+    """Whether ``model`` predicts instance masks (Mask R-CNN) or boxes only (Faster R-CNN)."""
+    return getattr(model.roi_heads, "mask_predictor", None) is not None
