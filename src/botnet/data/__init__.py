@@ -1,5 +1,7 @@
 """Datasets and transforms: the built-in shapes dataset, ImageFolder directories, torchvision v2 transforms."""
 
+from .coco import CocoDetection
+from .det_transforms import build_detection_eval_transform, build_detection_train_transform, collate_detection
 from .folder import BadImageTracker, BadSample, DataError, ImageFolderDataset, collate_skip_bad, load_rgb
 from .shapes import SHAPE_CLASSES, ShapesDataset, render_shape_image
 from .transforms import BatchMix, SeededDataset, build_eval_transform, build_train_transform, parse_randaugment
@@ -9,12 +11,16 @@ __all__ = [
     "BadImageTracker",
     "BadSample",
     "BatchMix",
+    "CocoDetection",
     "DataError",
     "ImageFolderDataset",
     "SeededDataset",
     "ShapesDataset",
+    "build_detection_eval_transform",
+    "build_detection_train_transform",
     "build_eval_transform",
     "build_train_transform",
+    "collate_detection",
     "collate_skip_bad",
     "load_rgb",
     "parse_randaugment",
