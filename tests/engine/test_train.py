@@ -14,7 +14,7 @@ from train_helpers import FAST, write_image_folder
 from botnet.data import DataError
 from botnet.engine import TrainingError, build_config, evaluate_checkpoint, train
 from botnet.engine import checkpoint as ckpt
-from botnet.engine.trainer import _Run
+from botnet.engine.loop import Trainer as _Run
 
 METRIC_KEYS = {"epoch", "train_loss", "val_loss", "val_top1", "val_top5", "lr", "epoch_time_s", "images_per_s"}
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
-from ..engine import build_config, train
+from ..engine import TrainConfig, build_config, train
 from ..engine.config import add_arguments, coerce, load_yaml, overrides_from_args
-from ..engine.recipe import check_resume_changes
+from ..engine.recipe import RESUMABLE_CHANGES, check_resume_changes
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -33,19 +34,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    flags = overrides_from_args(args)
+    cfg = config_from_args(args, TrainConfig, RESUMABLE_CHANGES)
+    train(cfg, resume=bool(args.resume), overwrite=args.overwrite)
+    return 0
+
+
+def config_from_args(args: argparse.Namespace, cls: type, resumable: tuple[str, ...]) -> Any:
+    """The run's options: defaults, then ``--config``, then flags; or, for ``--resume``, the run's own config.yaml
+    with only the ``resumable`` options changeable."""
+    flags = overrides_from_args(args, cls)
     if args.resume:
         if args.config:
             raise ValueError("--resume takes its options from the run's config.yaml; drop --config")
         saved_file = Path(args.resume) / "config.yaml"
         if not saved_file.is_file():
             raise FileNotFoundError(f"cannot resume: {saved_file} does not exist (is {args.resume} a run directory?)")
-        saved = build_config(saved_file)
-        check_resume_changes(saved, {k: coerce(k, v) for k, v in flags.items()})
-        cfg = build_config(saved_file, **{**flags, "output": args.resume})
-    else:
-        if args.config:
-            load_yaml(args.config)  # errors name the file before anything else happens
-        cfg = build_config(args.config, **flags)
-    train(cfg, resume=bool(args.resume), overwrite=args.overwrite)
-    return 0
+        saved = build_config(saved_file, config_cls=cls)
+        check_resume_changes(saved, {k: coerce(k, v, cls) for k, v in flags.items()}, resumable)
+        return build_config(saved_file, config_cls=cls, **{**flags, "output": args.resume})
+    if args.config:
+        load_yaml(args.config, cls)  # errors name the file before anything else happens
+    return build_config(args.config, config_cls=cls, **flags)

@@ -22,75 +22,85 @@ from .reporting import atomic_write
 BUILTIN = "shapes"  # data: the built-in generated dataset
 
 
-def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None, yaml_only: bool = False) -> Any:
+def option(default: Any, help: str, choices: tuple[str, ...] | None = None, yaml_only: bool = False) -> Any:
     meta = {"help": help, "choices": choices, "yaml_only": yaml_only}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
+class ConfigBase:
+    """What every options dataclass shares: plain-dict export and functional update."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+    def replace(self, **changes: Any) -> Any:
+        return dataclasses.replace(self, **changes)
+
+
 @dataclass
-class TrainConfig:
+class TrainConfig(ConfigBase):
     """All options of ``botnet train``; see each field's help (``botnet train --help``)."""
 
     # model
-    model: str = _opt("botnet_tiny", "registered model name (botnet list)")
-    model_args: dict = _opt({}, "BoTNetConfig overrides, e.g. {drop_rate: 0.1} (YAML only)", yaml_only=True)
-    img_size: int | None = _opt(None, "training and evaluation input size (auto: the model's default; 64 for shapes)")
+    model: str = option("botnet_tiny", "registered model name (botnet list)")
+    model_args: dict = option({}, "BoTNetConfig overrides, e.g. {drop_rate: 0.1} (YAML only)", yaml_only=True)
+    img_size: int | None = option(None, "training and evaluation input size (auto: the model's default; 64 for shapes)")
     # data
-    data: str = _opt(BUILTIN, "ImageFolder root with train/<class>/* and val/<class>/*, or 'shapes' (built in)")
-    shapes_train: int = _opt(20000, "images in the built-in dataset's train split")
-    shapes_val: int = _opt(1000, "images in the built-in dataset's val split")
-    workers: int | None = _opt(
+    data: str = option(BUILTIN, "ImageFolder root with train/<class>/* and val/<class>/*, or 'shapes' (built in)")
+    shapes_train: int = option(20000, "images in the built-in dataset's train split")
+    shapes_val: int = option(1000, "images in the built-in dataset's val split")
+    workers: int | None = option(
         None, "data-loading processes per training process (0: in the main process; auto: 0 on a CPU of <= 4 cores)"
     )
-    max_bad_fraction: float = _opt(0.01, "stop when more than this fraction of images cannot be read")
-    max_image_pixels: int = _opt(89_478_485, "refuse images whose declared width*height exceeds this")
+    max_bad_fraction: float = option(0.01, "stop when more than this fraction of images cannot be read")
+    max_image_pixels: int = option(89_478_485, "refuse images whose declared width*height exceeds this")
     # augmentation
-    scale: tuple[float, float] | None = _opt(None, "RandomResizedCrop area range (auto: 0.08 1; 0.8 1 for shapes)")
-    ratio: tuple[float, float] | None = _opt(
+    scale: tuple[float, float] | None = option(None, "RandomResizedCrop area range (auto: 0.08 1; 0.8 1 for shapes)")
+    ratio: tuple[float, float] | None = option(
         None, "RandomResizedCrop aspect-ratio range (auto: 0.75 1.333; 1 1 for shapes)"
     )
-    hflip: float = _opt(0.5, "horizontal flip probability")
-    randaugment: str | None = _opt(None, "RandAugment policy such as rand-m9-n2 (none: off)")
-    mixup_alpha: float = _opt(0.0, "mixup Beta alpha (0: off)")
-    cutmix_alpha: float = _opt(0.0, "cutmix Beta alpha (0: off)")
-    mix_prob: float = _opt(1.0, "probability of applying mixup/cutmix to a batch")
-    crop_pct: float | None = _opt(None, "eval center-crop fraction (auto: the model's, 0.875; 1.0 for shapes)")
-    interpolation: str = _opt("bilinear", "resize interpolation", ("bilinear", "bicubic", "nearest"))
+    hflip: float = option(0.5, "horizontal flip probability")
+    randaugment: str | None = option(None, "RandAugment policy such as rand-m9-n2 (none: off)")
+    mixup_alpha: float = option(0.0, "mixup Beta alpha (0: off)")
+    cutmix_alpha: float = option(0.0, "cutmix Beta alpha (0: off)")
+    mix_prob: float = option(1.0, "probability of applying mixup/cutmix to a batch")
+    crop_pct: float | None = option(None, "eval center-crop fraction (auto: the model's, 0.875; 1.0 for shapes)")
+    interpolation: str = option("bilinear", "resize interpolation", ("bilinear", "bicubic", "nearest"))
     # optimisation
-    epochs: int | None = _opt(None, "training epochs (auto: 90; 6 for shapes)")
-    batch_size: int = _opt(64, "images per optimizer step and process, before accumulation")
-    accumulate: int = _opt(1, "batches accumulated per optimizer step")
-    optimizer: str = _opt("sgd", "optimizer", ("sgd", "adamw"))
-    lr: float | None = _opt(
+    epochs: int | None = option(None, "training epochs (auto: 90; 6 for shapes)")
+    batch_size: int = option(64, "images per optimizer step and process, before accumulation")
+    accumulate: int = option(1, "batches accumulated per optimizer step")
+    optimizer: str = option("sgd", "optimizer", ("sgd", "adamw"))
+    lr: float | None = option(
         None,
         "peak learning rate (auto: 0.1 x batch/256 for sgd, 1e-3 x batch/512 for adamw; 0.2 x batch/64 for shapes)",
     )
-    momentum: float = _opt(0.9, "SGD momentum")
-    nesterov: bool = _opt(True, "SGD Nesterov momentum")
-    betas: tuple[float, float] = _opt((0.9, 0.999), "AdamW betas")
-    weight_decay: float = _opt(5e-5, "weight decay (never applied to norm weights and biases)")
-    warmup_epochs: float = _opt(1.0, "linear warm-up length in epochs")
-    warmup_start: float = _opt(0.01, "warm-up starts at this fraction of the peak learning rate")
-    min_lr: float = _opt(0.0, "learning rate at the end of the cosine schedule")
-    label_smoothing: float = _opt(0.1, "label smoothing of the cross-entropy loss")
-    clip_grad: float | None = _opt(None, "clip the gradient norm to this value (none: off)")
-    ema_decay: float = _opt(0.0, "keep an exponential moving average of the weights with this decay (0: off)")
+    momentum: float = option(0.9, "SGD momentum")
+    nesterov: bool = option(True, "SGD Nesterov momentum")
+    betas: tuple[float, float] = option((0.9, 0.999), "AdamW betas")
+    weight_decay: float = option(5e-5, "weight decay (never applied to norm weights and biases)")
+    warmup_epochs: float = option(1.0, "linear warm-up length in epochs")
+    warmup_start: float = option(0.01, "warm-up starts at this fraction of the peak learning rate")
+    min_lr: float = option(0.0, "learning rate at the end of the cosine schedule")
+    label_smoothing: float = option(0.1, "label smoothing of the cross-entropy loss")
+    clip_grad: float | None = option(None, "clip the gradient norm to this value (none: off)")
+    ema_decay: float = option(0.0, "keep an exponential moving average of the weights with this decay (0: off)")
     # execution
-    device: str = _opt("auto", "auto picks cuda when available", ("auto", "cpu", "cuda"))
-    amp: str = _opt(
+    device: str = option("auto", "auto picks cuda when available", ("auto", "cpu", "cuda"))
+    amp: str = option(
         "none", "mixed precision: bf16 (CPU or GPU) or fp16 (GPU, with a grad scaler)", ("none", "bf16", "fp16")
     )
-    channels_last: bool = _opt(False, "channels_last memory format for the model and inputs")
-    compile: bool = _opt(False, "torch.compile the model")
-    sync_bn: bool = _opt(False, "SyncBatchNorm across processes (GPU only)")
-    seed: int = _opt(0, "seed of weights, data order, augmentation and mixing")
+    channels_last: bool = option(False, "channels_last memory format for the model and inputs")
+    compile: bool = option(False, "torch.compile the model")
+    sync_bn: bool = option(False, "SyncBatchNorm across processes (GPU only)")
+    seed: int = option(0, "seed of weights, data order, augmentation and mixing")
     # output
-    output: str | None = _opt(None, "output directory (auto: a new runs/<model>-<date>-<time>)")
-    log_interval: int = _opt(50, "steps between log lines when not on a terminal")
-    checkpoint_steps: int = _opt(0, "also checkpoint every this many optimizer steps within an epoch (0: epoch ends)")
-    eval_interval: int = _opt(1, "validate every this many epochs (and always after the last)")
+    output: str | None = option(None, "output directory (auto: a new runs/<model>-<date>-<time>)")
+    log_interval: int = option(50, "steps between log lines when not on a terminal")
+    checkpoint_steps: int = option(0, "also checkpoint every this many optimizer steps within an epoch (0: epoch ends)")
+    eval_interval: int = option(1, "validate every this many epochs (and always after the last)")
 
     # ----------------------------------------------------------------------------------------------------------
     def validate(self) -> TrainConfig:
@@ -139,12 +149,6 @@ class TrainConfig:
     def builtin_data(self) -> bool:
         return self.data == BUILTIN
 
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
-
-    def replace(self, **changes: Any) -> TrainConfig:
-        return dataclasses.replace(self, **changes)
-
 
 def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
@@ -154,9 +158,9 @@ def _plain(value: Any) -> Any:
 # Parsing values from YAML and flags
 
 
-def _field_kind(f: dataclasses.Field) -> tuple[type, bool, bool]:
-    """(scalar type, optional?, pair?) of a field, from its annotation."""
-    hint = typing.get_type_hints(TrainConfig)[f.name]
+def _field_kind(f: dataclasses.Field, cls: type) -> tuple[type, bool, bool]:
+    """(scalar type, optional?, pair?) of a field of the config class ``cls``, from its annotation."""
+    hint = typing.get_type_hints(cls)[f.name]
     args = typing.get_args(hint)
     optional = type(None) in args
     if optional:
@@ -169,10 +173,10 @@ def _field_kind(f: dataclasses.Field) -> tuple[type, bool, bool]:
     return (hint if isinstance(hint, type) else dict), optional, False
 
 
-def coerce(name: str, value: Any) -> Any:
-    """Convert a YAML or flag value to the field's type; ValueError says what was expected."""
-    f = {f.name: f for f in fields(TrainConfig)}[name]
-    scalar, optional, pair = _field_kind(f)
+def coerce(name: str, value: Any, cls: type = TrainConfig) -> Any:
+    """Convert a YAML or flag value to the type of field ``name`` of ``cls``; ValueError says what was expected."""
+    f = {f.name: f for f in fields(cls)}[name]
+    scalar, optional, pair = _field_kind(f, cls)
     if optional and (value is None or (isinstance(value, str) and value.lower() in ("none", "null", "off"))):
         return None
 
@@ -211,7 +215,7 @@ def coerce(name: str, value: Any) -> Any:
         raise ValueError(f"invalid option {name}: expected {expected}{hint}, got {value!r}") from None
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
+def load_yaml(path: str | Path, cls: type = TrainConfig) -> dict[str, Any]:
     """Read a YAML config file into ``{field: value}``; unknown keys are an error listing the valid ones."""
     path = Path(path)
     if not path.is_file():
@@ -222,34 +226,34 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"config file {path} is not valid YAML: {err}") from None
     if not isinstance(raw, dict):
         raise ValueError(f"config file {path} must hold a mapping of option: value, got {type(raw).__name__}")
-    names = [f.name for f in fields(TrainConfig)]
+    names = [f.name for f in fields(cls)]
     unknown = sorted(k for k in raw if k not in names)
     if unknown:
         raise ValueError(
             f"config file {path}: unknown option(s) {', '.join(map(str, unknown))}; valid: {', '.join(names)}"
         )
-    return {k: coerce(k, v) for k, v in raw.items()}
+    return {k: coerce(k, v, cls) for k, v in raw.items()}
 
 
-def build_config(file: str | Path | None = None, **overrides: Any) -> TrainConfig:
-    """Defaults, then the YAML ``file``, then ``overrides`` (already typed, or strings from flags)."""
-    values = load_yaml(file) if file else {}
-    values.update({k: coerce(k, v) for k, v in overrides.items()})
-    return TrainConfig(**values).validate()
+def build_config(file: str | Path | None = None, *, config_cls: type = TrainConfig, **overrides: Any) -> Any:
+    """Defaults of ``config_cls``, then the YAML ``file``, then ``overrides`` (already typed, or strings from flags)."""
+    values = load_yaml(file, config_cls) if file else {}
+    values.update({k: coerce(k, v, config_cls) for k, v in overrides.items()})
+    return config_cls(**values).validate()
 
 
-def save_yaml(cfg: TrainConfig | dict[str, Any], path: str | Path) -> None:
-    """Write ``cfg`` as YAML atomically."""
-    data = cfg.to_dict() if isinstance(cfg, TrainConfig) else cfg
+def save_yaml(cfg: Any, path: str | Path) -> None:
+    """Write a config (or a plain dict) as YAML atomically."""
+    data = cfg if isinstance(cfg, dict) else cfg.to_dict()
     atomic_write(path, yaml.safe_dump(data, sort_keys=False))
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, cls: type = TrainConfig) -> None:
     """One flag per field (``--batch-size``), defaulting to "not given" so the YAML file's value stands."""
-    for f in fields(TrainConfig):
+    for f in fields(cls):
         if f.metadata.get("yaml_only"):
             continue
-        scalar, optional, pair = _field_kind(f)
+        scalar, optional, pair = _field_kind(f, cls)
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else None
         text = f"{f.metadata['help']} [{_plain(default) if default is not None else 'auto'}]"
@@ -264,7 +268,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, metavar=f.name.upper() if not kw.get("choices") else None, **kw)
 
 
-def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+def overrides_from_args(args: argparse.Namespace, cls: type = TrainConfig) -> dict[str, Any]:
     """The options given on the command line, by field name."""
-    names = {f.name for f in fields(TrainConfig)}
+    names = {f.name for f in fields(cls)}
     return {k: v for k, v in vars(args).items() if k in names}

@@ -33,10 +33,11 @@ def resolve(cfg: TrainConfig, info: DistInfo) -> tuple[TrainConfig, Preprocess]:
     return cfg.validate(), pre
 
 
-def check_resume_changes(saved: TrainConfig, given: dict[str, Any]) -> None:
-    changed = sorted(k for k, v in given.items() if k not in RESUMABLE_CHANGES and getattr(saved, k) != v)
+def check_resume_changes(saved: Any, given: dict[str, Any], resumable: tuple[str, ...] = RESUMABLE_CHANGES) -> None:
+    """Refuse options that would change what a resumed run computes."""
+    changed = sorted(k for k, v in given.items() if k not in resumable and getattr(saved, k) != v)
     if changed:
         raise ValueError(
             f"cannot change {', '.join(changed)} when resuming: the resumed run must compute what the interrupted "
-            f"one would have; only {', '.join(RESUMABLE_CHANGES)} may change. Start a new run with --output instead"
+            f"one would have; only {', '.join(resumable)} may change. Start a new run with --output instead"
         )

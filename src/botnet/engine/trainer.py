@@ -1,64 +1,27 @@
-"""The classification training loop: one process or many (torchrun), exact resume, atomic checkpoints.
-
-Randomness is a function of position, not of history: the data order of epoch ``e`` comes from a sampler seeded by
-``(seed, e)``, the augmentation of sample ``i`` from ``(seed, e, i)``, and mixing/dropout of batch ``b`` from
-``(seed, rank, b)``. A run resumed from any checkpoint therefore draws exactly what the uninterrupted run would
-have drawn, and on CPU ends with bitwise-identical weights.
-"""
+"""Classification training: the shared loop (:mod:`.loop`) with cross-entropy, batch mixing and top-1/top-5."""
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import math
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import DataLoader, Dataset
 
-from ..data.folder import BadImageTracker, DataError
 from ..data.transforms import BatchMix
 from ..models.registry import create_model
-from ..models.weights import load_weights, save_weights
-from . import checkpoint as ckpt
-from .config import TrainConfig, save_yaml
-from .data import batches_per_epoch, build_datasets, eval_loader, train_loader
-from .distributed import DistInfo, all_reduce_sum, broadcast_object, cleanup, setup
+from .config import TrainConfig
+from .data import build_datasets, eval_loader, train_loader
+from .distributed import DistInfo, cleanup, setup
 from .evaluate import autocast, evaluate
-from .optim import build_optimizer, build_scheduler
+from .loop import Counters, Trainer, TrainingError, mix_seed
 from .recipe import resolve
-from .reporting import CURVES_FILE, Progress, log, plot_curves, read_metrics, write_metrics
-from .run_dir import new_run_dir, prepare_output_dir
+from .reporting import log
 
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (for example a non-finite loss); the message says where and what to do."""
-
-
-@dataclass
-class Counters:
-    """Where the run stands; saved in every checkpoint."""
-
-    epoch: int = 0  # epochs completed
-    batch_in_epoch: int = 0  # batches of the current epoch consumed (this process)
-    global_batch: int = 0  # batches consumed since the start (this process)
-    global_step: int = 0  # optimizer steps
-    loss_sum: float = 0.0  # current epoch's train loss sum and sample count, over all processes at a checkpoint
-    loss_count: float = 0.0
-    best_top1: float = -1.0
-    best_epoch: int = 0
-
-
-def _mix_seed(*parts: int) -> int:
-    return int.from_bytes(hashlib.blake2b(repr(parts).encode(), digest_size=8).digest(), "little") >> 1
+__all__ = ["ClassificationTrainer", "Counters", "TrainingError", "mix_seed", "train"]
 
 
 def train(
@@ -75,254 +38,53 @@ def train(
     """
     info = setup(cfg.device)
     try:
-        return _Run(cfg, info, resume=resume, overwrite=overwrite, model_fn=model_fn).fit()
+        return ClassificationTrainer(cfg, info, resume=resume, overwrite=overwrite, model_fn=model_fn).fit()
     finally:
         cleanup()
 
 
-class _Run:
+class ClassificationTrainer(Trainer):
+    best_metric = "val_top1"
+
     def __init__(
         self, cfg: TrainConfig, info: DistInfo, *, resume: bool, overwrite: bool, model_fn: Callable | None = None
     ) -> None:
-        if cfg.output is None:
-            cfg = cfg.replace(output=broadcast_object(new_run_dir(cfg.model), info))
-        self.cfg, self.pre = resolve(cfg, info)  # unknown model etc.: fail before touching the disk
-        self.info, self.out = info, Path(cfg.output)
-        if cfg.amp == "fp16" and info.device.type != "cuda":
-            raise ValueError("--amp fp16 needs a CUDA device (it uses a grad scaler); use --amp bf16 on CPU")
-        if cfg.sync_bn and info.device.type != "cuda":
-            raise ValueError("--sync-bn needs CUDA devices; drop it for CPU runs")
-        error = None
-        if info.is_main:
-            try:
-                prepare_output_dir(self.out, resume=resume, overwrite=overwrite)
-            except (ValueError, OSError) as err:
-                error = err
-        error = broadcast_object(error, info)
-        if error is not None:
-            raise error
+        self.model_fn = model_fn
+        super().__init__(cfg, info, resume=resume, overwrite=overwrite)
+
+    def resolve(self, cfg: TrainConfig) -> TrainConfig:
+        cfg, self.pre = resolve(cfg, self.info)
+        return cfg
+
+    def build_data(self) -> tuple[Dataset, Dataset]:
+        return build_datasets(self.cfg, self.pre)
+
+    def build_model(self) -> nn.Module:
         cfg = self.cfg
-
-        torch.manual_seed(cfg.seed)
-        self.train_ds, self.val_ds = build_datasets(cfg, self.pre)
-        self.classes = list(self.train_ds.classes)
-        if model_fn is not None:
-            self.model = model_fn(len(self.classes))
-        else:
-            self.model = create_model(cfg.model, num_classes=len(self.classes), img_size=cfg.img_size, **cfg.model_args)
-        self.model.to(info.device)
-        if cfg.channels_last:
-            self.model.to(memory_format=torch.channels_last)
-        if cfg.sync_bn:
-            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
-        self.ema = None
-        if cfg.ema_decay:
-            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
-        self.net: nn.Module = self.model
-        if info.distributed:
-            device_ids = [info.device] if info.device.type == "cuda" else None
-            self.net = DistributedDataParallel(self.model, device_ids=device_ids)
-        if cfg.compile:
-            self.net = torch.compile(self.net)
-
-        self.batches = batches_per_epoch(self.train_ds, cfg, info)
-        if self.batches == 0:
-            raise DataError(
-                f"the training set has {len(self.train_ds)} images: fewer than one batch of {cfg.batch_size} per "
-                f"process ({info.world_size} process(es)); lower --batch-size or add images"
-            )
-        self.steps_per_epoch = math.ceil(self.batches / cfg.accumulate)
-        self.optimizer = build_optimizer(self.model, cfg, cfg.lr)
-        self.scheduler = build_scheduler(self.optimizer, cfg, self.steps_per_epoch)
-        self.scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None
         self.mix = BatchMix(
             len(self.classes), mixup_alpha=cfg.mixup_alpha, cutmix_alpha=cfg.cutmix_alpha, prob=cfg.mix_prob
         )
-        self.c = Counters()
-        self.rows: list[dict[str, Any]] = []
-        if resume:
-            self._load(ckpt.resolve_checkpoint(self.out))
-        if info.is_main:
-            save_yaml(cfg, self.out / ckpt.CONFIG_FILE)
+        if self.model_fn is not None:
+            return self.model_fn(len(self.classes))
+        return create_model(cfg.model, num_classes=len(self.classes), img_size=cfg.img_size, **cfg.model_args)
 
-    # --------------------------------------------------------------------------------------------------------------
-    def fit(self) -> dict[str, Any]:
-        cfg, info = self.cfg, self.info
-        n_params = sum(p.numel() for p in self.model.parameters())
-        log(
-            f"training {cfg.model} ({n_params / 1e6:.2f}M params) on {self._data_name()}: {len(self.train_ds)} train / "
-            f"{len(self.val_ds)} val images, {len(self.classes)} classes, {cfg.epochs} epochs of {self.batches} "
-            f"batches x {cfg.batch_size} x {info.world_size} process(es), {info.device}, output {self.out}",
-            enabled=info.is_main,
-        )
-        if self.c.epoch >= cfg.epochs:
-            log(f"{self.out} has already finished its {cfg.epochs} epochs", enabled=info.is_main)
-        for epoch in range(self.c.epoch, cfg.epochs):
-            train_stats = self._train_epoch(epoch)
-            row: dict[str, Any] = {"epoch": epoch + 1, **train_stats}
-            last = epoch + 1 == cfg.epochs
-            if last or (epoch + 1) % cfg.eval_interval == 0:
-                row.update(self._validate())
-            self.c.epoch, self.c.batch_in_epoch, self.c.loss_sum, self.c.loss_count = epoch + 1, 0, 0.0, 0.0
-            is_best = row.get("val_top1") is not None and row["val_top1"] > self.c.best_top1
-            if is_best:
-                self.c.best_top1, self.c.best_epoch = row["val_top1"], epoch + 1
-            self.rows.append(row)
-            self._check_weights_finite()
-            if info.is_main:
-                write_metrics(self.out, self.rows)
-                plot_curves(self.rows, self.out / CURVES_FILE)
-                self._save("last", row)
-                if is_best:
-                    ckpt.link_checkpoint(self.out / "last", self.out / "best")
-            log(_epoch_line(row, cfg.epochs), enabled=info.is_main)
-        final = self.rows[-1] if self.rows else {}
-        summary = {
-            "val_top1": final.get("val_top1"),
-            "val_top5": final.get("val_top5"),
-            "best_top1": self.c.best_top1,
-            "best_epoch": self.c.best_epoch,
-            "output": str(self.out),
-        }
-        if info.is_main and final:
-            print(
-                f"val top-1 {final['val_top1']:.2f}%  top-5 {final['val_top5']:.2f}%  (best {self.c.best_top1:.2f}% "
-                f"at epoch {self.c.best_epoch})  run: {self.out}",
-                flush=True,
-            )
-        return summary
+    def train_loader(self, epoch: int, skip_batches: int) -> DataLoader:
+        return train_loader(self.train_ds, self.cfg, self.info, epoch, skip_batches)
 
-    def _data_name(self) -> str:
-        return "the built-in shapes dataset" if self.cfg.builtin_data else self.cfg.data
-
-    def _train_epoch(self, epoch: int) -> dict[str, Any]:
-        cfg, info, c = self.cfg, self.info, self.c
-        skip = c.batch_in_epoch
-        loader = train_loader(self.train_ds, cfg, info, epoch, skip)
-        self.net.train()
-        tracker = BadImageTracker()
-        progress = Progress(
-            self.batches,
-            desc=f"epoch {epoch + 1}/{cfg.epochs}",
-            interval=cfg.log_interval,
-            enabled=info.is_main,
-            start=skip,
-        )
-        images_done, wait, t0 = 0, 0.0, time.perf_counter()
-        t_ready = t0
-        for images, targets, bad in loader:
-            wait += time.perf_counter() - t_ready
-            tracker.update(len(targets) + len(bad), bad)
-            c.batch_in_epoch += 1
-            c.global_batch += 1
-            boundary = c.batch_in_epoch % cfg.accumulate == 0 or c.batch_in_epoch == self.batches
-            empty = all_reduce_sum([float(len(targets) == 0)], info).item() > 0
-            if not empty:
-                loss = self._forward_backward(images, targets, sync=boundary)
-                self._check_finite(loss, epoch)
-                c.loss_sum += loss * len(targets)
-                c.loss_count += len(targets)
-                images_done += len(targets)
-            if boundary:
-                self._optimizer_step()
-                if (
-                    cfg.checkpoint_steps
-                    and c.global_step % cfg.checkpoint_steps == 0
-                    and c.batch_in_epoch < self.batches
-                ):
-                    self._save_mid_epoch()
-            progress.update(loss=c.loss_sum / max(c.loss_count, 1), lr=self.optimizer.param_groups[0]["lr"])
-            t_ready = time.perf_counter()
-        progress.close()
-        elapsed = time.perf_counter() - t0
-        loss_sum, count, imgs, wait_sum, seen, n_bad = all_reduce_sum(
-            [c.loss_sum, c.loss_count, images_done, wait, tracker.seen, tracker.num_bad], info
-        ).tolist()
-        if n_bad:
-            tracker.seen, tracker.num_bad = int(seen), int(n_bad)
-            log(f"warning: {tracker.summary()}", enabled=info.is_main)
-            tracker.check(cfg.max_bad_fraction)
-        return {
-            "train_loss": loss_sum / max(count, 1),
-            "lr": self.optimizer.param_groups[0]["lr"],
-            "epoch_time_s": elapsed,
-            "images_per_s": imgs / elapsed,
-            "data_wait_s": wait_sum / info.world_size,
-            "bad_images": int(n_bad),
-            "global_step": c.global_step,
-        }
-
-    def _forward_backward(self, images: torch.Tensor, targets: torch.Tensor, *, sync: bool) -> float:
-        cfg, info = self.cfg, self.info
-        torch.manual_seed(_mix_seed(cfg.seed, info.rank, self.c.global_batch))  # mixing and dropout of this batch
-        images = images.to(info.device, non_blocking=True)
-        targets = targets.to(info.device, non_blocking=True)
+    def compute_loss(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        cfg, device = self.cfg, self.info.device
+        images = images.to(device, non_blocking=True)
+        targets = targets.to(device, non_blocking=True)
         if self.mix.enabled:
             images, targets = self.mix(images, targets)
         if cfg.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        no_sync = self.net.no_sync if info.distributed and not sync and hasattr(self.net, "no_sync") else None
-        with no_sync() if no_sync else contextlib.nullcontext():
-            with autocast(info.device, cfg.amp):
-                logits = self.net(images)
-            loss = F.cross_entropy(logits.float(), targets, label_smoothing=cfg.label_smoothing)
-            scaled = loss / cfg.accumulate
-            (self.scaler.scale(scaled) if self.scaler else scaled).backward()
-        return loss.item()
+        with autocast(device, cfg.amp):
+            logits = self.net(images)
+        return F.cross_entropy(logits.float(), targets, label_smoothing=cfg.label_smoothing)
 
-    def _check_finite(self, loss: float, epoch: int) -> None:
-        bad = all_reduce_sum([float(not math.isfinite(loss))], self.info).item() > 0
-        if not bad:
-            return
-        last = self.out / "last"
-        where = f"epoch {epoch + 1}, batch {self.c.batch_in_epoch}/{self.batches} (optimizer step {self.c.global_step})"
-        kept = (
-            f"the last good checkpoint is {last} (optimizer step {ckpt.read_summary(last).get('global_step', '?')})"
-            if (last / ckpt.MODEL_FILE).exists()
-            else "no checkpoint had been written yet"
-        )
-        raise TrainingError(
-            f"the loss became non-finite ({loss}) at {where}; stopped, {kept}. Lower --lr, set --clip-grad, or "
-            f"check the data"
-        )
-
-    def _check_weights_finite(self) -> None:
-        """Refuse to checkpoint non-finite weights (a step can overflow them while its loss was still finite)."""
-        bad = [k for k, t in self.model.state_dict().items() if t.is_floating_point() and not t.isfinite().all()]
-        if bad:
-            last = self.out / "last"
-            kept = f"{last} is kept as it was" if (last / ckpt.MODEL_FILE).exists() else "no checkpoint was written"
-            raise TrainingError(
-                f"the weights became non-finite ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}) after "
-                f"optimizer step {self.c.global_step} (epoch {self.c.epoch + 1}); stopped without saving them, "
-                f"{kept}. Lower --lr or set --clip-grad"
-            )
-
-    def _optimizer_step(self) -> None:
-        cfg = self.cfg
-        if self.scaler is not None:
-            if cfg.clip_grad:
-                self.scaler.unscale_(self.optimizer)
-                nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            if cfg.clip_grad:
-                nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
-        if self.ema is not None:
-            self.ema.update_parameters(self.model)
-        self.c.global_step += 1
-
-    def _validate(self) -> dict[str, Any]:
+    def validate(self) -> dict[str, Any]:
         cfg, info = self.cfg, self.info
-        if info.distributed:
-            # BN running statistics drift apart per rank; evaluate (and save) rank 0's, on every rank.
-            modules = [self.model] + ([self.ema] if self.ema is not None else [])
-            for buf in (b for m in modules for b in m.buffers()):
-                torch.distributed.broadcast(buf, src=0)
         loader = eval_loader(self.val_ds, cfg.batch_size, cfg.workers, info)
         kw = dict(amp=cfg.amp, channels_last=cfg.channels_last, num_classes=len(self.classes))
         m = evaluate(self.model, loader, info, desc="val", log_interval=cfg.log_interval, **kw)
@@ -334,83 +96,26 @@ class _Run:
             row.update(ema_val_loss=e["loss"], ema_val_top1=e["top1"], ema_val_top5=e["top5"])
         return row
 
-    # --------------------------------------------------------------------------------------------------------------
-    def _metadata(self) -> dict[str, str]:
+    def metadata(self) -> dict[str, str]:
         return {
             "model_name": self.cfg.model,
             "class_names": json.dumps(self.classes),
             "preprocess": json.dumps(self.pre.to_dict()),
         }
 
-    def _save_mid_epoch(self) -> None:
-        # Partial sums of the epoch so far, over all processes, so the resumed epoch reports the same train loss.
-        loss_sum, count = all_reduce_sum([self.c.loss_sum, self.c.loss_count], self.info).tolist()
-        self._check_weights_finite()
-        if self.info.is_main:
-            saved = (self.c.loss_sum, self.c.loss_count)
-            self.c.loss_sum, self.c.loss_count = loss_sum, count
-            self._save("last", {"epoch": self.c.epoch, "mid_epoch_batch": self.c.batch_in_epoch})
-            self.c.loss_sum, self.c.loss_count = saved
+    def data_name(self) -> str:
+        return "the built-in shapes dataset" if self.cfg.builtin_data else self.cfg.data
 
-    def _save(self, name: str, summary: dict[str, Any]) -> None:
-        state = {
-            "counters": asdict(self.c),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler else None,
-            "ema_n_averaged": int(self.ema.n_averaged.item()) if self.ema is not None else None,
-            "rng": ckpt.rng_state(),
-            "world_size": self.info.world_size,
-        }
+    def epoch_line(self, row: dict[str, Any]) -> str:
+        text = f"epoch {row['epoch']}/{self.cfg.epochs}: train_loss {row['train_loss']:.4f}"
+        if "val_top1" in row:
+            text += f" val_loss {row['val_loss']:.4f} val_top1 {row['val_top1']:.2f} val_top5 {row['val_top5']:.2f}"
+        if "ema_val_top1" in row:
+            text += f" ema_val_top1 {row['ema_val_top1']:.2f}"
+        return text + f" lr {row['lr']:.4g} {row['epoch_time_s']:.1f}s {row['images_per_s']:.0f} img/s"
 
-        def write(tmp: Path) -> None:
-            meta = self._metadata()
-            save_weights(self.model, tmp / ckpt.MODEL_FILE, metadata=meta)
-            if self.ema is not None:
-                save_weights(self.ema.module, tmp / ckpt.EMA_FILE, metadata=meta)
-            ckpt.save_training_state(tmp / ckpt.STATE_FILE, state)
-            save_yaml(self.cfg, tmp / ckpt.CONFIG_FILE)
-            info = {**summary, "global_step": self.c.global_step, "classes": len(self.classes), "model": self.cfg.model}
-            (tmp / ckpt.SUMMARY_FILE).write_text(json.dumps(info, indent=2) + "\n")
-
-        ckpt.write_checkpoint_dir(self.out / name, write)
-
-    def _load(self, path: Path) -> None:
-        meta = ckpt.read_model_metadata(path)
-        if meta["class_names"] != self.classes:
-            raise DataError(
-                f"the checkpoint {path} was trained on classes {meta['class_names']}, the data has {self.classes}"
-            )
-        state = ckpt.load_training_state(path)
-        if state.get("world_size", 1) != self.info.world_size:
-            raise ValueError(
-                f"{path} was written by a run of {state['world_size']} process(es); resume it with the same number "
-                f"(now {self.info.world_size}) so that it continues exactly"
-            )
-        load_weights(self.model, path / ckpt.MODEL_FILE)
-        if self.ema is not None:
-            load_weights(self.ema.module, path / ckpt.EMA_FILE)
-            self.ema.n_averaged.fill_(state["ema_n_averaged"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        if self.scaler is not None and state["scaler"]:
-            self.scaler.load_state_dict(state["scaler"])
-        self.c = Counters(**state["counters"])
-        ckpt.set_rng_state(state["rng"])
-        self.rows = [r for r in read_metrics(self.out) if r["epoch"] <= self.c.epoch]
-        if not self.info.is_main:  # rank 0 carries the epoch's partial sums over all processes
-            self.c.loss_sum, self.c.loss_count = 0.0, 0.0
-        log(
-            f"resuming {path} at epoch {self.c.epoch + 1}, batch {self.c.batch_in_epoch} "
-            f"(optimizer step {self.c.global_step})",
-            enabled=self.info.is_main,
+    def final_line(self, row: dict[str, Any]) -> str:
+        return (
+            f"val top-1 {row['val_top1']:.2f}%  top-5 {row['val_top5']:.2f}%  (best {self.c.best_score:.2f}% "
+            f"at epoch {self.c.best_epoch})  run: {self.out}"
         )
-
-
-def _epoch_line(row: dict[str, Any], epochs: int) -> str:
-    text = f"epoch {row['epoch']}/{epochs}: train_loss {row['train_loss']:.4f}"
-    if "val_top1" in row:
-        text += f" val_loss {row['val_loss']:.4f} val_top1 {row['val_top1']:.2f} val_top5 {row['val_top5']:.2f}"
-    if "ema_val_top1" in row:
-        text += f" ema_val_top1 {row['ema_val_top1']:.2f}"
-    return text + f" lr {row['lr']:.4g} {row['epoch_time_s']:.1f}s {row['images_per_s']:.0f} img/s"
