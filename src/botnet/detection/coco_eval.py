@@ -57,7 +57,7 @@ def to_coco_results(
         for k, (box, label, score) in enumerate(zip(xywh, labels, scores, strict=True)):
             result = {
                 "image_id": int(image_id),
-                "category_id": int(label_to_cat_id(label)),
+                "category_id": int(label_to_cat_id(int(label))),
                 "bbox": box,
                 "score": score,
             }

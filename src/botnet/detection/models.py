@@ -283,17 +283,26 @@ def list_detection_models() -> list[str]:
     return sorted(DETECTION_MODELS)
 
 
-def create_detection_model(name: str, **kwargs: Any) -> nn.Module:
-    """Build a registered detector: ``create_detection_model("maskrcnn_botnet50_fpn", num_classes=81)``."""
+def _builder(name: str) -> Callable[..., nn.Module]:
     try:
-        builder = DETECTION_MODELS[name]
+        return DETECTION_MODELS[name]
     except KeyError:
         close = difflib.get_close_matches(name, DETECTION_MODELS, n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise ValueError(
             f"unknown detection model {name!r}.{hint} Available: {', '.join(list_detection_models())}"
         ) from None
-    return builder(**kwargs)
+
+
+def create_detection_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build a registered detector: ``create_detection_model("maskrcnn_botnet50_fpn", num_classes=81)``."""
+    return _builder(name)(**kwargs)
+
+
+def default_image_size(name: str) -> int:
+    """The input size a registered detector is built for: 128 for the small ones, the paper's 1024 otherwise."""
+    _builder(name)
+    return TINY["image_size"] if name.endswith("_tiny_fpn") else 1024
 
 
 def has_masks(model: nn.Module) -> bool:

@@ -89,7 +89,9 @@ def build_datasets(cfg: TrainConfig, pre: Preprocess, *, train: bool = True) -> 
     return (tr if train else None), val
 
 
-def train_loader(dataset: Dataset, cfg: TrainConfig, info: DistInfo, epoch: int, skip_batches: int = 0) -> DataLoader:
+def train_loader(
+    dataset: Dataset, cfg: TrainConfig, info: DistInfo, epoch: int, skip_batches: int = 0, collate_fn=collate_skip_bad
+) -> DataLoader:
     """The loader of one epoch, starting after ``skip_batches`` batches of this process.
 
     The caller checks that the dataset holds at least one batch per process (:func:`batches_per_epoch`).
@@ -103,7 +105,7 @@ def train_loader(dataset: Dataset, cfg: TrainConfig, info: DistInfo, epoch: int,
         batch_size=cfg.batch_size,
         sampler=SkipSampler(sampler, skip_batches * cfg.batch_size),
         num_workers=cfg.workers,
-        collate_fn=collate_skip_bad,
+        collate_fn=collate_fn,
         pin_memory=info.device.type == "cuda",
         drop_last=True,
     )
@@ -114,12 +116,14 @@ def batches_per_epoch(dataset: Dataset, cfg: TrainConfig, info: DistInfo) -> int
     return per_process // cfg.batch_size
 
 
-def eval_loader(dataset: Dataset, batch_size: int, workers: int, info: DistInfo) -> DataLoader:
+def eval_loader(
+    dataset: Dataset, batch_size: int, workers: int, info: DistInfo, collate_fn=collate_skip_bad
+) -> DataLoader:
     return DataLoader(
         dataset,
         batch_size=batch_size,
         sampler=ShardSampler(len(dataset), info),
         num_workers=workers,
-        collate_fn=collate_skip_bad,
+        collate_fn=collate_fn,
         pin_memory=info.device.type == "cuda",
     )

@@ -1,0 +1,149 @@
+"""Options of ``botnet detect train``: one dataclass, YAML file then flags, "auto" values resolved per run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from .config import BUILTIN, ConfigBase, option
+from .distributed import DistInfo, auto_workers, local_world_size
+
+# Options that may change when resuming: they do not alter what the run computes.
+DETECT_RESUMABLE_CHANGES = ("workers", "log_interval", "checkpoint_steps", "device", "output", "max_bad_fraction")
+
+
+@dataclass
+class DetectConfig(ConfigBase):
+    """All options of ``botnet detect train``; see each field's help (``botnet detect train --help``)."""
+
+    # model
+    model: str = option("maskrcnn_botnet_tiny_fpn", "detection model (botnet detect list)")
+    model_args: dict = option(
+        {},
+        "builder arguments, e.g. {fpn_channels: 128, backbone_args: {attn_backend: chunked}}",
+        yaml_only=True,
+    )
+    weights_backbone: str | None = option(
+        None, "classification weights for the backbone: a .safetensors/.pth file or a botnet train checkpoint dir"
+    )
+    trainable_backbone_layers: int | None = option(
+        None, "backbone stages trained, counted from c5, 0..5 (auto: 3 with --weights-backbone, else 5)"
+    )
+    image_size: int | None = option(
+        None, "training crop and evaluation size (longer side) (auto: 128 for the small model, else 1024)"
+    )
+    fixed_size: bool = option(True, "pad every batch to image_size x image_size, the paper's setting")
+    # data
+    data: str = option(BUILTIN, "COCO-format root (DIR/annotations/instances_<split>.json, DIR/<split>/) or 'shapes'")
+    train_split: str = option("train", "split name of the training images and annotations (COCO 2017: train2017)")
+    val_split: str = option("val", "split name of the validation images and annotations (COCO 2017: val2017)")
+    shapes_train: int = option(3000, "images in the built-in dataset's train split")
+    shapes_val: int = option(300, "images in the built-in dataset's val split")
+    workers: int | None = option(None, "data-loading processes per training process (auto: 0 on <= 4 CPU cores)")
+    max_bad_fraction: float = option(0.01, "stop when more than this fraction of images cannot be read")
+    max_image_pixels: int = option(89_478_485, "refuse images whose declared width*height exceeds this")
+    # augmentation
+    scale_range: tuple[float, float] = option((0.8, 1.25), "multi-scale jitter range of the longer side (up to 0.1 2)")
+    hflip: float = option(0.5, "horizontal flip probability")
+    # optimisation
+    epochs: int | None = option(None, "training epochs (auto: 12; the built-in recipe's for shapes)")
+    batch_size: int | None = option(None, "images per optimizer step and process (auto: 8 for shapes, else 2)")
+    accumulate: int = option(1, "batches accumulated per optimizer step")
+    optimizer: str = option("sgd", "optimizer", ("sgd", "adamw"))
+    lr: float | None = option(None, "peak learning rate (auto: 0.02 per 16 images for sgd, 1e-4 per 16 for adamw)")
+    momentum: float = option(0.9, "SGD momentum")
+    nesterov: bool = option(False, "SGD Nesterov momentum")
+    betas: tuple[float, float] = option((0.9, 0.999), "AdamW betas")
+    weight_decay: float = option(1e-4, "weight decay (never applied to norm weights and biases)")
+    warmup_epochs: float = option(1.0, "linear warm-up length in epochs")
+    warmup_start: float = option(0.001, "warm-up starts at this fraction of the peak learning rate")
+    min_lr: float = option(0.0, "learning rate at the end of the cosine schedule")
+    clip_grad: float | None = option(None, "clip the gradient norm to this value (none: off)")
+    ema_decay: float = option(0.0, "keep an exponential moving average of the weights with this decay (0: off)")
+    # execution
+    device: str = option("auto", "auto picks cuda when available", ("auto", "cpu", "cuda"))
+    amp: str = option("none", "mixed precision: bf16 (CPU or GPU) or fp16 (GPU)", ("none", "bf16", "fp16"))
+    channels_last: bool = option(False, "channels_last memory format for the model")
+    compile: bool = option(False, "torch.compile the backbone")
+    sync_bn: bool = option(False, "SyncBatchNorm across processes (GPU only)")
+    seed: int = option(0, "seed of weights, data order, augmentation and sampling")
+    # output
+    output: str | None = option(None, "output directory (auto: a new runs/<model>-<date>-<time>)")
+    log_interval: int = option(20, "steps between log lines when not on a terminal")
+    checkpoint_steps: int = option(0, "also checkpoint every this many optimizer steps within an epoch (0: epoch ends)")
+    eval_interval: int = option(1, "validate every this many epochs (and always after the last)")
+
+    def validate(self) -> DetectConfig:
+        """Check types and ranges; raise ValueError naming the option and what is allowed."""
+
+        def fail(name: str, msg: str) -> None:
+            raise ValueError(f"invalid option {name}: {msg}")
+
+        for f in fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                fail(f.name, f"{getattr(self, f.name)!r} is not one of {', '.join(choices)}")
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                fail(name, f"must be a positive integer, got {value!r}")
+        for name in ("accumulate", "shapes_train", "shapes_val", "log_interval", "eval_interval"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                fail(name, f"must be a positive integer, got {getattr(self, name)!r}")
+        for name in ("workers", "checkpoint_steps"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                fail(name, f"must be >= 0, got {getattr(self, name)}")
+        for name in ("hflip", "max_bad_fraction", "warmup_start"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                fail(name, f"must be in [0, 1], got {getattr(self, name)}")
+        lo, hi = self.scale_range
+        if not 0.0 < lo <= hi <= 4.0:
+            fail("scale_range", f"must satisfy 0 < min <= max <= 4 (paper: 0.8 1.25 up to 0.1 2), got {lo} {hi}")
+        if self.image_size is not None and self.image_size < 32:
+            fail("image_size", f"must be at least 32 pixels, got {self.image_size}")
+        tbl = self.trainable_backbone_layers
+        if tbl is not None and not 0 <= tbl <= 5:
+            fail("trainable_backbone_layers", f"must be in 0..5, got {tbl}")
+        if self.lr is not None and not self.lr > 0:
+            fail("lr", f"must be > 0, got {self.lr}")
+        if self.ema_decay and not 0.0 < self.ema_decay < 1.0:
+            fail("ema_decay", f"must be in (0, 1) or 0 to disable, got {self.ema_decay}")
+        for name in ("weight_decay", "min_lr", "warmup_epochs"):
+            if getattr(self, name) < 0:
+                fail(name, f"must be >= 0, got {getattr(self, name)}")
+        if self.clip_grad is not None and not self.clip_grad > 0:
+            fail("clip_grad", f"must be > 0 (or none to disable), got {self.clip_grad}")
+        if not isinstance(self.model_args, dict):
+            fail("model_args", f"must be a mapping of builder arguments, got {self.model_args!r}")
+        return self
+
+    @property
+    def builtin_data(self) -> bool:
+        return self.data == BUILTIN
+
+
+# The built-in recipe: the small Mask R-CNN on the generated shapes dataset, sized to finish on a laptop CPU.
+SHAPES_RECIPE = {"epochs": 6, "batch_size": 8, "lr": 0.04}
+
+
+def resolve_detect(cfg: DetectConfig, info: DistInfo) -> DetectConfig:
+    """Fill the "auto" options from the model, the dataset and the machine."""
+    from ..detection.models import default_image_size  # detection builders import torchvision's detection stack
+
+    default_image_size(cfg.model)  # unknown model: a clear error before anything else
+    shapes = cfg.builtin_data
+    batch = cfg.batch_size or (SHAPES_RECIPE["batch_size"] if shapes else 2)
+    global_batch = batch * cfg.accumulate * info.world_size
+    if cfg.lr is not None:
+        lr = cfg.lr
+    elif cfg.optimizer == "adamw":
+        lr = 1e-4 * global_batch / 16
+    else:
+        lr = (SHAPES_RECIPE["lr"] / SHAPES_RECIPE["batch_size"] if shapes else 0.02 / 16) * global_batch
+    cfg = cfg.replace(
+        image_size=cfg.image_size or default_image_size(cfg.model),
+        epochs=cfg.epochs or (SHAPES_RECIPE["epochs"] if shapes else 12),
+        batch_size=batch,
+        lr=lr,
+        workers=cfg.workers if cfg.workers is not None else auto_workers(info.device, local_world_size()),
+    )
+    return cfg.validate()

@@ -1,0 +1,202 @@
+"""Detection data of a run, COCO evaluation over processes, and detection checkpoints.
+
+A COCO-format dataset is ``DIR/annotations/instances_<split>.json`` + ``DIR/<split>/`` (COCO 2017 itself with
+``--train-split train2017 --val-split val2017``). The built-in dataset is written in that layout once, into the
+cache directory, so it goes through the same loading path as any other.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..data.coco import CocoDetection
+from ..data.coco_shapes import builtin_coco_shapes
+from ..data.det_transforms import build_detection_eval_transform, build_detection_train_transform
+from ..data.folder import DataError
+from ..detection.coco_eval import IOU_TYPES, METRIC_NAMES, coco_evaluate, to_coco_results
+from ..detection.models import create_detection_model, has_masks
+from ..models.weights import load_weights, read_metadata
+from . import checkpoint as ckpt
+from .config import BUILTIN
+from .detect_config import DetectConfig
+from .distributed import DistInfo, barrier, broadcast_object
+from .evaluate import autocast
+from .reporting import Progress
+
+
+def split_files(root: str | Path, split: str) -> tuple[Path, Path]:
+    """(image folder, annotation file) of ``split`` in a COCO-format root; DataError if either is missing."""
+    root = Path(root)
+    images, ann = root / split, root / "annotations" / f"instances_{split}.json"
+    if not root.is_dir():
+        raise DataError(f"dataset root {root} does not exist or is not a directory")
+    missing = [str(p) for p in (ann, images) if not p.exists()]
+    if missing:
+        raise DataError(
+            f"{root} is not a COCO-format dataset for split {split!r}: missing {', '.join(missing)} "
+            f"(expected {root}/annotations/instances_{split}.json and the images under {root}/{split}/)"
+        )
+    return images, ann
+
+
+def builtin_root(cfg: DetectConfig, info: DistInfo) -> Path:
+    """Write the built-in dataset once (rank 0; the others wait) and return its root."""
+    kw = dict(num_train=cfg.shapes_train, num_val=cfg.shapes_val, size=cfg.image_size, seed=cfg.seed)
+    root = builtin_coco_shapes(**kw) if info.is_main else None
+    barrier(info)
+    return Path(root) if root is not None else builtin_coco_shapes(**kw)
+
+
+def build_detection_datasets(
+    cfg: DetectConfig, info: DistInfo, *, train: bool = True
+) -> tuple[CocoDetection | None, CocoDetection]:
+    """(train, val) datasets of a run; ``train=False`` builds val only."""
+    root = builtin_root(cfg, info) if cfg.builtin_data else Path(cfg.data)
+    masks = "maskrcnn" in cfg.model
+    val_images, val_ann = split_files(root, cfg.val_split)
+    val = CocoDetection(
+        val_images,
+        val_ann,
+        transforms=build_detection_eval_transform(),
+        max_image_pixels=cfg.max_image_pixels,
+        masks=masks,
+        train=False,
+    )
+    if not train:
+        return None, val
+    train_images, train_ann = split_files(root, cfg.train_split)
+    tr = CocoDetection(
+        train_images,
+        train_ann,
+        transforms=build_detection_train_transform(
+            cfg.image_size, scale_range=cfg.scale_range, hflip=cfg.hflip, fixed_size=cfg.fixed_size
+        ),
+        max_image_pixels=cfg.max_image_pixels,
+        masks=masks,
+        train=True,
+    )
+    if tr.classes != val.classes:
+        raise DataError(f"the train and val annotation files have different categories: {tr.classes} vs {val.classes}")
+    return tr, val
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Evaluation
+
+
+@torch.no_grad()
+def evaluate_detection(
+    model: nn.Module,
+    loader: DataLoader,
+    dataset: CocoDetection,
+    info: DistInfo,
+    *,
+    amp: str = "none",
+    desc: str = "eval",
+    log_interval: int = 20,
+) -> dict[str, Any]:
+    """COCO box (and mask) AP of ``model`` on ``dataset``, every image counted once over all processes.
+
+    Returns ``{"bbox": {AP, AP50, ...}, "segm": {...}, "images": n, "bad_images": k, "seconds_per_image": s}``
+    on every process.
+    """
+    model.eval()
+    results: list[dict[str, Any]] = []
+    seen: list[int] = []
+    bad = 0
+    progress = Progress(len(loader), desc=desc, interval=log_interval, enabled=info.is_main)
+    t0 = time.perf_counter()
+    for images, targets, bad_samples in loader:
+        bad += len(bad_samples)
+        if images:
+            with autocast(info.device, amp):
+                outputs = model([img.to(info.device, non_blocking=True) for img in images])
+            outputs = [{k: (v.float() if v.is_floating_point() else v).cpu() for k, v in o.items()} for o in outputs]
+            ids = [int(t["image_id"]) for t in targets]
+            results += to_coco_results(outputs, ids, dataset.label_to_cat_id)
+            seen += ids
+        progress.update()
+    progress.close()
+    elapsed = time.perf_counter() - t0
+    if info.distributed:
+        gathered: list[Any] = [None] * info.world_size
+        torch.distributed.all_gather_object(gathered, (results, seen, bad, elapsed))
+        results = [r for part in gathered for r in part[0]]
+        seen = [i for part in gathered for i in part[1]]
+        bad = sum(part[2] for part in gathered)
+        elapsed = max(part[3] for part in gathered)
+    metrics = None
+    if info.is_main:
+        iou_types = IOU_TYPES if has_masks(model) else ("bbox",)
+        if seen:
+            metrics = coco_evaluate(dataset.coco, results, iou_types, image_ids=seen)
+        else:
+            metrics = {t: dict.fromkeys(METRIC_NAMES, float("nan")) for t in iou_types}
+    metrics = broadcast_object(metrics, info)
+    return {
+        **metrics,
+        "images": len(seen),
+        "bad_images": bad,
+        "detections": len(results),
+        "seconds_per_image": elapsed * info.world_size / max(len(seen), 1),
+    }
+
+
+def flat_metrics(metrics: dict[str, Any], prefix: str = "val_") -> dict[str, float]:
+    """``{"bbox": {"AP": x}}`` -> ``{"val_bbox_AP": x}``."""
+    return {f"{prefix}{t}_{k}": v for t in IOU_TYPES if t in metrics for k, v in metrics[t].items()}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def detection_metadata(
+    model_name: str, detector_args: dict[str, Any], classes: list[str], cat_ids: list[int]
+) -> dict[str, str]:
+    """What a detection weights file carries to be rebuilt and used without the run's files."""
+    return {
+        "task": "detection",
+        "model_name": model_name,
+        "detector_args": json.dumps(detector_args),
+        "class_names": json.dumps(classes),
+        "category_ids": json.dumps(cat_ids),
+    }
+
+
+def load_detection_checkpoint(path: str | Path, *, ema: bool = False) -> tuple[nn.Module, dict[str, Any], Path]:
+    """``(model, metadata, checkpoint dir)`` of a checkpoint written by ``botnet detect train``."""
+    ckpt_dir = ckpt.resolve_checkpoint(path)
+    weights = ckpt_dir / (ckpt.EMA_FILE if ema else ckpt.MODEL_FILE)
+    if ema and not weights.exists():
+        raise ckpt.CheckpointError(f"{ckpt_dir} has no EMA weights (the run had ema_decay 0)")
+    try:
+        raw = read_metadata(weights)
+    except ValueError as err:
+        raise ckpt.CheckpointError(str(err)) from None
+    if raw.get("task") != "detection":
+        kind = "a classification checkpoint (use botnet eval)" if "botnet_config" in raw else "not a botnet checkpoint"
+        raise ckpt.CheckpointError(f"{weights} is {kind}: it has no detection model metadata")
+    try:
+        meta = {
+            "model": raw["model_name"],
+            "detector_args": json.loads(raw["detector_args"]),
+            "class_names": json.loads(raw["class_names"]),
+            "category_ids": json.loads(raw["category_ids"]),
+        }
+        model = create_detection_model(meta["model"], **meta["detector_args"])
+    except (KeyError, json.JSONDecodeError, TypeError, ValueError) as err:
+        raise ckpt.CheckpointError(f"{weights} has detection metadata this version cannot use: {err}") from None
+    load_weights(model, weights)
+    return model.eval(), meta, ckpt_dir
+
+
+def builtin_or_dir(data: str | None) -> bool:
+    return data is None or data == BUILTIN

@@ -1,0 +1,114 @@
+"""Detection / instance-segmentation training: the shared loop (:mod:`.loop`) with torchvision's R-CNN losses and
+COCO box / mask AP as the validation metric."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from ..data.det_transforms import collate_detection
+from ..detection.models import create_detection_model
+from .data import eval_loader, train_loader
+from .detect_config import DetectConfig, resolve_detect
+from .detect_eval import build_detection_datasets, detection_metadata, evaluate_detection, flat_metrics
+from .distributed import cleanup, setup
+from .evaluate import autocast
+from .loop import Trainer
+from .reporting import log
+
+TARGET_KEYS = ("boxes", "labels", "masks")  # what torchvision's detection models read from a target
+
+
+def detect_train(cfg: DetectConfig, *, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
+    """Train a detector as ``cfg`` says; returns the final metrics. Joins torchrun's process group if any."""
+    info = setup(cfg.device)
+    try:
+        return DetectionTrainer(cfg, info, resume=resume, overwrite=overwrite).fit()
+    finally:
+        cleanup()
+
+
+class DetectionTrainer(Trainer):
+    best_metric = "val_bbox_AP"
+
+    def resolve(self, cfg: DetectConfig) -> DetectConfig:
+        return resolve_detect(cfg, self.info)
+
+    def build_data(self) -> tuple[Dataset, Dataset]:
+        return build_detection_datasets(self.cfg, self.info)
+
+    def detector_args(self) -> dict[str, Any]:
+        """The builder arguments that rebuild this run's model (stored in every checkpoint)."""
+        cfg = self.cfg
+        args = {"num_classes": len(self.classes) + 1, "image_size": cfg.image_size, "fixed_size": cfg.fixed_size}
+        if cfg.trainable_backbone_layers is not None:
+            args["trainable_backbone_layers"] = cfg.trainable_backbone_layers
+        return {**args, **cfg.model_args}
+
+    def build_model(self) -> nn.Module:
+        args = self.detector_args()
+        if self.cfg.weights_backbone:
+            args["weights_backbone"] = self.cfg.weights_backbone
+        return create_detection_model(self.cfg.model, **args)
+
+    def train_loader(self, epoch: int, skip_batches: int) -> DataLoader:
+        return train_loader(self.train_ds, self.cfg, self.info, epoch, skip_batches, collate_fn=collate_detection)
+
+    def compute_loss(self, images: list[torch.Tensor], targets: list[dict[str, Any]]) -> torch.Tensor:
+        device = self.info.device
+        images = [img.to(device, non_blocking=True) for img in images]
+        targets = [{k: t[k].to(device, non_blocking=True) for k in TARGET_KEYS if k in t} for t in targets]
+        with autocast(device, self.cfg.amp):
+            losses = self.net(images, targets)
+        return sum(v.float() for v in losses.values())
+
+    def validate(self) -> dict[str, Any]:
+        cfg, info = self.cfg, self.info
+        loader = eval_loader(self.val_ds, cfg.batch_size, cfg.workers, info, collate_fn=collate_detection)
+        kw = dict(amp=cfg.amp, log_interval=cfg.log_interval)
+        m = evaluate_detection(self.model, loader, self.val_ds, info, desc="val", **kw)
+        row = {**flat_metrics(m), "val_images": m["images"], "val_bad_images": m["bad_images"]}
+        row["val_seconds_per_image"] = m["seconds_per_image"]
+        if m["bad_images"]:
+            log(f"warning: skipped {m['bad_images']} validation images that could not be read", enabled=info.is_main)
+        if self.ema is not None:
+            e = evaluate_detection(self.ema.module, loader, self.val_ds, info, desc="val (EMA)", **kw)
+            row.update(flat_metrics(e, prefix="ema_val_"))
+        return row
+
+    def metadata(self) -> dict[str, str]:
+        return detection_metadata(self.cfg.model, self.detector_args(), self.classes, self.val_ds.cat_ids)
+
+    def data_name(self) -> str:
+        return "the built-in COCO-format shapes dataset" if self.cfg.builtin_data else self.cfg.data
+
+    def epoch_line(self, row: dict[str, Any]) -> str:
+        text = f"epoch {row['epoch']}/{self.cfg.epochs}: train_loss {row['train_loss']:.4f}"
+        for key in ("val_bbox_AP", "val_bbox_AP50", "val_segm_AP", "val_segm_AP50"):
+            if key in row:
+                text += f" {key[4:]} {_pct(row[key])}"
+        return text + f" lr {row['lr']:.4g} {row['epoch_time_s']:.1f}s {row['images_per_s']:.1f} img/s"
+
+    def final_line(self, row: dict[str, Any]) -> str:
+        from ..detection.coco_eval import format_metrics_table
+
+        metrics = {}
+        for iou_type in ("bbox", "segm"):
+            prefix = f"val_{iou_type}_"
+            found = {k[len(prefix) :]: v for k, v in row.items() if k.startswith(prefix)}
+            if found:
+                metrics[iou_type] = found
+        table = format_metrics_table(metrics)
+        return (
+            f"{table}\nbox AP {_pct(row.get('val_bbox_AP'))}  AP50 {_pct(row.get('val_bbox_AP50'))}"
+            + (f"  mask AP {_pct(row['val_segm_AP'])}" if "val_segm_AP" in row else "")
+            + f"  (best box AP {_pct(self.c.best_score)} at epoch {self.c.best_epoch})  run: {self.out}"
+        )
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None or math.isnan(value) else f"{100 * value:.1f}"
