@@ -8,6 +8,7 @@ cache directory, so it goes through the same loading path as any other.
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -18,17 +19,18 @@ from torch.utils.data import DataLoader
 
 from ..data.coco import CocoDetection
 from ..data.coco_shapes import builtin_coco_shapes
-from ..data.det_transforms import build_detection_eval_transform, build_detection_train_transform
+from ..data.det_transforms import build_detection_eval_transform, build_detection_train_transform, collate_detection
 from ..data.folder import DataError
 from ..detection.coco_eval import IOU_TYPES, METRIC_NAMES, coco_evaluate, to_coco_results
 from ..detection.models import create_detection_model, has_masks
 from ..models.weights import load_weights, read_metadata
 from . import checkpoint as ckpt
-from .config import BUILTIN
+from .config import BUILTIN, build_config
+from .data import eval_loader
 from .detect_config import DetectConfig
-from .distributed import DistInfo, barrier, broadcast_object
+from .distributed import DistInfo, auto_workers, barrier, broadcast_object, cleanup, local_world_size, setup
 from .evaluate import autocast
-from .reporting import Progress
+from .reporting import Progress, atomic_write
 
 
 def split_files(root: str | Path, split: str) -> tuple[Path, Path]:
@@ -200,3 +202,69 @@ def load_detection_checkpoint(path: str | Path, *, ema: bool = False) -> tuple[n
 
 def builtin_or_dir(data: str | None) -> bool:
     return data is None or data == BUILTIN
+
+
+def evaluate_detection_checkpoint(
+    path: str | Path,
+    data: str | None = None,
+    *,
+    split: str | None = None,
+    ema: bool = False,
+    batch_size: int = 2,
+    workers: int | None = None,
+    device: str = "auto",
+    amp: str = "none",
+    output: str | Path | None = None,
+) -> dict[str, Any]:
+    """COCO box / mask AP of a detection checkpoint on a COCO-format dataset (default: the run's own val split).
+
+    Writes the result as JSON to ``output`` (default ``<run dir>/eval.json``) and returns it.
+    """
+    info = setup(device)
+    try:
+        model, meta, ckpt_dir = load_detection_checkpoint(path, ema=ema)
+        model.to(info.device)
+        cfg_file = ckpt_dir / ckpt.CONFIG_FILE
+        run_cfg = build_config(cfg_file, config_cls=DetectConfig) if cfg_file.exists() else None
+        if builtin_or_dir(data):
+            if run_cfg is None:
+                raise ValueError(f"{ckpt_dir} has no config.yaml to find its data; pass --data DIR")
+            cfg = run_cfg if data is None else run_cfg.replace(data=BUILTIN)
+        else:
+            cfg = (run_cfg or DetectConfig(model=meta["model"])).replace(data=str(data))
+        cfg = cfg.replace(
+            val_split=split or cfg.val_split,
+            workers=workers if workers is not None else auto_workers(info.device, local_world_size()),
+        )
+        _, val = build_detection_datasets(cfg, info, train=False)
+        if val.classes != meta["class_names"] or val.cat_ids != meta["category_ids"]:
+            raise DataError(
+                f"the checkpoint {ckpt_dir} detects {len(meta['class_names'])} categories "
+                f"{list(zip(meta['category_ids'], meta['class_names'], strict=True))[:8]}, the annotation file "
+                f"{val.ann_file} has {len(val.classes)}: {list(zip(val.cat_ids, val.classes, strict=True))[:8]} "
+                "(id, name); evaluate on data with the same categories"
+            )
+        loader = eval_loader(val, batch_size, cfg.workers, info, collate_fn=collate_detection)
+        m = evaluate_detection(model, loader, val, info, amp=amp, desc="eval")
+        where = "the built-in dataset" if cfg.builtin_data else str(val.ann_file)
+        result = {
+            "checkpoint": str(ckpt_dir),
+            "model": meta["model"],
+            "weights": "ema" if ema else "model",
+            "data": where,
+            **{t: _nan_to_none(m[t]) for t in IOU_TYPES if t in m},
+            **{k: m[k] for k in ("images", "bad_images", "detections", "seconds_per_image")},
+        }
+        if info.is_main:
+            out = Path(output) if output else ckpt_dir.parent / "eval.json"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(out, json.dumps(result, indent=2) + "\n")
+            result["output"] = str(out)
+        return result
+    finally:
+        cleanup()
+
+
+def _nan_to_none(metrics: dict[str, float]) -> dict[str, float | None]:
+    """JSON has no NaN: a metric without ground truth in its size range (COCOeval's -1) is written as null."""
+    return {k: None if math.isnan(v) else v for k, v in metrics.items()}

@@ -1,0 +1,116 @@
+"""``botnet detect``: Mask R-CNN / Faster R-CNN with a BoTNet-FPN backbone: train, eval, predict, list.
+
+``botnet detect train`` with no options trains the small Mask R-CNN on the built-in COCO-format shapes dataset and
+prints box and mask AP. Under torchrun it trains on many processes, like ``botnet train``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..engine.config import add_arguments
+from .train_cmd import config_from_args
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("detect", help="detection and instance segmentation", description=__doc__)
+    tasks = p.add_subparsers(dest="detect_command", required=True, metavar="ACTION")
+
+    from ..engine.detect_config import DetectConfig
+
+    t = tasks.add_parser(
+        "train",
+        help="train a detector (built-in shapes data by default)",
+        description="Train a detector. Options come from the defaults, then --config FILE (YAML), then the flags.",
+    )
+    t.add_argument("--config", metavar="FILE", help="YAML file of options (flags override it)")
+    t.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly where it stopped")
+    t.add_argument("--overwrite", action="store_true", help="replace the run already in the output directory")
+    add_arguments(t.add_argument_group("options (also YAML keys, with _ for -)"), DetectConfig)
+    t.set_defaults(run=run_train)
+
+    e = tasks.add_parser("eval", help="COCO box / mask AP of a checkpoint")
+    e.add_argument("--checkpoint", required=True, metavar="PATH", help="a run directory, its last/ or best/")
+    e.add_argument("--data", metavar="DIR", help="COCO-format root (default: the run's own data)")
+    e.add_argument("--split", help="split to evaluate: DIR/annotations/instances_SPLIT.json (default: the run's val)")
+    e.add_argument("--ema", action="store_true", help="evaluate the EMA weights")
+    e.add_argument("--batch-size", type=int, default=2)
+    e.add_argument("--workers", type=int, default=None, help="data-loading processes (default: auto)")
+    e.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    e.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"))
+    e.add_argument("--output", metavar="FILE", help="where to write the JSON result (default: RUN/eval.json)")
+    e.set_defaults(run=run_eval)
+
+    r = tasks.add_parser("predict", help="draw a checkpoint's detections on images and write them as COCO JSON")
+    r.add_argument("--checkpoint", required=True, metavar="PATH", help="a run directory, its last/ or best/")
+    r.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    r.add_argument("--output", default="predictions", metavar="DIR", help="folder for the pictures and the JSON")
+    r.add_argument("--score-threshold", type=float, default=0.5, help="keep detections scoring at least this")
+    r.add_argument("--ema", action="store_true", help="use the EMA weights")
+    r.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    r.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"))
+    r.set_defaults(run=run_predict)
+
+    ls = tasks.add_parser("list", help="list the detection models")
+    ls.set_defaults(run=run_list)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from ..engine.detect_config import DETECT_RESUMABLE_CHANGES, DetectConfig
+    from ..engine.detect_trainer import detect_train
+
+    cfg = config_from_args(args, DetectConfig, DETECT_RESUMABLE_CHANGES)
+    detect_train(cfg, resume=bool(args.resume), overwrite=args.overwrite)
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from ..detection.coco_eval import format_metrics_table
+    from ..engine.detect_eval import evaluate_detection_checkpoint
+
+    if args.batch_size < 1 or (args.workers is not None and args.workers < 0):
+        raise ValueError("--batch-size must be >= 1 and --workers >= 0")
+    r = evaluate_detection_checkpoint(
+        args.checkpoint,
+        args.data,
+        split=args.split,
+        ema=args.ema,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        device=args.device,
+        amp=args.amp,
+        output=args.output,
+    )
+    if "output" in r:
+        table = {t: {k: float("nan") if v is None else v for k, v in r[t].items()} for t in ("bbox", "segm") if t in r}
+        print(f"{r['model']} on {r['data']} ({r['images']} images, {r['detections']} detections)")
+        print(format_metrics_table(table))
+        print(f"written to {r['output']}")
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from ..engine.detect_predict import predict_images
+
+    r = predict_images(
+        args.checkpoint,
+        args.images,
+        args.output,
+        score_threshold=args.score_threshold,
+        ema=args.ema,
+        device=args.device,
+        amp=args.amp,
+    )
+    for path in r["images"]:
+        print(path)
+    counts = json.dumps({p: sum(d["file_name"] == p for d in r["detections"]) for p in args.images})
+    print(f"{len(r['detections'])} detections {counts}; results in {r['results']}")
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from ..detection.models import list_detection_models
+
+    print("\n".join(list_detection_models()))
+    return 0

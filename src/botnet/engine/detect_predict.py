@@ -1,0 +1,89 @@
+"""Run a detection checkpoint on image files: pictures with the detections drawn, and COCO-format results."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torchvision.transforms.v2 import functional as TF
+from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
+
+from ..data.folder import DEFAULT_MAX_PIXELS, UNREADABLE_IMAGE_ERRORS, load_rgb
+from ..detection.coco_eval import to_coco_results
+from .detect_eval import load_detection_checkpoint
+from .distributed import pick_device
+from .evaluate import autocast
+from .reporting import atomic_write
+
+RESULTS_FILE = "detections.json"
+
+
+def read_images(paths: list[str | Path], max_pixels: int = DEFAULT_MAX_PIXELS) -> list[torch.Tensor]:
+    """uint8 (3, H, W) tensors; a file that is missing or not an image is a ValueError naming it."""
+    images = []
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise FileNotFoundError(f"image {path} does not exist")
+        try:
+            images.append(TF.pil_to_tensor(load_rgb(path, max_pixels)))
+        except UNREADABLE_IMAGE_ERRORS as err:
+            raise ValueError(f"cannot read {path} as an image: {err}") from None
+    return images
+
+
+@torch.no_grad()
+def predict_images(
+    checkpoint: str | Path,
+    images: list[str | Path],
+    output: str | Path,
+    *,
+    score_threshold: float = 0.5,
+    mask_threshold: float = 0.5,
+    ema: bool = False,
+    device: str = "auto",
+    amp: str = "none",
+) -> dict[str, Any]:
+    """Detect objects in each image; write ``<output>/<name>.png`` with them drawn and ``<output>/detections.json``.
+
+    The JSON is COCO's result format (``image_id`` is the image's position in ``images``, ``category_id`` the
+    dataset's id) plus ``file_name`` and ``category`` (its name), for detections scoring at least
+    ``score_threshold``.
+    """
+    if not 0.0 <= score_threshold <= 1.0:
+        raise ValueError(f"--score-threshold must be in [0, 1], got {score_threshold}")
+    if not images:
+        raise ValueError("give at least one image file")
+    tensors = read_images(images)  # fail on a bad file before loading the model or writing anything
+    model, meta, ckpt_dir = load_detection_checkpoint(checkpoint, ema=ema)
+    dev = pick_device(device)
+    model.to(dev)
+    names = dict(zip(meta["category_ids"], meta["class_names"], strict=True))
+    cat_ids = meta["category_ids"]
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    results: list[dict[str, Any]] = []
+    written = []
+    for index, (path, image) in enumerate(zip(map(Path, images), tensors, strict=True)):
+        with autocast(dev, amp):
+            (pred,) = model([TF.to_dtype(image, torch.float32, scale=True).to(dev)])
+        pred = {k: (v.float() if v.is_floating_point() else v).cpu() for k, v in pred.items()}
+        keep = pred["scores"] >= score_threshold
+        pred = {k: v[keep] for k, v in pred.items()}
+        for r in to_coco_results([pred], [index], lambda label: cat_ids[label - 1], mask_threshold=mask_threshold):
+            results.append({**r, "file_name": str(path), "category": names[r["category_id"]]})
+        picture = image
+        if "masks" in pred and len(pred["masks"]):
+            picture = draw_segmentation_masks(picture, pred["masks"][:, 0] > mask_threshold, alpha=0.45)
+        labels = [
+            f"{names[cat_ids[int(lab) - 1]]} {s:.2f}" for lab, s in zip(pred["labels"], pred["scores"], strict=True)
+        ]
+        if len(pred["boxes"]):
+            picture = draw_bounding_boxes(picture, pred["boxes"], labels=labels, colors="yellow", width=2)
+        target = out / f"{index:04d}_{path.stem}.png"
+        Image.fromarray(picture.permute(1, 2, 0).numpy()).save(target)
+        written.append(str(target))
+    atomic_write(out / RESULTS_FILE, json.dumps(results, indent=1) + "\n")
+    return {"checkpoint": str(ckpt_dir), "images": written, "results": str(out / RESULTS_FILE), "detections": results}
