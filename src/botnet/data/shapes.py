@@ -45,26 +45,38 @@ def _rotated(points: list[tuple[float, float]], cx: float, cy: float, angle: flo
     return [(cx + x * c - y * s, cy + x * s + y * c) for x, y in points]
 
 
-def _draw_shape(draw: ImageDraw.ImageDraw, kind: str, cx: float, cy: float, r: float, angle: float) -> None:
-    """Draw the mask (255 inside) of one shape of radius ``r`` centred at (cx, cy), rotated by ``angle`` (radians)."""
-    on, off = 255, 0
-    if kind == "circle":
-        draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=on)
-    elif kind == "triangle":
-        draw.polygon(_polygon(3, cx, cy, r, angle), fill=on)
-    elif kind == "square":
-        draw.polygon(_polygon(4, cx, cy, r, angle), fill=on)
-    elif kind == "hexagon":
-        draw.polygon(_polygon(6, cx, cy, r, angle), fill=on)
-    elif kind == "star":
+def _shape_polygon(kind: str, cx: float, cy: float, r: float, angle: float) -> list[tuple[float, float]] | None:
+    """The vertices ``_draw_shape`` fills for a polygonal ``kind``, or None for shapes drawn from ellipses."""
+    if kind == "triangle":
+        return _polygon(3, cx, cy, r, angle)
+    if kind == "square":
+        return _polygon(4, cx, cy, r, angle)
+    if kind == "hexagon":
+        return _polygon(6, cx, cy, r, angle)
+    if kind == "star":
         outer = _polygon(5, cx, cy, r, angle)
         inner = _polygon(5, cx, cy, 0.42 * r, angle + math.pi / 5)
-        draw.polygon([p for pair in zip(outer, inner, strict=True) for p in pair], fill=on)
-    elif kind == "cross":
+        return [p for pair in zip(outer, inner, strict=True) for p in pair]
+    if kind == "cross":
         a, b = 0.3 * r, r
         quarter = [(-a, -b), (a, -b), (a, -a)]  # one arm, rotated four times
         arm = [(x * c - y * s, x * s + y * c) for k in range(4) for c, s in [_unit(k)] for x, y in quarter]
-        draw.polygon(_rotated(arm, cx, cy, angle), fill=on)
+        return _rotated(arm, cx, cy, angle)
+    if kind == "arrow":
+        w, h = 0.25 * r, 0.55 * r
+        arrow = [(-r, -w), (0.2 * r, -w), (0.2 * r, -h), (r, 0), (0.2 * r, h), (0.2 * r, w), (-r, w)]
+        return _rotated(arrow, cx, cy, angle)
+    return None
+
+
+def _draw_shape(draw: ImageDraw.ImageDraw, kind: str, cx: float, cy: float, r: float, angle: float) -> None:
+    """Draw the mask (255 inside) of one shape of radius ``r`` centred at (cx, cy), rotated by ``angle`` (radians)."""
+    on, off = 255, 0
+    vertices = _shape_polygon(kind, cx, cy, r, angle)
+    if vertices is not None:
+        draw.polygon(vertices, fill=on)
+    elif kind == "circle":
+        draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=on)
     elif kind == "ring":
         draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=on)
         q = 0.55 * r
@@ -77,10 +89,6 @@ def _draw_shape(draw: ImageDraw.ImageDraw, kind: str, cx: float, cy: float, r: f
     elif kind == "semicircle":
         deg = math.degrees(angle)
         draw.pieslice((cx - r, cy - r, cx + r, cy + r), deg, deg + 180, fill=on)
-    elif kind == "arrow":
-        w, h = 0.25 * r, 0.55 * r
-        arrow = [(-r, -w), (0.2 * r, -w), (0.2 * r, -h), (r, 0), (0.2 * r, h), (0.2 * r, w), (-r, w)]
-        draw.polygon(_rotated(arrow, cx, cy, angle), fill=on)
     else:  # pragma: no cover - SHAPE_CLASSES is closed
         raise AssertionError(kind)
 
