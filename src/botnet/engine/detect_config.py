@@ -45,16 +45,18 @@ class DetectConfig(ConfigBase):
     scale_range: tuple[float, float] = option((0.8, 1.25), "multi-scale jitter range of the longer side (up to 0.1 2)")
     hflip: float = option(0.5, "horizontal flip probability")
     # optimisation
-    epochs: int | None = option(None, "training epochs (auto: 12; the built-in recipe's for shapes)")
+    epochs: int | None = option(None, "training epochs (auto: 12; 4 for shapes)")
     batch_size: int | None = option(None, "images per optimizer step and process (auto: 8 for shapes, else 2)")
     accumulate: int = option(1, "batches accumulated per optimizer step")
     optimizer: str = option("sgd", "optimizer", ("sgd", "adamw"))
-    lr: float | None = option(None, "peak learning rate (auto: 0.02 per 16 images for sgd, 1e-4 per 16 for adamw)")
+    lr: float | None = option(
+        None, "peak learning rate (auto: sgd 0.02 per 16 images, 0.04 per 8 for shapes; adamw 1e-4 per 16)"
+    )
     momentum: float = option(0.9, "SGD momentum")
     nesterov: bool = option(False, "SGD Nesterov momentum")
     betas: tuple[float, float] = option((0.9, 0.999), "AdamW betas")
     weight_decay: float = option(1e-4, "weight decay (never applied to norm weights and biases)")
-    warmup_epochs: float = option(1.0, "linear warm-up length in epochs")
+    warmup_epochs: float = option(0.5, "linear warm-up length in epochs")
     warmup_start: float = option(0.001, "warm-up starts at this fraction of the peak learning rate")
     min_lr: float = option(0.0, "learning rate at the end of the cosine schedule")
     clip_grad: float | None = option(None, "clip the gradient norm to this value (none: off)")
@@ -122,7 +124,7 @@ class DetectConfig(ConfigBase):
 
 
 # The built-in recipe: the small Mask R-CNN on the generated shapes dataset, sized to finish on a laptop CPU.
-SHAPES_RECIPE = {"epochs": 6, "batch_size": 8, "lr": 0.04}
+SHAPES_RECIPE = {"epochs": 4, "batch_size": 8, "lr": 0.04}
 
 
 def resolve_detect(cfg: DetectConfig, info: DistInfo) -> DetectConfig:
