@@ -55,13 +55,16 @@ def test_train_eval_predict(coco_root, tmp_path):
 
 def test_torchrun_two_cpu_processes(coco_root, tmp_path):
     run = tmp_path / "ddp"
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("model_args: {box_score_thresh: 0.0}\n")  # every image keeps its 100 best detections
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    cmd += ["-m", "botnet", "detect", "train", "--data", str(coco_root), "--epochs", "1", *FAST, "--output", str(run)]
+    cmd += ["-m", "botnet", "detect", "train", "--config", str(cfg), "--data", str(coco_root), "--epochs", "1"]
+    cmd += [*FAST, "--output", str(run)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "x 2 process(es)" in r.stderr
-    assert r.stdout.count("box AP") == 1  # only rank 0 reports and writes
+    assert r.stdout.count("run: ") == 1  # only rank 0 reports and writes
     (row,) = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert row["global_step"] == 2  # 16 images / 2 ranks / batch 4
     assert row["val_images"] == 6  # each validation image counted once over the ranks
@@ -71,5 +74,7 @@ def test_torchrun_two_cpu_processes(coco_root, tmp_path):
     r = botnet("detect", "eval", "--checkpoint", run, "--workers", "0")
     assert r.returncode == 0, r.stderr[-3000:]
     result = json.loads((run / "eval.json").read_text())
+    assert result["detections"] == row["val_detections"] == 6 * 100  # both ranks' detections were gathered
     assert result["bbox"]["AP"] == pytest.approx(row["val_bbox_AP"])
+    assert result["bbox"]["AP50"] == pytest.approx(row["val_bbox_AP50"])
     assert result["segm"]["AP"] == pytest.approx(row["val_segm_AP"])

@@ -155,6 +155,17 @@ def read_model_metadata(ckpt_dir: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} has malformed metadata: {err}") from None
 
 
+def read_class_names(ckpt_dir: Path) -> list[str]:
+    """The class names a checkpoint of any task was trained on."""
+    path = Path(ckpt_dir) / MODEL_FILE
+    try:
+        return json.loads(read_metadata(path)["class_names"])
+    except ValueError as err:  # unreadable file or malformed JSON
+        raise CheckpointError(f"{path}: {err}") from None
+    except KeyError:
+        raise CheckpointError(f"{path} was not written by botnet: its metadata has no class names") from None
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # RNG states as tensors and plain values (so weights_only loading accepts them)
 

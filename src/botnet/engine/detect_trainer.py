@@ -71,7 +71,8 @@ class DetectionTrainer(Trainer):
         loader = eval_loader(self.val_ds, cfg.batch_size, cfg.workers, info, collate_fn=collate_detection)
         kw = dict(amp=cfg.amp, log_interval=cfg.log_interval)
         m = evaluate_detection(self.model, loader, self.val_ds, info, desc="val", **kw)
-        row = {**flat_metrics(m), "val_images": m["images"], "val_bad_images": m["bad_images"]}
+        row = {**flat_metrics(m), "val_images": m["images"], "val_detections": m["detections"]}
+        row["val_bad_images"] = m["bad_images"]
         row["val_seconds_per_image"] = m["seconds_per_image"]
         if m["bad_images"]:
             log(f"warning: skipped {m['bad_images']} validation images that could not be read", enabled=info.is_main)

@@ -361,11 +361,9 @@ class Trainer:
         ckpt.write_checkpoint_dir(self.out / name, write)
 
     def _load(self, path: Path) -> None:
-        meta = ckpt.read_model_metadata(path)
-        if meta["class_names"] != self.classes:
-            raise DataError(
-                f"the checkpoint {path} was trained on classes {meta['class_names']}, the data has {self.classes}"
-            )
+        classes = ckpt.read_class_names(path)
+        if classes != self.classes:
+            raise DataError(f"the checkpoint {path} was trained on classes {classes}, the data has {self.classes}")
         state = ckpt.load_training_state(path)
         if state.get("world_size", 1) != self.info.world_size:
             raise ValueError(
