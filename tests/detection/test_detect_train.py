@@ -171,3 +171,13 @@ def test_eval_refuses_data_with_other_categories(coco_root, tmp_path):
 
     with pytest.raises(DataError, match="same categories"):
         evaluate_detection_checkpoint(tmp_path / "run", str(_edit(coco_root, tmp_path, "val", rename)), workers=0)
+
+
+def test_bf16_autocast_and_channels_last_train(coco_root, tmp_path):
+    opts = dict(FAST, amp="bf16", channels_last=True)
+    cfg = DetectConfig(data=str(coco_root), epochs=1, output=str(tmp_path / "run"), **opts).validate()
+    detect_train(cfg)
+    (row,) = rows(tmp_path / "run")
+    assert torch.isfinite(torch.tensor(row["train_loss"])) and row["val_images"] == 6
+    weights = load_file(tmp_path / "run" / "last" / ckpt.MODEL_FILE)
+    assert all(t.dtype != torch.bfloat16 for t in weights.values())  # autocast leaves the weights in fp32

@@ -96,8 +96,19 @@ def atomic_write(path: str | Path, data: str | bytes) -> None:
             os.unlink(tmp)
 
 
+_CURVES = {  # (metric, label) per task: classification accuracy in %, detection AP in 0..1
+    False: (("val_top1", "val top-1"), ("val_top5", "val top-5"), ("ema_val_top1", "EMA val top-1")),
+    True: (
+        ("val_bbox_AP", "box AP"),
+        ("val_bbox_AP50", "box AP50"),
+        ("val_segm_AP", "mask AP"),
+        ("val_segm_AP50", "mask AP50"),
+    ),
+}
+
+
 def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
-    """Loss (train, val) and top-1/top-5 per epoch, written atomically as a PNG."""
+    """Loss (train, val) and top-1/top-5 (or box/mask AP) per epoch, written atomically as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -111,11 +122,15 @@ def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
         ax_loss.plot(*zip(*val, strict=True), marker="o", label="val")
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_loss.legend()
-    for key, label in (("val_top1", "val top-1"), ("val_top5", "val top-5"), ("ema_val_top1", "EMA val top-1")):
-        pts = [(r["epoch"], r[key]) for r in rows if r.get(key) is not None]
+    detection = any("val_bbox_AP" in r for r in rows)
+    for key, label in _CURVES[detection]:
+        pts = [(r["epoch"], r[key] * (100 if detection else 1)) for r in rows if r.get(key) is not None]
         if pts:
             ax_acc.plot(*zip(*pts, strict=True), marker="o", label=label)
-    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="validation accuracy")
+    if detection:
+        ax_acc.set(xlabel="epoch", ylabel="COCO AP (%)", title="validation AP")
+    else:
+        ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="validation accuracy")
     ax_acc.grid(alpha=0.3)
     if ax_acc.lines:
         ax_acc.legend()
