@@ -30,7 +30,8 @@ from .data import eval_loader
 from .detect_config import DetectConfig
 from .distributed import DistInfo, auto_workers, barrier, broadcast_object, cleanup, local_world_size, setup
 from .evaluate import autocast
-from .reporting import Progress, atomic_write
+from .evaluator import write_result
+from .reporting import Progress
 
 
 def split_files(root: str | Path, split: str) -> tuple[Path, Path]:
@@ -256,10 +257,7 @@ def evaluate_detection_checkpoint(
             **{k: m[k] for k in ("images", "bad_images", "detections", "seconds_per_image")},
         }
         if info.is_main:
-            out = Path(output) if output else ckpt_dir.parent / "eval.json"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(out, json.dumps(result, indent=2) + "\n")
-            result["output"] = str(out)
+            result["output"] = write_result(result, output, ckpt_dir)
         return result
     finally:
         cleanup()

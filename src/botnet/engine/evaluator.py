@@ -96,10 +96,15 @@ def evaluate_checkpoint(
             **{k: m[k] for k in ("top1", "top5", "loss", "images", "bad_images")},
         }
         if info.is_main:
-            out = Path(output) if output else ckpt_dir.parent / "eval.json"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(out, json.dumps(result, indent=2) + "\n")
-            result["output"] = str(out)
+            result["output"] = write_result(result, output, ckpt_dir)
         return result
     finally:
         cleanup()
+
+
+def write_result(result: dict[str, Any], output: str | Path | None, ckpt_dir: Path) -> str:
+    """Write an evaluation result as JSON, atomically, to ``output`` (default ``<run dir>/eval.json``)."""
+    out = Path(output) if output else ckpt_dir.parent / "eval.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(out, json.dumps(result, indent=2) + "\n")
+    return str(out)
