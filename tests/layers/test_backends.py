@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from test_attention import MODES, _reference
@@ -10,7 +12,8 @@ import botnet
 from botnet.layers import BACKENDS, MHSA2d
 
 SIZES = [(6, 6), (5, 7), (7, 4), (1, 1), (9, 3)]
-FAST = [b for b in BACKENDS if b not in ("math", "auto")]
+FAST = [b for b in BACKENDS if b not in ("math", "auto", "flex")]  # trainable on CPU; flex: inference only here
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
 def _pair(mode: str, backend: str, dim: int = 32, heads: int = 4) -> tuple[MHSA2d, MHSA2d]:
@@ -81,3 +84,57 @@ def test_model_backend_from_config_and_bf16_autocast(backend):
     assert (low.float() - ref(x)).abs().max() <= 0.1 * ref(x).abs().max()
     with pytest.raises(ValueError, match="attn_backend must be one of"):
         botnet.create_model("botnet_tiny", attn_backend="flash")
+
+
+@pytest.fixture
+def eager_flex(monkeypatch):
+    """FlexAttention without torch.compile (same maths, no compile time): for numerics over many shapes."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    import botnet.layers.attention as attention
+
+    monkeypatch.setitem(attention._FLEX, "kernel", flex_attention)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
+        yield
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("mode", list(MODES))
+def test_flex_matches_math_in_inference(eager_flex, mode, size):
+    ref, flex = _pair(mode, "flex")
+    x = torch.randn(2, 32, *size)
+    with torch.no_grad():
+        expected, got = ref(x), flex(x)
+    assert (got - expected).abs().max() <= 1e-5 * max(1.0, expected.abs().max())
+
+
+def test_compiled_flex_kernel_matches_math():
+    ref, flex = _pair("qk+qr_rel", "flex")
+    x = torch.randn(2, 32, 5, 7)
+    with torch.no_grad():
+        assert (flex(x) - ref(x)).abs().max() <= 1e-5 * max(1.0, ref(x).abs().max())
+
+
+def test_flex_refuses_cpu_training_with_a_clear_error():
+    _, flex = _pair("qk+qr_rel", "flex")
+    with pytest.raises(RuntimeError, match="cannot train on CPU"):
+        flex(torch.randn(1, 32, 4, 4))
+
+
+@CUDA
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("backend", ["sdpa", "chunked", "flex"])
+def test_cuda_backends_match_math_in_outputs_and_gradients(backend, mode):
+    ref, other = (m.cuda() for m in _pair(mode, backend))
+    x = torch.randn(2, 32, 9, 7, device="cuda")
+    outs, grads = [], []
+    for layer in (ref, other):
+        xi = x.clone().requires_grad_(True)
+        y = layer(xi)
+        y.backward(torch.linspace(-1, 1, y.numel(), device="cuda").reshape(y.shape))
+        outs.append(y.detach())
+        grads.append({"input": xi.grad, **{n: p.grad for n, p in layer.named_parameters()}})
+    assert (outs[1] - outs[0]).abs().max() <= 1e-5 * max(1.0, outs[0].abs().max())
+    for name, g in grads[0].items():
+        assert (grads[1][name] - g).abs().max() <= 1e-5 * max(1.0, g.abs().max()), name

@@ -15,7 +15,7 @@ from torch.utils.checkpoint import checkpoint
 from .position import AbsolutePosition2d, RelativePosition2d
 
 POS_ENCODINGS = ("relative", "absolute", "none")
-BACKENDS = ("auto", "math", "sdpa", "chunked")
+BACKENDS = ("auto", "math", "sdpa", "chunked", "flex")
 
 
 class MHSA2d(nn.Module):
@@ -44,7 +44,12 @@ class MHSA2d(nn.Module):
             - "sdpa": ``F.scaled_dot_product_attention`` with the position logits as an additive bias.
             - "chunked": one (batch, head) pair at a time, recomputed in backward (``torch.utils.checkpoint``):
               holds one N x N logit/probability matrix at a time instead of B * heads of them.
-            - "auto": "chunked" for inference on maps of >= 1024 positions, otherwise "math". Forward + backward,
+            - "flex": FlexAttention (``torch.nn.attention.flex_attention``, compiled) with a ``score_mod`` that
+              reads the small per-query tables (B, heads, N, 2H-1) and (B, heads, N, 2W-1) of position logits instead
+              of an N x N bias. Forward and backward on GPU; on CPU FlexAttention has no backward, so there it is
+              for inference (under ``torch.no_grad()``), and a training call is refused with a clear error.
+            - "auto": "chunked" for inference on maps of >= 1024 positions, otherwise "math" ("flex" only when
+              asked for). Forward + backward,
               batch 2, dim 512, 4 heads, 2 CPU cores (``benchmarks/attention.py``, median of 3, x timm's
               BottleneckAttn): 14x14 math 20.5 ms (0.89x), sdpa 24.0 (1.04x), chunked 35.0 (1.52x); 32x32 math 220
               (0.86x), sdpa 237 (0.93x), chunked 218 (0.86x); 64x64 math 2648 (0.86x), sdpa 2788 (0.91x), chunked
@@ -135,7 +140,8 @@ class MHSA2d(nn.Module):
             out = logits.softmax(dim=-1) @ v  # (B, heads, H*W, d)
         else:
             q, k, v = self._qkv(x)
-            out = self._sdpa(q, k, v, x.shape[2:]) if backend == "sdpa" else self._chunked(q, k, v, x.shape[2:])
+            run = {"sdpa": self._sdpa, "chunked": self._chunked, "flex": self._flex}[backend]
+            out = run(q, k, v, x.shape[2:])  # (B, heads, H*W, d)
         B, C, H, W = x.shape
         return out.transpose(-1, -2).reshape(B, C, H, W)  # heads concatenated back: (B, C, H, W)
 
@@ -185,8 +191,60 @@ class MHSA2d(nn.Module):
             outs.append(checkpoint(self._attend, *args, use_reentrant=False) if recompute else self._attend(*args))
         return torch.cat(outs).reshape(B, heads, N, d)
 
+    def _flex(self, q: Tensor, k: Tensor, v: Tensor, size: torch.Size) -> Tensor:
+        if (
+            q.device.type == "cpu"
+            and torch.is_grad_enabled()
+            and any(t.requires_grad for t in (q, k, v, *self.parameters()))
+        ):
+            raise RuntimeError(
+                "MHSA2d backend 'flex' cannot train on CPU: FlexAttention has no CPU backward. Run it under "
+                "torch.no_grad() (inference), or use backend 'math', 'sdpa' or 'chunked' for CPU training"
+            )
+        q = q * self.scale  # (B, heads, N, d)
+        H, W = size
+        score_mod = _flex_score_mod(self.pos, q, H, W, self.content_content)
+        return flex_attention_kernel()(q, k, v, score_mod=score_mod, scale=1.0)  # (B, heads, N, d)
+
     def extra_repr(self) -> str:
         return (
             f"dim={self.dim}, heads={self.heads}, pos_enc={self.pos_enc!r}, content_content={self.content_content}, "
             f"backend={self.backend!r}"
         )
+
+
+def _flex_score_mod(pos: nn.Module | None, q: Tensor, H: int, W: int, content: bool):
+    """FlexAttention ``score_mod`` adding the position logits of query ``qi`` and key ``ki`` from small tables.
+
+    Relative: ``lh[b, h, qi, kx - qx + H - 1] + lw[b, h, qi, ky - qy + W - 1]`` with ``lh = q rel_h^T`` of shape
+    (B, heads, N, 2H-1) and ``lw = q rel_w^T`` (B, heads, N, 2W-1), the official ``rel_to_abs`` semantics.
+    Absolute: ``lh[b, h, qi, kx] + lw[b, h, qi, ky]`` with (B, heads, N, H) and (B, heads, N, W) tables.
+    """
+    if pos is None:
+        return lambda score, b, h, qi, ki: score
+    table_h, table_w = pos.tables(H, W)
+    lh = q @ table_h.to(q.dtype).t()  # (B, heads, N, 2H-1) or (B, heads, N, H)
+    lw = q @ table_w.to(q.dtype).t()  # (B, heads, N, 2W-1) or (B, heads, N, W)
+    relative = isinstance(pos, RelativePosition2d)
+    off_h, off_w = (H - 1, W - 1) if relative else (0, 0)
+
+    def score_mod(score, b, h, qi, ki):
+        kx, ky = ki // W, ki % W
+        if relative:
+            kx, ky = kx - qi // W, ky - qi % W
+        bias = lh[b, h, qi, kx + off_h] + lw[b, h, qi, ky + off_w]
+        return score + bias if content else bias
+
+    return score_mod
+
+
+_FLEX = {}
+
+
+def flex_attention_kernel():
+    """``torch.compile(flex_attention)``, built once per process (eager FlexAttention materialises every score)."""
+    if "kernel" not in _FLEX:
+        from torch.nn.attention.flex_attention import flex_attention
+
+        _FLEX["kernel"] = torch.compile(flex_attention, dynamic=False)
+    return _FLEX["kernel"]
