@@ -5,19 +5,21 @@ What is measured
     exact at (H, W):
 
     * ``MHSA2d(512, heads=4, pos_enc="relative", ref_size=(H, W), backend=B)`` for B in "math", "sdpa", "chunked";
+    * "math+bf16" and "chunked+bf16": the same layers under ``torch.autocast("cpu", dtype=torch.bfloat16)`` (the
+      output's largest error against the fp32 layer, relative to its largest value, and whether it is finite are
+      reported too; "GFLOP/s" and "of peak" still divide by the fp32 GEMM peak);
     * ``timm.layers.BottleneckAttn(512, 512, feat_size=(H, W), num_heads=4, scale_pos_embed=True)``, the reference.
 
     One step is ``out = layer(x); out.sum().backward()``. Every (repeat, case, size) runs in a fresh subprocess
     (``--child``) that primes itself with one step of the same layer type on a (1, 512, 2, 2) map (one-off lazy imports
-    and initialisation: the first checkpoint of "chunked" alone imports ~800 modules, ~120 MiB of RSS, which is no
-    cost of the layer), builds the input and the layer, reads ``ru_maxrss`` (the process's resident-set high-water mark,
-    KiB on Linux), runs one warm-up step, reads ``ru_maxrss`` again and reports the increase: the peak memory of one
-    forward + backward (activations, saved tensors, gradients, allocator and oneDNN/MKL scratch), from a clean process
-    so that no earlier case's freed memory hides it. It then times one more step (gradients reset to None first) and,
-    in the first repeat only, counts the step's FLOPs with ``torch.utils.flop_counter.FlopCounterMode`` (matmuls, convs
-    and SDPA kernels as dispatched, so the recomputed forward of "chunked" is counted; softmax and elementwise ops are
-    not). Cases run interleaved (A B C D A B C D ...) across repeats so machine noise hits them alike; the table shows
-    median/min/max over the repeats.
+    and initialisation, which are no cost of the layer), builds the input and the layer, reads ``ru_maxrss`` (the
+    process's resident-set high-water mark, KiB on Linux), runs one warm-up step, reads ``ru_maxrss`` again and reports
+    the increase: the peak memory of one forward + backward (activations, saved tensors, gradients, allocator and
+    oneDNN/MKL scratch), from a clean process so that no earlier case's freed memory hides it. It then times one more
+    step (gradients reset to None first) and, in the first repeat only, counts the step's FLOPs with
+    ``torch.utils.flop_counter.FlopCounterMode`` (matmuls, convs and SDPA kernels as dispatched, so the recomputed
+    logits of "chunked" are counted; softmax and elementwise ops are not). Cases run interleaved (A B C D A B C D ...)
+    across repeats so machine noise hits them alike; the table shows median/min/max over the repeats.
 
     Each repeat also runs a child that times ``torch.mm`` of two 2048 x 2048 fp32 matrices (2 * 2048^3 flop, median of
     10 after a warm-up): this machine's practical fp32 GEMM peak, the yardstick of the "of peak" column.
@@ -34,15 +36,16 @@ How to read it
     at the same size in the same run: below 1 is faster than timm. "peak MiB" is the RSS high-water increase of one
     step (median over repeats); "mem x timm" is its ratio to timm's, below 1 uses less. "GFLOP/s" = counted FLOPs /
     median time; "of peak" divides it by the GEMM throughput: how much of the machine's matmul speed the layer turns
-    into useful work (the rest goes to softmax, the relative-logit gathers, reshapes and copies). "chunked" recomputes
-    its forward in backward, so it counts more FLOPs than "math" for the same result. RSS is counted per page the
-    process touched, so sizes below a few MiB are noise; on a machine whose cores are shared the times scatter: check
-    the load average and the min..max spread before trusting a ratio.
+    into useful work (the rest goes to softmax, the relative-logit gathers, reshapes and copies). "chunked"
+    recomputes half of its pairs' logits in backward, so it counts more FLOPs than "math" for the same result. RSS is
+    counted per page the process touched, so sizes below a few MiB are noise; on a machine whose cores are shared the
+    times scatter: check the load average and the min..max spread before trusting a ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -60,8 +63,9 @@ from machine import machine_info
 
 BATCH, DIM, HEADS = 2, 512, 4
 BACKENDS = ("math", "sdpa", "chunked")
+LOW_PRECISION = ("math+bf16", "chunked+bf16")  # the same layers under torch.autocast("cpu", dtype=torch.bfloat16)
 REFERENCE = "timm"
-CASES = (*BACKENDS, REFERENCE)
+CASES = (*BACKENDS, *LOW_PRECISION, REFERENCE)
 GEMM_N = 2048
 FULL_SIZES = ((14, 14), (32, 32), (64, 64))
 QUICK_SIZES = ((14, 14), (32, 32))
@@ -81,29 +85,38 @@ def build_layer(case: str, size: tuple[int, int]) -> torch.nn.Module:
         return BottleneckAttn(DIM, DIM, feat_size=size, num_heads=HEADS, scale_pos_embed=True)
     from botnet.layers import MHSA2d
 
-    return MHSA2d(DIM, heads=HEADS, pos_enc="relative", ref_size=size, backend=case)
+    return MHSA2d(DIM, heads=HEADS, pos_enc="relative", ref_size=size, backend=case.partition("+")[0])
 
 
-def step(layer: torch.nn.Module, x: torch.Tensor) -> None:
+def precision(case: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast for the "+bf16" cases, fp32 otherwise."""
+    if case.endswith("+bf16"):
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def step(layer: torch.nn.Module, x: torch.Tensor, case: str = "math") -> None:
     """One forward + backward, gradients reset to None first (as ``zero_grad(set_to_none=True)``)."""
     x.grad = None
     for p in layer.parameters():
         p.grad = None
-    layer(x).sum().backward()
+    with precision(case):
+        out = layer(x)
+    out.float().sum().backward()
 
 
 def child_layer(case: str, size: tuple[int, int], count_flops: bool) -> dict[str, Any]:
     torch.manual_seed(0)
-    # Priming: one step of the same layer type on a 2x2 map, so that one-off costs (lazy imports: the first
-    # non-reentrant checkpoint of "chunked" loads ~800 modules, ~120 MiB) do not count as the layer's memory.
-    step(build_layer(case, (2, 2)), torch.randn(1, DIM, 2, 2, requires_grad=True))
+    # Priming: one step of the same layer type on a 2x2 map, so that one-off costs (lazy imports, first-call
+    # initialisation) do not count as the layer's memory.
+    step(build_layer(case, (2, 2)), torch.randn(1, DIM, 2, 2, requires_grad=True), case)
     x = torch.randn(BATCH, DIM, *size, requires_grad=True)  # (B, C, H, W)
     layer = build_layer(case, size)
     rss_before = _maxrss_kib()
-    step(layer, x)  # warm-up: first-call allocations, oneDNN primitive creation; its high-water mark is the peak
+    step(layer, x, case)  # warm-up: first-call allocations, oneDNN primitive creation; its high-water mark is the peak
     rss_after = _maxrss_kib()
     t0 = time.perf_counter()
-    step(layer, x)
+    step(layer, x, case)
     seconds = time.perf_counter() - t0
     report = {"rss_before_kib": rss_before, "rss_after_kib": rss_after, "peak_mib": (rss_after - rss_before) / 1024}
     report["seconds"] = seconds
@@ -111,8 +124,15 @@ def child_layer(case: str, size: tuple[int, int], count_flops: bool) -> dict[str
         from torch.utils.flop_counter import FlopCounterMode
 
         with FlopCounterMode(display=False) as counter:
-            step(layer, x)
+            step(layer, x, case)
         report["flops"] = counter.get_total_flops()
+    if case in LOW_PRECISION:  # accuracy of the bf16 output against the same layer in fp32
+        with torch.no_grad():
+            exact = layer(x)
+            with precision(case):
+                low = layer(x).float()
+        report["finite"] = bool(torch.isfinite(low).all())
+        report["rel_err_vs_fp32"] = ((low - exact).abs().max() / exact.abs().max()).item()
     return report
 
 
@@ -184,6 +204,9 @@ def summarize(layers: list[dict[str, Any]], gemm_gflops: float) -> list[dict[str
                     "of_gemm_peak": round(gflops / gemm_gflops, 3),
                 }
             )
+            if case in LOW_PRECISION:
+                table[-1]["rel_err_vs_fp32"] = max(row["rel_err_vs_fp32"] for row in rows[case])
+                table[-1]["finite"] = all(row["finite"] for row in rows[case])
     return table
 
 
@@ -202,6 +225,14 @@ def format_table(table: list[dict[str, Any]], gemm_gflops: float) -> str:
             f"{row['gflops_per_s']:>8.1f} {row['of_gemm_peak']:>8.1%}"
         )
     lines.append(f"GEMM peak ({GEMM_N}x{GEMM_N} fp32 torch.mm, median over repeats): {gemm_gflops:.1f} GFLOP/s")
+    by_key = {(row["layer"], row["size"]): row for row in table}
+    for row in table:
+        if row["layer"].endswith("+bf16"):
+            fp32 = by_key[(row["layer"].removesuffix("+bf16"), row["size"])]
+            lines.append(
+                f"{row['layer']} {row['size']}: {fp32['ms_median'] / row['ms_median']:.2f}x the speed of fp32, "
+                f"output max error {row['rel_err_vs_fp32']:.1e} of its largest value, finite: {row['finite']}"
+            )
     return "\n".join(lines)
 
 
@@ -272,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     (args.out / "attention.json").write_text(json.dumps(record, indent=2) + "\n")
     with open(args.out / "attention.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(table[0]))
+        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for row in table for k in row)))
         writer.writeheader()
         writer.writerows(table)
     print(f"wrote {args.out / 'attention.json'} and {args.out / 'attention.csv'}")

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
+from .chunked import ChunkedAttention
 from .position import AbsolutePosition2d, RelativePosition2d
 
 POS_ENCODINGS = ("relative", "absolute", "none")
@@ -42,8 +42,9 @@ class MHSA2d(nn.Module):
 
             - "math": the explicit reference, ``softmax(q k^T + q r^T) v`` with every (B, heads, N, N) tensor.
             - "sdpa": ``F.scaled_dot_product_attention`` with the position logits as an additive bias.
-            - "chunked": one (batch, head) pair at a time, recomputed in backward (``torch.utils.checkpoint``):
-              holds one N x N logit/probability matrix at a time instead of B * heads of them.
+            - "chunked": one (batch, head) pair at a time with its own backward (:mod:`botnet.layers.chunked`):
+              builds one N x N matrix at a time, keeps only the probabilities for the backward pass, and no
+              recomputation.
             - "flex": FlexAttention (``torch.nn.attention.flex_attention``, compiled) with a ``score_mod`` that
               reads the small per-query tables (B, heads, N, 2H-1) and (B, heads, N, 2W-1) of position logits instead
               of an N x N bias. Forward and backward on GPU; on CPU FlexAttention has no backward, so there it is
@@ -172,24 +173,22 @@ class MHSA2d(nn.Module):
             bias = bias.to(q.dtype)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)  # (B, heads, N, d)
 
-    def _attend(self, q: Tensor, k: Tensor, v: Tensor, size: torch.Size) -> Tensor:
-        """Attention of a slice of (batch, head) pairs, each given as (n, 1, N, d)."""
-        q = q * self.scale
-        logits = q @ k.transpose(-1, -2) if self.content_content else None  # (n, 1, N, N)
-        bias = self._position_bias(q, size)
-        if bias is not None:
-            logits = bias if logits is None else logits + bias
-        return logits.softmax(dim=-1) @ v  # (n, 1, N, d)
+    def _position_tables(self, q_scaled: Tensor, size: torch.Size) -> tuple[Tensor | None, Tensor | None]:
+        """Per-query position logits against the small tables: (B, heads, N, 2H-1) and (B, heads, N, 2W-1) for
+        relative positions, (B, heads, N, H) and (B, heads, N, W) for absolute ones, or (None, None)."""
+        if self.pos is None:
+            return None, None
+        table_h, table_w = self.pos.tables(size[0], size[1])
+        return q_scaled @ table_h.to(q_scaled.dtype).t(), q_scaled @ table_w.to(q_scaled.dtype).t()
 
     def _chunked(self, q: Tensor, k: Tensor, v: Tensor, size: torch.Size) -> Tensor:
         B, heads, N, d = q.shape
-        q, k, v = (t.reshape(B * heads, 1, N, d) for t in (q, k, v))  # one (batch, head) pair per row
-        recompute = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, *self.parameters()))
-        outs = []
-        for i in range(B * heads):
-            args = (q[i : i + 1], k[i : i + 1], v[i : i + 1], size)
-            outs.append(checkpoint(self._attend, *args, use_reentrant=False) if recompute else self._attend(*args))
-        return torch.cat(outs).reshape(B, heads, N, d)
+        q = q * self.scale
+        lh, lw = self._position_tables(q, size)
+        pairs = [t.reshape(B * heads, N, -1) if t is not None else None for t in (q, k, v, lh, lw)]
+        relative = isinstance(self.pos, RelativePosition2d)
+        out = ChunkedAttention.apply(*pairs, (int(size[0]), int(size[1])), relative, self.content_content)
+        return out.reshape(B, heads, N, d)
 
     def _flex(self, q: Tensor, k: Tensor, v: Tensor, size: torch.Size) -> Tensor:
         if (
@@ -202,8 +201,9 @@ class MHSA2d(nn.Module):
                 "torch.no_grad() (inference), or use backend 'math', 'sdpa' or 'chunked' for CPU training"
             )
         q = q * self.scale  # (B, heads, N, d)
-        H, W = size
-        score_mod = _flex_score_mod(self.pos, q, H, W, self.content_content)
+        lh, lw = self._position_tables(q, size)
+        relative = isinstance(self.pos, RelativePosition2d)
+        score_mod = _flex_score_mod(lh, lw, relative, int(size[0]), int(size[1]), self.content_content)
         return flex_attention_kernel()(q, k, v, score_mod=score_mod, scale=1.0)  # (B, heads, N, d)
 
     def extra_repr(self) -> str:
@@ -213,19 +213,15 @@ class MHSA2d(nn.Module):
         )
 
 
-def _flex_score_mod(pos: nn.Module | None, q: Tensor, H: int, W: int, content: bool):
+def _flex_score_mod(lh: Tensor | None, lw: Tensor | None, relative: bool, H: int, W: int, content: bool):
     """FlexAttention ``score_mod`` adding the position logits of query ``qi`` and key ``ki`` from small tables.
 
     Relative: ``lh[b, h, qi, kx - qx + H - 1] + lw[b, h, qi, ky - qy + W - 1]`` with ``lh = q rel_h^T`` of shape
     (B, heads, N, 2H-1) and ``lw = q rel_w^T`` (B, heads, N, 2W-1), the official ``rel_to_abs`` semantics.
     Absolute: ``lh[b, h, qi, kx] + lw[b, h, qi, ky]`` with (B, heads, N, H) and (B, heads, N, W) tables.
     """
-    if pos is None:
+    if lh is None:
         return lambda score, b, h, qi, ki: score
-    table_h, table_w = pos.tables(H, W)
-    lh = q @ table_h.to(q.dtype).t()  # (B, heads, N, 2H-1) or (B, heads, N, H)
-    lw = q @ table_w.to(q.dtype).t()  # (B, heads, N, 2W-1) or (B, heads, N, W)
-    relative = isinstance(pos, RelativePosition2d)
     off_h, off_w = (H - 1, W - 1) if relative else (0, 0)
 
     def score_mod(score, b, h, qi, ki):
