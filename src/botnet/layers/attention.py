@@ -49,13 +49,13 @@ class MHSA2d(nn.Module):
               reads the small per-query tables (B, heads, N, 2H-1) and (B, heads, N, 2W-1) of position logits instead
               of an N x N bias. Forward and backward on GPU; on CPU FlexAttention has no backward, so there it is
               for inference (under ``torch.no_grad()``), and a training call is refused with a clear error.
-            - "auto": "chunked" for inference on maps of >= 1024 positions, otherwise "math" ("flex" only when
-              asked for). Forward + backward,
-              batch 2, dim 512, 4 heads, 2 CPU cores (``benchmarks/attention.py``, median of 3, x timm's
-              BottleneckAttn): 14x14 math 20.5 ms (0.89x), sdpa 24.0 (1.04x), chunked 35.0 (1.52x); 32x32 math 220
-              (0.86x), sdpa 237 (0.93x), chunked 218 (0.86x); 64x64 math 2648 (0.86x), sdpa 2788 (0.91x), chunked
-              3816 (1.24x) but at 0.22x timm's peak memory (385 vs 1738 MiB). Inference without gradients at 32x32,
-              batch 2: chunked 60 ms vs math 96. Pick "chunked" explicitly for training when memory binds.
+            - "auto": "chunked" on maps of >= 1024 positions (32x32 and up), "math" below and under low-precision
+              autocast ("flex" only when asked for). Forward + backward, batch 2, dim 512, 4 heads, 2 CPU cores
+              (``benchmarks/attention.py``, median of 3, x timm's BottleneckAttn in the same run): 14x14 math 0.91x,
+              sdpa 0.94x, chunked 1.09x; 32x32 math 0.92x, sdpa 0.91x, chunked 0.73x; 64x64 math 0.81x (0.97x timm's
+              peak memory), sdpa 0.81x, chunked 0.73x at 0.40x timm's memory (705 vs 1755 MiB). Under bf16 autocast
+              at 64x64 math takes 1321 ms (2.0x its fp32 speed) and chunked 2212 ms (its fp32 softmax and casts
+              per pair dominate), so autocast keeps "math".
     """
 
     def __init__(
@@ -134,8 +134,7 @@ class MHSA2d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """x (B, C, H, W) -> (B, C, H, W)."""
         self._check_input(x)
-        grad = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters()))
-        backend = self.resolved_backend(x.shape[-2] * x.shape[-1], grad)
+        backend = self.resolved_backend(x.shape[-2] * x.shape[-1], x.device.type)
         if backend == "math":
             logits, v = self.attention_logits(x)  # validates x
             out = logits.softmax(dim=-1) @ v  # (B, heads, H*W, d)
@@ -146,13 +145,14 @@ class MHSA2d(nn.Module):
         B, C, H, W = x.shape
         return out.transpose(-1, -2).reshape(B, C, H, W)  # heads concatenated back: (B, C, H, W)
 
-    def resolved_backend(self, positions: int = 0, grad: bool = True) -> str:
-        """The backend used for a map of ``positions`` (H*W) with or without gradients (see the class docstring)."""
+    def resolved_backend(self, positions: int = 0, device_type: str = "cpu") -> str:
+        """The backend used for a map of ``positions`` (H*W) on ``device_type`` (see the class docstring)."""
         if not self.content_content and self.backend == "sdpa":
             return "math"  # SDPA always adds q k^T
         if self.backend != "auto":
             return self.backend
-        return "chunked" if not grad and positions >= 1024 else "math"
+        low_precision = torch.is_autocast_enabled(device_type)
+        return "chunked" if positions >= 1024 and not low_precision else "math"
 
     def _qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Unscaled q, k, v of shape (B, heads, H*W, d) each."""
