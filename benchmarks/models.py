@@ -2,7 +2,7 @@
 
 What is measured
     * Inference (``model.eval()``, ``torch.no_grad()``) at 224 px (batch 8) and 1024 px (batch 1): median seconds per
-      batch over ``--steps`` timed calls after one warm-up call. The attention backend is the default "auto" (at
+      batch over ``--steps`` timed calls (default 5) after one warm-up call. The attention backend is the default "auto" (at
       1024 px the first c5 block attends over 64 x 64 positions).
     * Achieved throughput: the model's multiply-adds (``botnet.models.count_macs``; torchvision's resnet50 has the
       same as ours) x 2 / median time, and its fraction of the machine's fp32 GEMM peak (2048 x 2048 ``torch.mm``,
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="224 px inference only, 2 steps")
-    parser.add_argument("--steps", type=int, default=3, help="timed inference calls per case")
+    parser.add_argument("--steps", type=int, default=5, help="timed inference calls per case")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = parser.parse_args(argv)
     steps = 2 if args.quick else args.steps

@@ -51,11 +51,11 @@ class MHSA2d(nn.Module):
               for inference (under ``torch.no_grad()``), and a training call is refused with a clear error.
             - "auto": "chunked" on maps of >= 1024 positions (32x32 and up), "math" below and under low-precision
               autocast ("flex" only when asked for). Forward + backward, batch 2, dim 512, 4 heads, 2 CPU cores
-              (``benchmarks/attention.py``, median of 3, x timm's BottleneckAttn in the same run): 14x14 math 0.91x,
-              sdpa 0.94x, chunked 1.09x; 32x32 math 0.92x, sdpa 0.91x, chunked 0.73x; 64x64 math 0.81x (0.97x timm's
-              peak memory), sdpa 0.81x, chunked 0.73x at 0.40x timm's memory (705 vs 1755 MiB). Under bf16 autocast
-              at 64x64 math takes 1321 ms (2.0x its fp32 speed) and chunked 2212 ms (its fp32 softmax and casts
-              per pair dominate), so autocast keeps "math".
+              (``benchmarks/attention.py``, median of 3, x timm's BottleneckAttn in the same run): 32x32 math 0.90x,
+              sdpa 0.80x, chunked 0.68x; 64x64 math 0.85x at 0.97x timm's peak memory, sdpa 0.80x, chunked 0.75x at
+              0.36x timm's memory (639 vs 1754 MiB); 14x14 is overhead-bound and within noise of timm for all three
+              (0.9-1.1x across runs). Under bf16 autocast at 64x64 math takes 1369 ms (2.0x its fp32 speed) and
+              chunked 2310 ms (its fp32 softmax and casts per pair dominate), so autocast keeps "math".
     """
 
     def __init__(

@@ -3,7 +3,7 @@
 Autograd on the plain formula keeps, per (batch, head) pair, the q k^T logits, the position logits, their sum and
 the softmax probabilities alive at once (several N x N tensors; timm's layer the same). Here each pair builds one
 N x N matrix, turns it into probabilities in place and keeps only those for the backward pass, which frees them
-pair by pair; half of the pairs' probabilities are recomputed there instead of kept (one extra q k^T product for
+pair by pair; 60% of the pairs' probabilities are recomputed there instead of kept (one extra q k^T product for
 those pairs). The backward uses ``sum_j P_ij dP_ij = dout_i . out_i`` (as FlashAttention does), so it needs no
 second N x N buffer beyond dP, into which the logit gradient is written in place.
 """
@@ -20,7 +20,7 @@ def offset_index(n: int, device: torch.device) -> Tensor:
     return pos[None, :] - pos[:, None] + n - 1
 
 
-KEEP_FRACTION = 0.5  # of the pairs whose probabilities are kept for backward; the others are recomputed there
+KEEP_FRACTION = 0.4  # of the pairs whose probabilities are kept for backward; the others are recomputed there
 
 
 def _probs(q, k, lh, lw, i, size, idx, relative, content, dtype):

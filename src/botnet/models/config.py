@@ -29,7 +29,7 @@ class BoTNetConfig:
         content_content: keep the ``q k^T`` logits (False with a position encoding: ``q r^T`` only).
         content_position: keep the ``q r^T`` logits.
         pos_extend: relative tables on maps larger than their reference: "clip" or "interpolate".
-        attn_backend: how every MHSA2d computes attention ("auto", "math", "sdpa", "chunked"); same numbers,
+        attn_backend: how every MHSA2d computes attention ("auto", "math", "sdpa", "chunked", "flex"); same numbers,
             different speed and memory (see :class:`~botnet.layers.MHSA2d`).
         non_local: (stage, block index) pairs after which a Non-local block is inserted, e.g. ``((4, 5),)``.
         img_size: reference input size (int or (H, W)); sizes the position tables, which are exact at the
