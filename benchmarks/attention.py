@@ -37,7 +37,7 @@ How to read it
     step (median over repeats); "mem x timm" is its ratio to timm's, below 1 uses less. "GFLOP/s" = counted FLOPs /
     median time; "of peak" divides it by the GEMM throughput: how much of the machine's matmul speed the layer turns
     into useful work (the rest goes to softmax, the relative-logit gathers, reshapes and copies). "chunked"
-    recomputes half of its pairs' logits in backward, so it counts more FLOPs than "math" for the same result. RSS is
+    recomputes 60% of its pairs' logits in backward, so it counts more FLOPs than "math" for the same result. RSS is
     counted per page the process touched, so sizes below a few MiB are noise; on a machine whose cores are shared the
     times scatter: check the load average and the min..max spread before trusting a ratio.
 """

@@ -2,8 +2,8 @@
 
 What is measured
     * Inference (``model.eval()``, ``torch.no_grad()``) at 224 px (batch 8) and 1024 px (batch 1): median seconds per
-      batch over ``--steps`` timed calls (default 5) after one warm-up call. The attention backend is the default "auto" (at
-      1024 px the first c5 block attends over 64 x 64 positions).
+      batch over ``--steps`` timed calls (default 5) after one warm-up call. The attention backend is the default
+      "auto" (at 1024 px the first c5 block attends over 64 x 64 positions).
     * Achieved throughput: the model's multiply-adds (``botnet.models.count_macs``; torchvision's resnet50 has the
       same as ours) x 2 / median time, and its fraction of the machine's fp32 GEMM peak (2048 x 2048 ``torch.mm``,
       median of 10, measured by a child in the same run).
