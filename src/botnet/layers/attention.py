@@ -151,7 +151,10 @@ class MHSA2d(nn.Module):
             return "math"  # SDPA always adds q k^T
         if self.backend != "auto":
             return self.backend
-        low_precision = torch.is_autocast_enabled(device_type)
+        try:
+            low_precision = torch.is_autocast_enabled(device_type)
+        except RuntimeError:  # a device without autocast, e.g. "meta" when counting operations
+            low_precision = False
         return "chunked" if positions >= 1024 and not low_precision else "math"
 
     def _qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
