@@ -75,3 +75,24 @@ def test_version():
     result = run_cli("--version")
     assert result.returncode == 0
     assert result.stdout.strip() == "botnet 0.1.0"
+
+
+def test_info_text_json_and_bad_input(capsys, monkeypatch):
+    from botnet.cli.main import main
+
+    monkeypatch.delenv("BOTNET_TRACEBACK", raising=False)
+    assert main(["info", "botnet50", "--size", "1024", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["gmacs"] == {"input_size": [1024, 1024], "value": pytest.approx(102.99, abs=0.01)}  # SPEC: 102.99
+    assert info["params_paper_convention"] == pytest.approx(20.78e6, abs=0.01e6)
+    assert [f["reduction"] for f in info["feature_info"]] == [2, 4, 8, 16, 32]
+    assert info["default_input_size"] == [224, 224] and info["config"]["attn_stages"] == [5]
+    assert main(["info", "botnet_t7"]) == 0  # its own default size, 384
+    text = capsys.readouterr().out
+    assert "default input 384x384" in text and "GMACs at 384x384: 45.8" in text and "layer4" in text
+    assert main(["info", "botnet5"]) == 2
+    assert "unknown model 'botnet5'" in capsys.readouterr().err
+    assert main(["info", "resnet50", "--size", "16"]) == 2
+    assert "total stride 32" in capsys.readouterr().err
+    assert main(["info", "resnet50", "--size", "big"]) == 2
+    assert "--size must be H or HxW" in capsys.readouterr().err
