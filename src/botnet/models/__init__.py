@@ -1,6 +1,7 @@
 """Networks as data: configs, the BoTNet class, the registry and the paper's presets."""
 
 from . import presets as _presets  # noqa: F401  (registers the paper's models)
+from .attention_maps import AttentionMap, attention_layers, attention_maps
 from .botnet import IMAGENET_MEAN, IMAGENET_STD, BoTNet
 from .complexity import count_macs, count_params
 from .config import BoTNetConfig
@@ -34,11 +35,14 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "PAPER_ROWS",
+    "AttentionMap",
     "BoTNet",
     "BoTNetConfig",
     "PaperRow",
     "TableEntry",
     "TransferReport",
+    "attention_layers",
+    "attention_maps",
     "botnet50",
     "botnet101",
     "botnet152",
