@@ -9,9 +9,9 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..engine import CheckpointError, TrainingError
-from . import detect_cmd, eval_cmd, info_cmd, list_cmd, table_cmd, train_cmd
+from . import detect_cmd, eval_cmd, info_cmd, list_cmd, predict_cmd, table_cmd, train_cmd
 
-SUBCOMMANDS = (train_cmd, eval_cmd, detect_cmd, table_cmd, list_cmd, info_cmd)
+SUBCOMMANDS = (train_cmd, eval_cmd, predict_cmd, detect_cmd, table_cmd, list_cmd, info_cmd)
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, PermissionError, CheckpointError, TrainingError)
 
 

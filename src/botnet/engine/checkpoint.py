@@ -142,6 +142,8 @@ def read_model_metadata(ckpt_dir: Path) -> dict[str, Any]:
         meta = read_metadata(path)
     except ValueError as err:
         raise CheckpointError(str(err)) from None
+    if meta.get("task") == "detection":
+        raise CheckpointError(f"{path} is a detection checkpoint: use botnet detect eval / botnet detect predict")
     if "botnet_config" not in meta:
         raise CheckpointError(f"{path} was not written by botnet: its metadata has no model config")
     try:

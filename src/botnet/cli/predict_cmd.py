@@ -1,0 +1,50 @@
+"""``botnet predict --checkpoint PATH IMAGE...``: top-k classes with probabilities, as a table and as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..engine.reporting import atomic_write
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="classify image files with a checkpoint", description=__doc__)
+    p.add_argument("--checkpoint", required=True, metavar="PATH", help="a run directory, its last/ or best/")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    p.add_argument("--topk", type=int, default=5, help="classes to show per image")
+    p.add_argument(
+        "--native-size",
+        action="store_true",
+        help="run each image at its own size (default: the checkpoint's resize + center crop)",
+    )
+    p.add_argument("--ema", action="store_true", help="use the EMA weights")
+    p.add_argument("--json", metavar="FILE", help="also write the predictions as JSON to FILE ('-': stdout only)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"))
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..engine.predict import predict
+
+    results = predict(
+        args.checkpoint,
+        args.images,
+        topk=args.topk,
+        native_size=args.native_size,
+        ema=args.ema,
+        device=args.device,
+        amp=args.amp,
+    )
+    text = json.dumps(results, indent=2)
+    if args.json == "-":
+        print(text)
+        return 0
+    for r in results:
+        h, w = r["input_size"]
+        tops = "  ".join(f"{t['class']} {100 * t['probability']:.1f}%" for t in r["top"])
+        print(f"{r['image']} ({h}x{w}): {tops}")
+    if args.json:
+        atomic_write(args.json, text + "\n")
+    return 0
