@@ -46,12 +46,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -59,7 +57,7 @@ from typing import Any
 
 import torch
 
-from machine import machine_info
+from machine import gemm_peak, machine_info, run_child, write_results
 
 BATCH, DIM, HEADS = 2, 512, 4
 BACKENDS = ("math", "sdpa", "chunked")
@@ -136,27 +134,6 @@ def child_layer(case: str, size: tuple[int, int], count_flops: bool) -> dict[str
     return report
 
 
-def child_gemm(n: int = GEMM_N, samples: int = 10) -> dict[str, Any]:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)  # warm-up
-    times = []
-    for _ in range(samples):
-        t0 = time.perf_counter()
-        torch.mm(a, b)
-        times.append(time.perf_counter() - t0)
-    seconds = statistics.median(times)
-    return {"n": n, "seconds": seconds, "times": times, "gflops": 2 * n**3 / seconds / 1e9}
-
-
-def run_child(args: list[str]) -> dict[str, Any]:
-    """Run this file as ``--child ...`` in a fresh interpreter; its last stdout line is a JSON report."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"child {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 # ---------------------------------------------------------------------------------------------------- parent process
 
 
@@ -164,13 +141,13 @@ def measure(sizes: list[tuple[int, int]], repeats: int) -> tuple[list[dict[str, 
     """Every child's report, cases interleaved within each repeat; (layer reports, GEMM reports)."""
     layers, gemms = [], []
     for r in range(repeats):
-        gemm = run_child(["gemm"])
+        gemm = run_child(__file__, ["gemm"])
         gemms.append(dict(gemm, repeat=r, load=os.getloadavg()[0]))
         print(f"repeat {r + 1}/{repeats}: GEMM {gemm['gflops']:.1f} GFLOP/s", flush=True)
         for h, w in sizes:
             for case in CASES:
                 args = [case, f"{h}x{w}"] + (["--flops"] if r == 0 else [])
-                report = run_child(args)
+                report = run_child(__file__, args)
                 layers.append(dict(report, case=case, size=f"{h}x{w}", repeat=r, load=os.getloadavg()[0]))
                 ms, mib = report["seconds"] * 1e3, report["peak_mib"]
                 print(f"  {case:>8} {h}x{w}: {ms:8.1f} ms {mib:8.1f} MiB", flush=True)
@@ -259,7 +236,7 @@ def child_main(argv: list[str]) -> int:
     parser.add_argument("size", nargs="?", type=parse_size, default=(14, 14))
     parser.add_argument("--flops", action="store_true")
     args = parser.parse_args(argv)
-    report = child_gemm() if args.case == "gemm" else child_layer(args.case, args.size, args.flops)
+    report = gemm_peak(GEMM_N) if args.case == "gemm" else child_layer(args.case, args.size, args.flops)
     print(json.dumps(report))
     return 0
 
@@ -301,12 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         "gemm": gemms,
         "children": layers,
     }
-    (args.out / "attention.json").write_text(json.dumps(record, indent=2) + "\n")
-    with open(args.out / "attention.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for row in table for k in row)))
-        writer.writeheader()
-        writer.writerows(table)
-    print(f"wrote {args.out / 'attention.json'} and {args.out / 'attention.csv'}")
+    write_results(args.out / "attention", record, table)
     return 0
 
 

@@ -52,12 +52,10 @@ How to read it
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -65,7 +63,7 @@ from typing import Any
 
 import torch
 
-from machine import machine_info
+from machine import machine_info, run_child, write_results
 
 MODELS = ("resnet50", "botnet50")  # the reference first: every ratio is botnet50 / resnet50
 LABELS = {"resnet50": "Mask R-CNN R50-FPN", "botnet50": "Mask R-CNN BoT50-FPN"}
@@ -177,15 +175,6 @@ def child_case(model_name: str, size: int, mode: str, steps: int, warmup: int, c
     return report
 
 
-def run_child(args: list[str]) -> dict[str, Any]:
-    """Run this file as ``--child ...`` in a fresh interpreter; its last stdout line is a JSON report."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"child {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 # ---------------------------------------------------------------------------------------------------- parent process
 
 
@@ -213,7 +202,7 @@ def measure(sizes: list[int], steps: dict[int, int], args: argparse.Namespace) -
                     child_args += ["--warmup", str(args.warmup), "--threads", str(args.threads)]
                     child_args += ["--flops"] if r == 0 and not args.no_flops else []
                     t0 = time.perf_counter()
-                    report = run_child(child_args)
+                    report = run_child(__file__, child_args)
                     wall = time.perf_counter() - t0
                     children.append(
                         dict(report, model=model, size=size, mode=mode, repeat=r, wall_s=wall, load=os.getloadavg()[0])
@@ -381,14 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         "table": table,
         "children": children,
     }
-    json_path, csv_path = args.out.with_name(args.out.name + ".json"), args.out.with_name(args.out.name + ".csv")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(record, indent=2) + "\n")
-    with open(csv_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(table[0]))
-        writer.writeheader()
-        writer.writerows(table)
-    print(f"wrote {json_path} and {csv_path}")
+    write_results(args.out, record, table)
     return 0
 
 

@@ -26,12 +26,10 @@ How to read it
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,7 +37,7 @@ from typing import Any
 
 import torch
 
-from machine import machine_info
+from machine import gemm_peak, machine_info, run_child, write_results
 
 MODELS = ("resnet50", "botnet50", "tv_resnet50")
 
@@ -85,25 +83,6 @@ def child_train(name: str, size: int) -> dict[str, Any]:
     return {"peak_mib": _maxrss_mib() - base, "seconds": time.perf_counter() - t0}
 
 
-def child_gemm(n: int = 2048) -> dict[str, Any]:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
-    times = []
-    for _ in range(10):
-        t0 = time.perf_counter()
-        torch.mm(a, b)
-        times.append(time.perf_counter() - t0)
-    return {"gflops": 2 * n**3 / statistics.median(times) / 1e9}
-
-
-def run_child(*args: object) -> dict[str, Any]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", *map(str, args)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"child {args} failed ({proc.returncode}):\n{proc.stderr}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def macs(name: str, size: int) -> int:
     from botnet.models import count_macs, create_model
 
@@ -119,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         elif kind == "train":
             report = child_train(rest[0], int(rest[1]))
         else:
-            report = child_gemm()
+            report = gemm_peak()
         print(json.dumps(report))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -129,13 +108,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     steps = 2 if args.quick else args.steps
     load_start, t_start = os.getloadavg(), time.perf_counter()
-    gemm = run_child("gemm")["gflops"]
+    gemm = run_child(__file__, ["gemm"])["gflops"]
     print(f"GEMM peak {gemm:.1f} GFLOP/s", flush=True)
 
     rows: list[dict[str, Any]] = []
     for size, batch in ((224, 8),) if args.quick else ((224, 8), (1024, 1)):
         for name in MODELS:
-            r = run_child("infer", name, size, batch, steps)
+            r = run_child(__file__, ["infer", name, size, batch, steps])
             gmacs = macs(name, size) * batch / 1e9
             med = statistics.median(r["times"])
             row = {
@@ -154,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:>12} {size} px inference x{batch}: {med:.3f} s, {row['gflops_per_s']} GFLOP/s", flush=True)
     if not args.quick:
         for name in MODELS:
-            r = run_child("train", name, 1024)
+            r = run_child(__file__, ["train", name, 1024])
             rows.append({"model": name, "mode": "train step", "size": 1024, "batch": 1, "peak_mib": r["peak_mib"]})
             rows[-1]["s_median"] = round(r["seconds"], 3)
             print(f"{name:>12} 1024 px train step: peak +{r['peak_mib']:.0f} MiB, {r['seconds']:.1f} s", flush=True)
@@ -191,12 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratios_botnet50_x_resnet50": ratios,
         "rows": rows,
     }
-    (args.out / "models.json").write_text(json.dumps(record, indent=2) + "\n")
-    with open(args.out / "models.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"wrote {args.out / 'models.json'} and {args.out / 'models.csv'}")
+    write_results(args.out / "models", record, rows)
     return 0
 
 

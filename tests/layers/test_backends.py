@@ -95,7 +95,7 @@ def eager_flex(monkeypatch):
 
     import botnet.layers.attention as attention
 
-    monkeypatch.setitem(attention._FLEX, "kernel", flex_attention)
+    monkeypatch.setattr(attention, "flex_attention_kernel", lambda: flex_attention)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
         yield

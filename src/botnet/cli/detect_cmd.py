@@ -10,6 +10,7 @@ import argparse
 import json
 
 from ..engine.config import add_arguments
+from .eval_cmd import add_eval_options, eval_options
 from .train_cmd import config_from_args
 
 
@@ -34,12 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--checkpoint", required=True, metavar="PATH", help="a run directory, its last/ or best/")
     e.add_argument("--data", metavar="DIR", help="COCO-format root (default: the run's own data)")
     e.add_argument("--split", help="split to evaluate: DIR/annotations/instances_SPLIT.json (default: the run's val)")
-    e.add_argument("--ema", action="store_true", help="evaluate the EMA weights")
-    e.add_argument("--batch-size", type=int, default=2)
-    e.add_argument("--workers", type=int, default=None, help="data-loading processes (default: auto)")
-    e.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    e.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"))
-    e.add_argument("--output", metavar="FILE", help="where to write the JSON result (default: RUN/eval.json)")
+    add_eval_options(e, batch_size=2)
     e.set_defaults(run=run_eval)
 
     r = tasks.add_parser("predict", help="draw a checkpoint's detections on images and write them as COCO JSON")
@@ -57,10 +53,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from ..engine.detect_config import DETECT_RESUMABLE_CHANGES, DetectConfig
+    from ..engine.detect_config import DetectConfig
     from ..engine.detect_trainer import detect_train
+    from ..engine.recipe import RESUMABLE_CHANGES
 
-    cfg = config_from_args(args, DetectConfig, DETECT_RESUMABLE_CHANGES)
+    cfg = config_from_args(args, DetectConfig, RESUMABLE_CHANGES)
     detect_train(cfg, resume=bool(args.resume), overwrite=args.overwrite)
     return 0
 
@@ -69,19 +66,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from ..detection.coco_eval import format_metrics_table
     from ..engine.detect_eval import evaluate_detection_checkpoint
 
-    if args.batch_size < 1 or (args.workers is not None and args.workers < 0):
-        raise ValueError("--batch-size must be >= 1 and --workers >= 0")
-    r = evaluate_detection_checkpoint(
-        args.checkpoint,
-        args.data,
-        split=args.split,
-        ema=args.ema,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        device=args.device,
-        amp=args.amp,
-        output=args.output,
-    )
+    r = evaluate_detection_checkpoint(args.checkpoint, args.data, split=args.split, **eval_options(args))
     if "output" in r:
         table = {t: {k: float("nan") if v is None else v for k, v in r[t].items()} for t in ("bbox", "segm") if t in r}
         print(f"{r['model']} on {r['data']} ({r['images']} images, {r['detections']} detections)")

@@ -13,29 +13,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True, metavar="PATH", help="a run directory, its last/ or best/")
     p.add_argument("--data", metavar="DIR", help="ImageFolder root with val/<class>/* (default: the run's own data)")
     p.add_argument("--model", help="fail unless the checkpoint holds this model")
+    add_eval_options(p, batch_size=64)
+    p.set_defaults(run=run)
+
+
+def add_eval_options(p: argparse.ArgumentParser, *, batch_size: int) -> None:
+    """The options every checkpoint evaluation takes (``botnet eval``, ``botnet detect eval``)."""
     p.add_argument("--ema", action="store_true", help="evaluate the EMA weights")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=batch_size)
     p.add_argument("--workers", type=int, default=None, help="data-loading processes (default: auto, as in train)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"))
     p.add_argument("--output", metavar="FILE", help="where to write the JSON result (default: RUN/eval.json)")
-    p.set_defaults(run=run)
+
+
+def eval_options(args: argparse.Namespace) -> dict:
+    """The options of :func:`add_eval_options` as keyword arguments, checked."""
+    if args.batch_size < 1 or (args.workers is not None and args.workers < 0):
+        raise ValueError("--batch-size must be >= 1 and --workers >= 0")
+    names = ("ema", "batch_size", "workers", "device", "amp", "output")
+    return {name: getattr(args, name) for name in names}
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.batch_size < 1 or (args.workers is not None and args.workers < 0):
-        raise ValueError("--batch-size must be >= 1 and --workers >= 0")
-    r = evaluate_checkpoint(
-        args.checkpoint,
-        args.data,
-        model=args.model,
-        ema=args.ema,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        device=args.device,
-        amp=args.amp,
-        output=args.output,
-    )
+    r = evaluate_checkpoint(args.checkpoint, args.data, model=args.model, **eval_options(args))
     if "output" in r:
         print(f"{r['model']} on {r['data']}: top-1 {r['top1']:.2f}%  top-5 {r['top5']:.2f}%  ({r['images']} images)")
         print(json.dumps(r, indent=2))

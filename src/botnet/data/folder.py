@@ -21,6 +21,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset, default_collate
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, has_file_allowed_extension, make_dataset
+from torchvision.transforms.v2 import functional as TF
 
 DEFAULT_MAX_PIXELS = 89_478_485  # PIL's default Image.MAX_IMAGE_PIXELS
 _LAYOUT = "DIR/train/<class>/*.jpg and DIR/val/<class>/*.jpg"
@@ -289,3 +290,16 @@ class BadImageTracker:
         return (
             f"skipped {self.num_bad} of {self.seen} images that could not be read (first: {first.path}: {first.reason})"
         )
+
+
+def read_images(paths: list[str | Path], max_pixels: int = DEFAULT_MAX_PIXELS) -> list[torch.Tensor]:
+    """uint8 (3, H, W) tensors; a file that is missing or not an image is a ValueError naming it."""
+    images = []
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise FileNotFoundError(f"image {path} does not exist")
+        try:
+            images.append(TF.pil_to_tensor(load_rgb(path, max_pixels)))
+        except UNREADABLE_IMAGE_ERRORS as err:
+            raise ValueError(f"cannot read {path} as an image: {err}") from None
+    return images

@@ -38,6 +38,11 @@ class ConfigBase:
     def replace(self, **changes: Any) -> Any:
         return dataclasses.replace(self, **changes)
 
+    @property
+    def builtin_data(self) -> bool:
+        """Whether the run uses the built-in generated dataset (``data: shapes``)."""
+        return self.data == BUILTIN
+
 
 @dataclass
 class TrainConfig(ConfigBase):
@@ -144,10 +149,6 @@ class TrainConfig(ConfigBase):
         if not isinstance(self.model_args, dict):
             fail("model_args", f"must be a mapping of BoTNetConfig fields, got {self.model_args!r}")
         return self
-
-    @property
-    def builtin_data(self) -> bool:
-        return self.data == BUILTIN
 
 
 def _plain(value: Any) -> Any:

@@ -7,9 +7,6 @@ from dataclasses import dataclass, fields
 from .config import BUILTIN, ConfigBase, option
 from .distributed import DistInfo, auto_workers, local_world_size
 
-# Options that may change when resuming: they do not alter what the run computes.
-DETECT_RESUMABLE_CHANGES = ("workers", "log_interval", "checkpoint_steps", "device", "output", "max_bad_fraction")
-
 
 @dataclass
 class DetectConfig(ConfigBase):
@@ -117,10 +114,6 @@ class DetectConfig(ConfigBase):
         if not isinstance(self.model_args, dict):
             fail("model_args", f"must be a mapping of builder arguments, got {self.model_args!r}")
         return self
-
-    @property
-    def builtin_data(self) -> bool:
-        return self.data == BUILTIN
 
 
 # The built-in recipe: the small Mask R-CNN on the generated shapes dataset, sized to finish on a laptop CPU.

@@ -201,10 +201,6 @@ def load_detection_checkpoint(path: str | Path, *, ema: bool = False) -> tuple[n
     return model.eval(), meta, ckpt_dir
 
 
-def builtin_or_dir(data: str | None) -> bool:
-    return data is None or data == BUILTIN
-
-
 def evaluate_detection_checkpoint(
     path: str | Path,
     data: str | None = None,
@@ -227,7 +223,7 @@ def evaluate_detection_checkpoint(
         model.to(info.device)
         cfg_file = ckpt_dir / ckpt.CONFIG_FILE
         run_cfg = build_config(cfg_file, config_cls=DetectConfig) if cfg_file.exists() else None
-        if builtin_or_dir(data):
+        if data is None or data == BUILTIN:  # the run's own data, or the built-in dataset
             if run_cfg is None:
                 raise ValueError(f"{ckpt_dir} has no config.yaml to find its data; pass --data DIR")
             cfg = run_cfg if data is None else run_cfg.replace(data=BUILTIN)

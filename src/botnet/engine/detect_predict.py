@@ -11,7 +11,7 @@ from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
-from ..data.folder import DEFAULT_MAX_PIXELS, UNREADABLE_IMAGE_ERRORS, load_rgb
+from ..data.folder import read_images
 from ..detection.coco_eval import to_coco_results
 from .detect_eval import load_detection_checkpoint
 from .distributed import pick_device
@@ -19,19 +19,6 @@ from .evaluate import autocast
 from .reporting import atomic_write
 
 RESULTS_FILE = "detections.json"
-
-
-def read_images(paths: list[str | Path], max_pixels: int = DEFAULT_MAX_PIXELS) -> list[torch.Tensor]:
-    """uint8 (3, H, W) tensors; a file that is missing or not an image is a ValueError naming it."""
-    images = []
-    for path in map(Path, paths):
-        if not path.is_file():
-            raise FileNotFoundError(f"image {path} does not exist")
-        try:
-            images.append(TF.pil_to_tensor(load_rgb(path, max_pixels)))
-        except UNREADABLE_IMAGE_ERRORS as err:
-            raise ValueError(f"cannot read {path} as an image: {err}") from None
-    return images
 
 
 @torch.no_grad()

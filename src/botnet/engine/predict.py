@@ -8,9 +8,8 @@ from typing import Any
 import torch
 from torchvision.transforms import v2
 
-from ..data.folder import DEFAULT_MAX_PIXELS
+from ..data.folder import DEFAULT_MAX_PIXELS, read_images
 from .data import Preprocess
-from .detect_predict import read_images
 from .distributed import pick_device
 from .evaluate import autocast
 from .evaluator import load_checkpoint_model

@@ -7,6 +7,8 @@ before both logit terms, softmax over all H*W keys, no output projection, no dro
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -237,13 +239,9 @@ def _flex_score_mod(lh: Tensor | None, lw: Tensor | None, relative: bool, H: int
     return score_mod
 
 
-_FLEX = {}
-
-
+@functools.cache
 def flex_attention_kernel():
     """``torch.compile(flex_attention)``, built once per process (eager FlexAttention materialises every score)."""
-    if "kernel" not in _FLEX:
-        from torch.nn.attention.flex_attention import flex_attention
+    from torch.nn.attention.flex_attention import flex_attention
 
-        _FLEX["kernel"] = torch.compile(flex_attention, dynamic=False)
-    return _FLEX["kernel"]
+    return torch.compile(flex_attention, dynamic=False)
