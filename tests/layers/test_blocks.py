@@ -35,6 +35,16 @@ def test_stride2_pool_averages_the_pixels_each_window_covers():
             torch.testing.assert_close(pooled[:, :, i, j], window.mean(dim=(2, 3)))
 
 
+@pytest.mark.parametrize("size", [(1, 1), (1, 4), (5, 3), (6, 8), (9, 9)])
+def test_stride2_pool_equals_torch_ceil_mode_pool(size):
+    y = torch.randn(2, 4, *size, dtype=torch.float64, requires_grad=True)
+    ours = BoTBlock(16, 4, attn_layer=ATTN, stride=2).pool(y)
+    ref = F.avg_pool2d(y, 2, 2, ceil_mode=True)
+    torch.testing.assert_close(ours, ref)
+    g = torch.randn_like(ref)
+    torch.testing.assert_close(*(torch.autograd.grad(out, y, g)[0] for out in (ours, ref)))
+
+
 def test_bot_block_at_init_is_act_of_shortcut():
     """Last BN gamma starts at zero, so the block starts as ReLU(shortcut) with the official ReLU'd projection."""
     torch.manual_seed(0)

@@ -127,7 +127,7 @@ class MHSA2d(nn.Module):
         q, k, v = self.qkv(x).reshape(B, 3, self.heads, self.dim_head, H * W).unbind(1)  # each (B, heads, d, H*W)
         q = q.transpose(-1, -2) * self.scale  # (B, heads, H*W, d), scaled before both logit terms
         v = v.transpose(-1, -2)  # (B, heads, H*W, d)
-        logits = q @ k if self.content_content else None  # (B, heads, H*W, H*W)
+        logits = _batched_matmul(q, k) if self.content_content else None  # (B, heads, H*W, H*W)
         if self.pos is not None:
             pos_logits = self.pos(q.reshape(B, self.heads, H, W, self.dim_head))  # (B, heads, H*W, H*W)
             logits = pos_logits if logits is None else logits + pos_logits
@@ -139,7 +139,7 @@ class MHSA2d(nn.Module):
         backend = self.resolved_backend(x.shape[-2] * x.shape[-1], x.device.type)
         if backend == "math":
             logits, v = self.attention_logits(x)  # validates x
-            out = logits.softmax(dim=-1) @ v  # (B, heads, H*W, d)
+            out = _batched_matmul(logits.softmax(dim=-1), v)  # (B, heads, H*W, d)
         else:
             q, k, v = self._qkv(x)
             run = {"sdpa": self._sdpa, "chunked": self._chunked, "flex": self._flex}[backend]
@@ -216,6 +216,17 @@ class MHSA2d(nn.Module):
             f"dim={self.dim}, heads={self.heads}, pos_enc={self.pos_enc!r}, content_content={self.content_content}, "
             f"backend={self.backend!r}"
         )
+
+
+def _batched_matmul(a: Tensor, b: Tensor) -> Tensor:
+    """``a @ b`` for a (B, heads, n, k) and b (B, heads, k, m), as one ``bmm`` over B * heads.
+
+    The same kernel ``@`` runs, without matmul's broadcasting rules, whose size-1 checks would otherwise pin the
+    batch size of an exported model.
+    """
+    B, heads, n, k = a.shape
+    m = b.shape[-1]
+    return torch.bmm(a.reshape(B * heads, n, k), b.reshape(B * heads, k, m)).view(B, heads, n, m)
 
 
 def _flex_score_mod(lh: Tensor | None, lw: Tensor | None, relative: bool, H: int, W: int, content: bool):

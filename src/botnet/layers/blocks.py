@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .non_local import NonLocal2d
@@ -23,6 +24,20 @@ def _se(channels: int, ratio: float, act_layer: type[nn.Module]) -> nn.Module:
 def _check_stride(stride: int) -> None:
     if stride not in (1, 2):
         raise ValueError(f"a block's stride must be 1 or 2, got {stride}")
+
+
+class CeilAvgPool2d(nn.Module):
+    """2x2 average pool with stride 2 giving ceil(H/2) x ceil(W/2): a window that overhangs an odd edge averages the
+    pixels it covers.
+
+    The same numbers as ``nn.AvgPool2d(2, 2, ceil_mode=True)``, written as "replicate the last row / column of an
+    odd map, then pool" (a replicated pixel counts twice in a window that holds its twin, which is its plain
+    average). This form has no size-dependent branch, so ``torch.export`` and ONNX export keep H and W dynamic.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        H, W = x.shape[-2:]
+        return F.avg_pool2d(F.pad(x, (0, W % 2, 0, H % 2), mode="replicate"), kernel_size=2, stride=2)
 
 
 class Bottleneck(nn.Module):
@@ -83,8 +98,8 @@ class BoTBlock(nn.Module):
     ``y = conv1 -> BN -> act -> MHSA -> [2x2 avg pool if stride 2] -> BN -> act -> conv3 -> BN(gamma 0) [-> SE]``,
     ``out = act(y + shortcut)``, with the official projection shortcut ``1x1 conv (stride) -> BN -> act``.
 
-    The pool uses ``ceil_mode=True`` so that on odd maps it yields ``ceil(H/2)`` like the strided shortcut (the
-    windows that overhang the edge average the pixels they cover). On even maps it is the plain 2x2 pool.
+    On odd maps the pool yields ``ceil(H/2)`` like the strided shortcut (the windows that overhang the edge average
+    the pixels they cover, :class:`CeilAvgPool2d`). On even maps it is the plain 2x2 pool.
 
     Args:
         in_chs: input channels.
@@ -111,7 +126,7 @@ class BoTBlock(nn.Module):
         self.conv1 = nn.Conv2d(in_chs, mid_chs, kernel_size=1, bias=False)
         self.bn1 = nn.BatchNorm2d(mid_chs)
         self.attn = attn_layer(mid_chs)
-        self.pool = nn.AvgPool2d(kernel_size=2, stride=2, ceil_mode=True) if stride == 2 else nn.Identity()
+        self.pool = CeilAvgPool2d() if stride == 2 else nn.Identity()
         self.bn2 = nn.BatchNorm2d(mid_chs)
         self.conv3 = nn.Conv2d(mid_chs, out_chs, kernel_size=1, bias=False)
         self.bn3 = nn.BatchNorm2d(out_chs)

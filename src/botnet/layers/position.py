@@ -37,7 +37,8 @@ def resize_rel_table(table: Tensor, length: int, extend: str = "clip") -> Tensor
     """Resize a relative table of shape (2L-1, d) to (2*length-1, d).
 
     Row ``L-1+o`` holds offset ``o``. A shorter table is the central slice (exact); a longer one follows
-    ``extend`` (module docstring). Returns ``table`` itself when the length already matches.
+    ``extend`` (module docstring). At the table's own length the rows are returned unchanged (a copy under
+    "clip", whose single indexing formula keeps exported models dynamic in the map size).
     """
     _check_extend(extend)
     rows = table.shape[0]
@@ -46,24 +47,26 @@ def resize_rel_table(table: Tensor, length: int, extend: str = "clip") -> Tensor
     if length < 1:
         raise ValueError(f"length must be >= 1, got {length}")
     ref = (rows + 1) // 2
+    if extend == "clip":
+        # One formula for every length, so export keeps the map size dynamic: a shorter table is the central
+        # slice, an equal one the table itself, a longer one repeats the edge rows for the far offsets.
+        offsets = torch.arange(-(length - 1), length, device=table.device)
+        return table[offsets.clamp(-(ref - 1), ref - 1) + ref - 1]
     if length == ref:
         return table
     if length < ref:
         return table[ref - length : ref + length - 1]
-    if extend == "clip":
-        offsets = torch.arange(-(length - 1), length, device=table.device)
-        return table[offsets.clamp(-(ref - 1), ref - 1) + ref - 1]
     # (2L-1, d) -> (1, d, 2L-1) -> (1, d, 2*length-1) -> (2*length-1, d); align_corners keeps centre and ends.
     stretched = F.interpolate(table.t()[None], size=2 * length - 1, mode="linear", align_corners=True)
     return stretched[0].t()
 
 
 def resize_abs_table(table: Tensor, length: int) -> Tensor:
-    """Resize an absolute table of shape (L, d) to (length, d) by linear interpolation (identity at L)."""
+    """Resize an absolute table of shape (L, d) to (length, d) by linear interpolation (the same rows at L)."""
     if length < 1:
         raise ValueError(f"length must be >= 1, got {length}")
-    if table.shape[0] == length:
-        return table
+    # Linear interpolation to the table's own length is the identity (every sample falls on a row), so there is
+    # no size branch: exported models stay dynamic in the map size.
     # (L, d) -> (1, d, L) -> (1, d, length) -> (length, d)
     return F.interpolate(table.t()[None], size=length, mode="linear", align_corners=False)[0].t()
 
