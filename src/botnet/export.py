@@ -20,8 +20,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from . import __version__
+from .files import atomic_output
 from .layers import MHSA2d, RelativePosition2d
 
 FORMATS = {"onnx": ".onnx", "pt2": ".pt2"}
@@ -291,21 +290,12 @@ def export_model(
     shapes = verification_sizes(model, metadata["input_size"])
     sample = torch.randn(2, 3, *shapes[0][1:])  # batch 2: a traced batch of 1 would be fixed at 1
     ep = _export_program(model, sample)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_output(path, suffix=path.suffix) as tmp:
         if format == "onnx":
             _write_onnx(ep, tmp, metadata, opset)
         else:
             _write_pt2(ep, tmp, metadata)
         checks = verify_export(tmp, model, shapes, atol) if verify else []
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o666 & ~umask)  # the permissions of a plainly created file, not mkstemp's 0600
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return ExportReport(path, format, path.stat().st_size, metadata, checks, atol)
 
 

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from .. import __version__
 from ..engine import CheckpointError, TrainingError
 from ..export import ExportError
-from . import detect_cmd, eval_cmd, export_cmd, info_cmd, list_cmd, predict_cmd, table_cmd, train_cmd
+from . import attention_cmd, detect_cmd, eval_cmd, export_cmd, info_cmd, list_cmd, predict_cmd, table_cmd, train_cmd
 
-SUBCOMMANDS = (train_cmd, eval_cmd, predict_cmd, detect_cmd, export_cmd, table_cmd, list_cmd, info_cmd)
+SUBCOMMANDS = (train_cmd, eval_cmd, predict_cmd, attention_cmd, detect_cmd, export_cmd, table_cmd, list_cmd, info_cmd)
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, PermissionError, CheckpointError, TrainingError, ExportError)
 
 

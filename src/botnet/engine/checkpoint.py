@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from ..files import default_mode, fsync_dir
 from ..models.weights import read_metadata
 
 STATE_FILE = "training_state.pt"
@@ -39,17 +40,6 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be read: says which file and why."""
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_checkpoint_dir(target: Path, write: Callable[[Path], None]) -> Path:
     """Create ``target`` atomically: ``write(tmpdir)`` fills a temporary directory, which then replaces ``target``."""
     target = Path(target)
@@ -60,14 +50,15 @@ def write_checkpoint_dir(target: Path, write: Callable[[Path], None]) -> Path:
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
+        tmp.chmod(default_mode(directory=True))  # mkdtemp's 0700 -> what mkdir would give
         old = target.with_name(target.name + ".old")
         if old.exists():
             shutil.rmtree(old)
         if target.exists():
             os.replace(target, old)
         os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
         if old.exists():
             shutil.rmtree(old)
     finally:

@@ -7,8 +7,6 @@ Nothing here unpickles arbitrary objects: our weights are safetensors, and a tor
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from ..files import atomic_output
 from .botnet import BoTNet
 
 # Parameters with no counterpart in a torchvision ResNet.
@@ -34,15 +33,8 @@ def save_weights(model: nn.Module, path: str | Path, *, metadata: dict[str, str]
         meta.setdefault("botnet_config", json.dumps(model.cfg.to_dict()))
         meta.setdefault("architecture", str(model.pretrained_cfg.get("architecture", "")))
     tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:
         save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -1,0 +1,48 @@
+"""``botnet attention --checkpoint PATH IMAGE``: a PNG of where chosen query positions of an attention layer look,
+one heat map per head."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("attention", help="draw the attention maps of a checkpoint on an image", description=__doc__)
+    p.add_argument("--checkpoint", required=True, metavar="PATH", help="a run directory, its last/ or best/")
+    p.add_argument("image", metavar="IMAGE", help="an image file")
+    p.add_argument("--layer", help="an attention layer, e.g. layer4.0.attn (default: the last one)")
+    p.add_argument(
+        "--query",
+        action="append",
+        metavar="ROW,COL",
+        help="a query position in the layer's feature-map cells, repeatable (default: the centre cell)",
+    )
+    p.add_argument("--output", metavar="FILE", help="PNG to write (default: <image name>-attention.png here)")
+    p.add_argument("--native-size", action="store_true", help="run at the image's own size, not the eval crop")
+    p.add_argument("--ema", action="store_true", help="use the EMA weights")
+    p.add_argument("--panel", type=int, default=192, help="height of each panel in pixels")
+    p.add_argument("--interpolation", choices=("bilinear", "nearest"), default="bilinear", help="heat map upsampling")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..engine.attention_figure import attention_figure, parse_query
+
+    queries = [parse_query(q) for q in args.query or ()]
+    output = args.output or f"{Path(args.image).stem}-attention.png"
+    if not output.lower().endswith(".png"):
+        raise ValueError(f"--output must be a .png file, got {output!r}")
+    figure = attention_figure(
+        args.checkpoint,
+        args.image,
+        output,
+        layer=args.layer,
+        queries=queries,
+        native_size=args.native_size,
+        ema=args.ema,
+        panel=args.panel,
+        interpolation=args.interpolation,
+    )
+    print(figure.summary())
+    return 0
