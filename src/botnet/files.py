@@ -37,6 +37,7 @@ def atomic_output(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterato
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = suffix if suffix == ".tmp" else f".tmp{suffix}"  # the temporary name always has a ".tmp" part
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(name)

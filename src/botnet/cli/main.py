@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..engine import CheckpointError, TrainingError
+from ..engine.loop import TrainingInterrupted
 from ..export import ExportError
 from . import attention_cmd, detect_cmd, eval_cmd, export_cmd, info_cmd, list_cmd, predict_cmd, table_cmd, train_cmd
 
@@ -29,6 +30,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)
+    except TrainingInterrupted as err:  # a requested stop: exit like the signal did, after the message
+        print(f"botnet {args.command}: {err}", file=sys.stderr)
+        return 128 + err.signum
     except USER_ERRORS as err:
         if os.environ.get("BOTNET_TRACEBACK"):
             raise

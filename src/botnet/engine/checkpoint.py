@@ -8,14 +8,18 @@ A checkpoint directory (``OUT/last``, ``OUT/best``) holds
                           plain Python values only, read with ``torch.load(weights_only=True)``
     config.yaml           the resolved training options
     checkpoint.json       a human-readable summary (epoch, step, metrics)
+    manifest.json         size and SHA-256 of each file above: damage on disk is found before anything is loaded
 
 It is written to a temporary sibling directory, flushed to disk, then swapped in with renames: a kill at any moment
 leaves either the old or the new checkpoint complete (``last.old`` is the old one during the swap, and readers fall
-back to it).
+back to it). ``last.prev`` keeps the checkpoint before ``last``: a resumed run whose ``last`` turns out damaged
+continues from it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import shutil
@@ -34,33 +38,101 @@ MODEL_FILE = "model.safetensors"
 EMA_FILE = "ema.safetensors"
 CONFIG_FILE = "config.yaml"
 SUMMARY_FILE = "checkpoint.json"
+MANIFEST_FILE = "manifest.json"
+PREVIOUS_SUFFIX = ".prev"  # the checkpoint before last/, kept to fall back to
+OLD_SUFFIX = ".old"  # the replaced checkpoint during a swap
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read: says which file and why."""
 
 
-def write_checkpoint_dir(target: Path, write: Callable[[Path], None]) -> Path:
-    """Create ``target`` atomically: ``write(tmpdir)`` fills a temporary directory, which then replaces ``target``."""
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(ckpt_dir: Path) -> None:
+    """Record the size and SHA-256 of every file of ``ckpt_dir`` in its manifest (see :func:`verify_checkpoint`)."""
+    files = {
+        f.name: {"bytes": f.stat().st_size, "sha256": _sha256(f)}
+        for f in sorted(Path(ckpt_dir).iterdir())
+        if f.is_file() and f.name != MANIFEST_FILE
+    }
+    path = Path(ckpt_dir) / MANIFEST_FILE
+    path.unlink(missing_ok=True)  # it may be a hard link into another checkpoint (link_checkpoint): never edit it
+    path.write_text(json.dumps({"files": files}, indent=1) + "\n")
+
+
+def verify_checkpoint(ckpt_dir: Path) -> None:
+    """Check every file against the manifest written with the checkpoint: missing, truncated or altered files are a
+    :class:`CheckpointError` that names the file and what is wrong. A checkpoint without a manifest (written by hand
+    or by an older version) is not checked here; its loaders still report unreadable files."""
+    ckpt_dir = Path(ckpt_dir)
+    manifest = ckpt_dir / MANIFEST_FILE
+    if not manifest.exists():
+        return
+    try:
+        files = json.loads(manifest.read_text())["files"]
+        expected = {name: (int(v["bytes"]), str(v["sha256"])) for name, v in files.items()}
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(
+            f"{manifest} is unreadable ({type(err).__name__}: {err}){_previous_hint(ckpt_dir)}"
+        ) from None
+    for name, (size, digest) in expected.items():
+        path = ckpt_dir / name
+        if not path.is_file():
+            raise CheckpointError(f"{path} is missing from the checkpoint{_previous_hint(ckpt_dir)}")
+        actual = path.stat().st_size
+        if actual != size:
+            raise CheckpointError(
+                f"{path} is truncated or overwritten: {actual} bytes, {size} when the checkpoint was written"
+                f"{_previous_hint(ckpt_dir)}"
+            )
+        if _sha256(path) != digest:
+            raise CheckpointError(
+                f"{path} is corrupted: its SHA-256 differs from the one recorded when the checkpoint was written"
+                f"{_previous_hint(ckpt_dir)}"
+            )
+
+
+def _previous_hint(ckpt_dir: Path) -> str:
+    prev = ckpt_dir.with_name(ckpt_dir.name + PREVIOUS_SUFFIX)
+    return f"; the previous checkpoint is {prev}" if (prev / MODEL_FILE).exists() else ""
+
+
+def write_checkpoint_dir(target: Path, write: Callable[[Path], None], *, keep_previous: bool = False) -> Path:
+    """Create ``target`` atomically: ``write(tmpdir)`` fills a temporary directory, which then replaces ``target``.
+
+    The files get a manifest of sizes and SHA-256 sums and are flushed to disk before the swap. With
+    ``keep_previous`` the replaced checkpoint stays as ``<target>.prev`` (and the one before it is removed), so a
+    checkpoint damaged on disk later still has a complete predecessor; otherwise it is removed after the swap.
+    A failure while writing (disk full, read-only) removes the temporary directory and leaves ``target`` as it was.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         write(tmp)
+        write_manifest(tmp)
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
         fsync_dir(tmp)
         tmp.chmod(default_mode(directory=True))  # mkdtemp's 0700 -> what mkdir would give
-        old = target.with_name(target.name + ".old")
-        if old.exists():
-            shutil.rmtree(old)
+        aside = target.with_name(target.name + (PREVIOUS_SUFFIX if keep_previous else OLD_SUFFIX))
         if target.exists():
-            os.replace(target, old)
+            # Until the rename below, target is complete; after it, aside is: a kill leaves one to read.
+            if aside.exists():
+                shutil.rmtree(aside)
+            os.replace(target, aside)
         os.replace(tmp, target)
         fsync_dir(target.parent)
-        if old.exists():
-            shutil.rmtree(old)
+        if not keep_previous and aside.exists():
+            shutil.rmtree(aside)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -80,31 +152,43 @@ def link_checkpoint(source: Path, target: Path) -> Path:
     return write_checkpoint_dir(target, fill)
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
+def resolve_checkpoint(path: str | Path, *, verify: bool = True) -> Path:
     """The checkpoint directory meant by ``path``: a checkpoint dir, its ``model.safetensors``, or a run dir (-> last).
 
-    Falls back to ``<dir>.old`` when a kill interrupted the swap of ``<dir>``.
+    Falls back to ``<dir>.old`` (a kill interrupted the swap of ``<dir>``), then to ``<dir>.prev``, when ``<dir>``
+    does not exist. With ``verify``, the files are checked against the checkpoint's manifest.
     """
     path = Path(path)
     if path.is_file() and path.name == MODEL_FILE:
         path = path.parent
-    is_run_dir = (path / "last").exists() or (path / "last.old").exists()
+    is_run_dir = any((path / f"last{suffix}").exists() for suffix in ("", OLD_SUFFIX, PREVIOUS_SUFFIX))
     if path.is_dir() and not (path / MODEL_FILE).exists() and is_run_dir:
         path = path / "last"
     if not path.exists():
-        old = path.with_name(path.name + ".old")
-        if (old / MODEL_FILE).exists():
-            return old
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        for suffix in (OLD_SUFFIX, PREVIOUS_SUFFIX):
+            aside = path.with_name(path.name + suffix)
+            if (aside / MODEL_FILE).exists():
+                path = aside
+                break
+        else:
+            raise CheckpointError(f"checkpoint {path} does not exist")
     if not (path / MODEL_FILE).is_file():
+        if verify and (path / MANIFEST_FILE).is_file():
+            verify_checkpoint(path)  # names the missing file and the previous checkpoint
         raise CheckpointError(
             f"{path} is not a botnet checkpoint: expected {MODEL_FILE} inside it (a run directory's last/ or best/)"
         )
+    if verify:
+        verify_checkpoint(path)
     return path
 
 
 def save_training_state(path: Path, state: dict[str, Any]) -> None:
-    torch.save(state, path)
+    # Serialised in memory and written by Python, so a full or read-only disk is an OSError with its errno
+    # (torch.save's own writer reports it as an unspecific RuntimeError).
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    Path(path).write_bytes(buffer.getbuffer())
 
 
 def load_training_state(ckpt_dir: Path) -> dict[str, Any]:

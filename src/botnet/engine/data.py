@@ -8,6 +8,7 @@ the batches it has already seen and continue with exactly the batches an uninter
 from __future__ import annotations
 
 import itertools
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -108,7 +109,15 @@ def train_loader(
         collate_fn=collate_fn,
         pin_memory=info.device.type == "cuda",
         drop_last=True,
+        worker_init_fn=ignore_stop_signals,
     )
+
+
+def ignore_stop_signals(_worker_id: int) -> None:
+    """DataLoader worker init: Ctrl-C and SIGTERM (sent to the whole process group by terminals and job schedulers)
+    are for the main process, which stops at a safe point and then shuts its workers down."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def batches_per_epoch(dataset: Dataset, cfg: TrainConfig, info: DistInfo) -> int:
@@ -126,4 +135,5 @@ def eval_loader(
         num_workers=workers,
         collate_fn=collate_fn,
         pin_memory=info.device.type == "cuda",
+        worker_init_fn=ignore_stop_signals,
     )

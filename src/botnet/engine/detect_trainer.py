@@ -34,6 +34,7 @@ def detect_train(cfg: DetectConfig, *, resume: bool = False, overwrite: bool = F
 
 class DetectionTrainer(Trainer):
     best_metric = "val_bbox_AP"
+    command = "botnet detect train"
 
     def resolve(self, cfg: DetectConfig) -> DetectConfig:
         return resolve_detect(cfg, self.info)

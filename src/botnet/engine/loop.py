@@ -11,10 +11,16 @@ A task (classification, detection) subclasses :class:`Trainer` and supplies its 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
+import os
+import shutil
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +44,40 @@ from .run_dir import new_run_dir, prepare_output_dir
 
 class TrainingError(RuntimeError):
     """Training cannot go on (for example a non-finite loss); the message says where and what to do."""
+
+
+class TrainingInterrupted(TrainingError):
+    """The run stopped at a safe point on SIGTERM or Ctrl-C, after writing a checkpoint; ``signum`` says which."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_requests() -> Iterator[list[int]]:
+    """While active, SIGTERM and the first Ctrl-C only record their number in the yielded list (the loop stops at its
+    next safe point); a second Ctrl-C interrupts at once. Outside the main thread nothing is installed."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        if signum == signal.SIGINT and signal.SIGINT in received:
+            raise KeyboardInterrupt
+        received.append(signum)
+        log(
+            f"\n{signal.Signals(signum).name} received: stopping after this step, with a checkpoint "
+            "(Ctrl-C again to stop at once, without one)"
+        )
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 @dataclass
@@ -66,6 +106,7 @@ class Trainer:
     """
 
     best_metric = "val_top1"  # the row key that decides best/ (higher is better)
+    command = "botnet train"  # the command that resumes a run of this task
 
     def __init__(self, cfg: Any, info: DistInfo, *, resume: bool, overwrite: bool) -> None:
         if cfg.output is None:
@@ -117,8 +158,11 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None
         self.c = Counters()
         self.rows: list[dict[str, Any]] = []
+        self._signals: list[int] = []
+        self._stopping = False
+        self._damaged_last = False  # resumed from last.prev: the next save moves last aside instead of rotating it
         if resume:
-            self._load(ckpt.resolve_checkpoint(self.out))
+            self._resume()
         if info.is_main:
             save_yaml(cfg, self.out / ckpt.CONFIG_FILE)
 
@@ -177,6 +221,11 @@ class Trainer:
         )
         if self.c.epoch >= cfg.epochs:
             log(f"{self.out} has already finished its {cfg.epochs} epochs", enabled=info.is_main)
+        with stop_requests() as self._signals:
+            return self._fit_epochs()
+
+    def _fit_epochs(self) -> dict[str, Any]:
+        cfg, info = self.cfg, self.info
         for epoch in range(self.c.epoch, cfg.epochs):
             train_stats = self._train_epoch(epoch)
             row: dict[str, Any] = {"epoch": epoch + 1, **train_stats}
@@ -196,12 +245,16 @@ class Trainer:
             self.rows.append(row)
             self._check_weights_finite()
             if info.is_main:
-                write_metrics(self.out, self.rows)
-                plot_curves(self.rows, self.out / CURVES_FILE)
+                with self._writing("the metrics and curves"):
+                    write_metrics(self.out, self.rows)
+                    plot_curves(self.rows, self.out / CURVES_FILE)
                 self._save("last", row)
                 if is_best:
-                    ckpt.link_checkpoint(self.out / "last", self.out / "best")
+                    with self._writing(f"the best checkpoint {self.out / 'best'}"):
+                        ckpt.link_checkpoint(self.out / "last", self.out / "best")
             log(self.epoch_line(row), enabled=info.is_main)
+            if epoch + 1 < cfg.epochs and self._stop_agreed():
+                self._stop()
         final = self.rows[-1] if self.rows else {}
         summary = {
             **{k: v for k, v in final.items() if k.startswith("val_")},
@@ -234,7 +287,9 @@ class Trainer:
             c.batch_in_epoch += 1
             c.global_batch += 1
             boundary = c.batch_in_epoch % cfg.accumulate == 0 or c.batch_in_epoch == self.batches
-            empty = all_reduce_sum([float(len(targets) == 0)], info).item() > 0
+            flags = all_reduce_sum([float(len(targets) == 0), float(bool(self._signals))], info)
+            empty = flags[0].item() > 0
+            self._stopping = self._stopping or flags[1].item() > 0  # every process sees the same sums
             if not empty:
                 loss = self._forward_backward(images, targets, sync=boundary)
                 self._check_finite(loss, epoch)
@@ -243,12 +298,13 @@ class Trainer:
                 images_done += len(targets)
             if boundary:
                 self._optimizer_step()
-                if (
-                    cfg.checkpoint_steps
-                    and c.global_step % cfg.checkpoint_steps == 0
-                    and c.batch_in_epoch < self.batches
-                ):
+                mid_epoch = c.batch_in_epoch < self.batches  # the epoch's end has its own checkpoint
+                periodic = cfg.checkpoint_steps and c.global_step % cfg.checkpoint_steps == 0
+                if mid_epoch and (periodic or self._stopping):
                     self._save_mid_epoch()
+                if mid_epoch and self._stopping:
+                    progress.close()
+                    self._stop()
             progress.update(loss=c.loss_sum / max(c.loss_count, 1), lr=self.optimizer.param_groups[0]["lr"])
             t_ready = time.perf_counter()
         progress.close()
@@ -284,13 +340,8 @@ class Trainer:
         bad = all_reduce_sum([float(not math.isfinite(loss))], self.info).item() > 0
         if not bad:
             return
-        last = self.out / "last"
         where = f"epoch {epoch + 1}, batch {self.c.batch_in_epoch}/{self.batches} (optimizer step {self.c.global_step})"
-        kept = (
-            f"the last good checkpoint is {last} (optimizer step {ckpt.read_summary(last).get('global_step', '?')})"
-            if (last / ckpt.MODEL_FILE).exists()
-            else "no checkpoint had been written yet"
-        )
+        kept = self._last_checkpoint("the last good checkpoint is")
         raise TrainingError(
             f"the loss became non-finite ({loss}) at {where}; stopped, {kept}. Lower --lr, set --clip-grad, or "
             f"check the data"
@@ -327,6 +378,45 @@ class Trainer:
         self.c.global_step += 1
 
     # --------------------------------------------------------------------------------------------------------------
+    def _last_checkpoint(self, prefix: str) -> str:
+        last = self.out / "last"
+        if not (last / ckpt.MODEL_FILE).exists():
+            return "no checkpoint had been written yet"
+        return f"{prefix} {last} (optimizer step {ckpt.read_summary(last).get('global_step', '?')})"
+
+    @contextlib.contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """Turn a failed write (disk full, read-only, quota) into a TrainingError that says what is safe."""
+        try:
+            yield
+        except OSError as err:
+            reason = err.strerror or str(err)
+            code = f", {errno.errorcode[err.errno]}" if err.errno in errno.errorcode else ""
+            raise TrainingError(
+                f"could not write {what} ({reason}{code}); {self._last_checkpoint('the last complete checkpoint is')}"
+                f" and is intact. Free space or make {self.out} writable, then continue with: "
+                f"{self.command} --resume {self.out}"
+            ) from err
+
+    def _stop_agreed(self) -> bool:
+        self._stopping = self._stopping or all_reduce_sum([float(bool(self._signals))], self.info).item() > 0
+        return self._stopping
+
+    def _stop(self) -> None:
+        """End the run at a safe point after a stop request; the checkpoint of this point is already written."""
+        c = self.c
+        name = signal.Signals(self._signals[0]).name if self._signals else "a stop request on another process"
+        where = (
+            f"epoch {c.epoch + 1}, batch {c.batch_in_epoch}/{self.batches}"
+            if c.batch_in_epoch
+            else (f"the end of epoch {c.epoch}")
+        )
+        raise TrainingInterrupted(
+            f"stopped by {name} at {where} (optimizer step {c.global_step}); the checkpoint {self.out / 'last'} holds "
+            f"this point. Continue with: {self.command} --resume {self.out}",
+            self._signals[0] if self._signals else signal.SIGTERM,
+        )
+
     def _save_mid_epoch(self) -> None:
         # Partial sums of the epoch so far, over all processes, so the resumed epoch reports the same train loss.
         loss_sum, count = all_reduce_sum([self.c.loss_sum, self.c.loss_count], self.info).tolist()
@@ -358,7 +448,30 @@ class Trainer:
             info = {**summary, "global_step": self.c.global_step, "classes": len(self.classes), "model": self.cfg.model}
             (tmp / ckpt.SUMMARY_FILE).write_text(json.dumps(info, indent=2) + "\n")
 
-        ckpt.write_checkpoint_dir(self.out / name, write)
+        target = self.out / name
+        with self._writing(f"the checkpoint {target}"):
+            if self._damaged_last and name == "last":
+                # last/ failed its check on resume: keep it for inspection, not as the fallback last.prev
+                damaged = target.with_name("last.damaged")
+                if damaged.exists():
+                    shutil.rmtree(damaged)
+                if target.exists():
+                    os.replace(target, damaged)
+                self._damaged_last = False
+            ckpt.write_checkpoint_dir(target, write, keep_previous=name == "last")
+
+    def _resume(self) -> None:
+        """Load the run's last checkpoint; if it is damaged, say so and continue from the one before it."""
+        try:
+            self._load(ckpt.resolve_checkpoint(self.out))
+        except ckpt.CheckpointError as err:
+            prev = self.out / f"last{ckpt.PREVIOUS_SUFFIX}"
+            if not (prev / ckpt.MODEL_FILE).exists() or not (self.out / "last").exists():
+                raise
+            log(f"warning: {err}", enabled=self.info.is_main)
+            log(f"warning: resuming from the previous checkpoint {prev} instead", enabled=self.info.is_main)
+            self._load(ckpt.resolve_checkpoint(prev))
+            self._damaged_last = True
 
     def _load(self, path: Path) -> None:
         classes = ckpt.read_class_names(path)
@@ -370,9 +483,13 @@ class Trainer:
                 f"{path} was written by a run of {state['world_size']} process(es); resume it with the same number "
                 f"(now {self.info.world_size}) so that it continues exactly"
             )
-        load_weights(self.model, path / ckpt.MODEL_FILE)
+        try:
+            load_weights(self.model, path / ckpt.MODEL_FILE)
+            if self.ema is not None:
+                load_weights(self.ema.module, path / ckpt.EMA_FILE)
+        except ValueError as err:  # an unreadable file or weights of another shape
+            raise ckpt.CheckpointError(str(err)) from None
         if self.ema is not None:
-            load_weights(self.ema.module, path / ckpt.EMA_FILE)
             self.ema.n_averaged.fill_(state["ema_n_averaged"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

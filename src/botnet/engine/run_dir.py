@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -11,7 +12,18 @@ from pathlib import Path
 from .checkpoint import CONFIG_FILE
 from .reporting import CURVES_FILE, METRICS_FILE
 
-RUN_ARTIFACTS = (CONFIG_FILE, METRICS_FILE, CURVES_FILE, "last", "best", "last.old", "best.old", "eval.json")
+INCOMPLETE = re.compile(r"^\..+\.tmp(\.[A-Za-z0-9]+)?$")  # what atomic_output and write_checkpoint_dir write to
+RUN_ARTIFACTS = (
+    CONFIG_FILE,
+    METRICS_FILE,
+    CURVES_FILE,
+    "last",
+    "best",
+    "last.old",
+    "best.old",
+    "last.prev",
+    "eval.json",
+)
 
 
 def new_run_dir(model: str, root: str | Path = "runs") -> str:
@@ -62,4 +74,19 @@ def prepare_output_dir(out: str | Path, *, resume: bool, overwrite: bool) -> Pat
         for name in run_artifacts(out):
             path = out / name
             shutil.rmtree(path) if path.is_dir() else path.unlink()
+    remove_incomplete_writes(out)
     return out
+
+
+def remove_incomplete_writes(out: Path) -> list[str]:
+    """Delete the temporary files and checkpoint directories (``.<name>.*.tmp``) that a killed writer left in ``out``.
+
+    Every file of a run is written under such a name and renamed into place when complete, so these are never
+    the only copy of anything.
+    """
+    removed = []
+    for path in Path(out).iterdir():
+        if INCOMPLETE.match(path.name):
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed

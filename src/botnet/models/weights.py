@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import Tensor, nn
 
 from ..files import atomic_output
@@ -33,8 +33,10 @@ def save_weights(model: nn.Module, path: str | Path, *, metadata: dict[str, str]
         meta.setdefault("botnet_config", json.dumps(model.cfg.to_dict()))
         meta.setdefault("architecture", str(model.pretrained_cfg.get("architecture", "")))
     tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    # Serialised in memory and written by Python, so a full or read-only disk is an OSError with its errno.
+    data = save(tensors, metadata=meta)
     with atomic_output(path) as tmp:
-        save_file(tensors, tmp, metadata=meta)
+        tmp.write_bytes(data)
     return path
 
 

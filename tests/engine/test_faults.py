@@ -1,0 +1,272 @@
+"""Faults injected into real training runs (subprocesses): kills, stop signals, damaged checkpoints, a full or
+read-only disk. Each run must either finish with exactly the weights of an uninterrupted run, or stop with a
+message saying what happened, what is intact and how to continue."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from botnet.engine import checkpoint as ckpt
+
+# 480 images / batch 16 = 30 optimizer steps per epoch, a checkpoint after every step.
+OPTS = ["--shapes-train", "480", "--shapes-val", "40", "--batch-size", "16", "--workers", "0", "--img-size", "32"]
+OPTS += ["--epochs", "2", "--checkpoint-steps", "1", "--log-interval", "1000"]
+STEPS = 60
+
+
+def _env() -> dict[str, str]:
+    return {**{k: v for k, v in os.environ.items() if k != "BOTNET_TRACEBACK"}, "OMP_NUM_THREADS": "1"}
+
+
+def _cmd(*args) -> list[str]:
+    return [sys.executable, "-m", "botnet", *map(str, args)]
+
+
+def _run(*args, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(_cmd(*args), capture_output=True, text=True, env=_env(), timeout=timeout)
+
+
+def _step(run: Path, name: str = "last") -> int:
+    return int(json.loads((run / name / ckpt.SUMMARY_FILE).read_text())["global_step"])
+
+
+def _wait_for_step(proc: subprocess.Popen, run: Path, above: int, timeout: float = 120) -> bool:
+    """Wait until the run has checkpointed a step beyond ``above``; False if it ended first."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            if _step(run) > above:
+                return True
+        except (OSError, ValueError, KeyError):  # not written yet, or mid-swap
+            pass
+        time.sleep(0.02)
+    raise AssertionError(f"no checkpoint beyond step {above} within {timeout} s")
+
+
+@pytest.fixture
+def in_process(monkeypatch, capsys):
+    """Run ``botnet ...`` in this process (no interpreter start-up) with one thread, as the subprocesses have;
+    returns (exit status, stderr)."""
+    from botnet.cli.main import main
+
+    monkeypatch.delenv("BOTNET_TRACEBACK", raising=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+
+    def run(*args) -> tuple[int, str]:
+        capsys.readouterr()
+        status = main([str(a) for a in args])
+        return status, capsys.readouterr().err
+
+    yield run
+    torch.set_num_threads(threads)
+
+
+def _same_weights(a: Path, b: Path) -> list[str]:
+    """Names of the tensors that differ (bit for bit) between two model.safetensors files."""
+    x, y = load_file(a), load_file(b)
+    assert x.keys() == y.keys()
+    return [k for k in x if not torch.equal(x[k], y[k])]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """The uninterrupted run every faulted run must reproduce."""
+    out = tmp_path_factory.mktemp("reference") / "run"
+    r = _run("train", *OPTS, "--output", out)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert _step(out) == STEPS
+    return out
+
+
+def test_repeated_sigkill_at_random_points_ends_with_the_uninterrupted_weights(reference, tmp_path):
+    out = tmp_path / "run"
+    rng = random.Random(7)
+    kills: list[int] = []
+    args = ["train", *OPTS, "--output", out]
+    while len(kills) < 4:
+        before = _step(out) if (out / "last").exists() else 0
+        proc = subprocess.Popen(_cmd(*args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env())
+        if not _wait_for_step(proc, out, before):
+            break  # finished before this kill
+        time.sleep(rng.uniform(0.0, 0.4))  # anywhere: mid-step, mid-checkpoint write, mid-swap
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills.append(_step(out))
+        args = ["train", "--resume", out]
+    assert len(kills) >= 3, f"only {len(kills)} kills landed before the run finished (steps {kills})"
+    r = _run(*args)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert _step(out) == STEPS
+    assert _same_weights(reference / "last" / ckpt.MODEL_FILE, out / "last" / ckpt.MODEL_FILE) == []
+    ref_rows = [json.loads(x) for x in (reference / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    for key in ("train_loss", "val_loss", "val_top1", "global_step"):
+        assert [r[key] for r in rows] == [r[key] for r in ref_rows], key
+    assert not list(out.glob(".*.tmp*")), "a killed writer's temporary files were not cleaned up"
+
+
+@pytest.mark.parametrize(
+    "sig", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)], ids=["SIGTERM", "Ctrl-C"]
+)
+def test_stop_signal_checkpoints_at_a_safe_point_and_exits_nonzero(reference, tmp_path, sig, in_process):
+    out = tmp_path / "run"
+    # Its own process group, with DataLoader workers, as a terminal or a job scheduler would signal it.
+    args = ["train", *OPTS, "--workers", "2", "--output", out]
+    proc = subprocess.Popen(
+        _cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), start_new_session=True
+    )
+    assert _wait_for_step(proc, out, 3)
+    os.killpg(proc.pid, sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + sig, err[-3000:]
+    name = signal.Signals(sig).name
+    assert f"stopped by {name} at epoch" in err and f"Continue with: botnet train --resume {out}" in err
+    assert "Traceback" not in err
+    stopped_at = _step(out)
+    assert 3 < stopped_at < STEPS
+    status, err = in_process("train", "--resume", out)
+    assert status == 0, err[-3000:]
+    assert f"(optimizer step {stopped_at})" in err  # it resumed from the step it stopped at
+    assert _same_weights(reference / "last" / ckpt.MODEL_FILE, out / "last" / ckpt.MODEL_FILE) == []
+
+
+def _interrupted_run(tmp_path: Path, at_step: int = 20) -> Path:
+    out = tmp_path / "run"
+    proc = subprocess.Popen(_cmd("train", *OPTS, "--output", out), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=_env())  # fmt: skip
+    assert _wait_for_step(proc, out, at_step)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return out
+
+
+def _flip_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+DAMAGE = {
+    "bit flip in the weights": (lambda d: _flip_byte(d / ckpt.MODEL_FILE), "model.safetensors is corrupted"),
+    "truncated training state": (
+        lambda d: os.truncate(d / ckpt.STATE_FILE, (d / ckpt.STATE_FILE).stat().st_size // 3),
+        "training_state.pt is truncated or overwritten",
+    ),
+    "deleted weights": (lambda d: (d / ckpt.MODEL_FILE).unlink(), "model.safetensors is missing"),
+}
+
+
+@pytest.mark.parametrize(
+    "damage", [pytest.param(k, marks=[pytest.mark.slow] if i else []) for i, k in enumerate(DAMAGE)]
+)
+def test_damaged_last_checkpoint_is_named_and_the_run_continues_from_the_previous(
+    reference, tmp_path, damage, in_process
+):
+    out = _interrupted_run(tmp_path)
+    last, prev = out / "last", out / "last.prev"
+    prev_step = _step(out, "last.prev")
+    assert prev_step == _step(out) - 1
+    edit, message = DAMAGE[damage]
+    edit(last)
+
+    status, err = in_process("eval", "--checkpoint", out, "--workers", "0")
+    assert status == 2 and message in err and str(last) in err, err
+    assert f"the previous checkpoint is {prev}" in err
+
+    status, err = in_process("train", "--resume", out)
+    assert status == 0, err[-3000:]
+    assert message in err and f"resuming from the previous checkpoint {prev} instead" in err
+    assert f"(optimizer step {prev_step})" in err
+    assert _same_weights(reference / "last" / ckpt.MODEL_FILE, out / "last" / ckpt.MODEL_FILE) == []
+    assert (out / "last.damaged").is_dir()  # kept for inspection, not used as a fallback
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The output disk fills up or becomes read-only in the middle of a run: a real tmpfs in a private mount namespace.
+
+DRIVER = textwrap.dedent(
+    """
+    import json, os, subprocess, sys, time, shutil
+    mnt, result, fault = sys.argv[1], sys.argv[2], sys.argv[3]
+    cmd = sys.argv[4:]
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", mnt], check=True)
+    run = os.path.join(mnt, "run")
+    proc = subprocess.Popen(cmd + ["--output", run], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    summary = os.path.join(run, "last", "checkpoint.json")
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if json.load(open(summary))["global_step"] >= 5:
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.02)
+    if fault == "full":
+        with open(os.path.join(mnt, "filler"), "wb") as fh:
+            try:
+                while True:
+                    fh.write(b"\\0" * (1 << 16))
+                    fh.flush()
+            except OSError:
+                pass
+    else:
+        while subprocess.run(["mount", "-o", "remount,ro", mnt], capture_output=True).returncode != 0:
+            time.sleep(0.01)  # busy while a file is open for writing
+    out, err = proc.communicate(timeout=120)
+    shutil.copytree(run, os.path.join(result, "run"), symlinks=True)
+    json.dump({"returncode": proc.returncode, "stderr": err}, open(os.path.join(result, "result.json"), "w"))
+    """
+)
+
+
+def _namespaces_available() -> bool:
+    if not sys.platform.startswith("linux") or shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "-rm", "true"], capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _namespaces_available(), reason="needs Linux user and mount namespaces (unshare -rm)")
+@pytest.mark.parametrize("fault", ["full", pytest.param("read-only", marks=pytest.mark.slow)])
+def test_disk_full_or_read_only_mid_run_stops_cleanly_and_the_last_checkpoint_resumes(
+    reference, tmp_path, fault, in_process
+):
+    mnt, result = tmp_path / "mnt", tmp_path / "result"
+    mnt.mkdir()
+    result.mkdir()
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    cmd = ["unshare", "-rm", sys.executable, str(driver), str(mnt), str(result), fault, *_cmd("train", *OPTS)]
+    subprocess.run(cmd, check=True, timeout=300, env=_env())
+    outcome = json.loads((result / "result.json").read_text())
+    err = outcome["stderr"]
+    assert outcome["returncode"] == 2, err[-3000:]
+    code = "ENOSPC" if fault == "full" else "EROFS"
+    assert "could not write" in err and code in err and "and is intact" in err, err[-3000:]
+    assert "continue with: botnet train --resume" in err and "Traceback" not in err
+
+    run = result / "run"  # the run directory as the fault left it
+    assert not list(run.glob(".*.tmp*")), "a temporary file or checkpoint directory was left behind"
+    assert ckpt.resolve_checkpoint(run) == run / "last"  # complete: every file matches its manifest
+    stopped_at = _step(run)
+    assert 5 <= stopped_at < STEPS
+    status, err = in_process("train", "--resume", run)
+    assert status == 0, err[-3000:]
+    assert f"(optimizer step {stopped_at})" in err
+    assert _same_weights(reference / "last" / ckpt.MODEL_FILE, run / "last" / ckpt.MODEL_FILE) == []
