@@ -78,3 +78,41 @@ def test_torchrun_two_cpu_processes(coco_root, tmp_path):
     assert result["bbox"]["AP"] == pytest.approx(row["val_bbox_AP"])
     assert result["bbox"]["AP50"] == pytest.approx(row["val_bbox_AP50"])
     assert result["segm"]["AP"] == pytest.approx(row["val_segm_AP"])
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_gives_the_uninterrupted_detector(coco_root, tmp_path):
+    """A detection run killed at a random point and resumed ends with the weights of a run never interrupted."""
+    import random
+    import signal
+    import time
+
+    from safetensors.torch import load_file
+
+    opts = ["detect", "train", "--data", coco_root, "--epochs", "2", *FAST, "--checkpoint-steps", "1"]
+    env = {"OMP_NUM_THREADS": "1"}
+    ref = botnet(*opts, "--output", tmp_path / "ref", env=env)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+
+    out = tmp_path / "killed"
+    base = {k: v for k, v in os.environ.items() if k != "BOTNET_TRACEBACK"}
+    cmd = [sys.executable, "-m", "botnet", *map(str, opts), "--output", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**base, **env})
+    summary = out / "last" / "checkpoint.json"
+    deadline = time.time() + 240
+    while time.time() < deadline and not summary.exists():
+        time.sleep(0.02)
+    time.sleep(random.uniform(0.0, 1.0))
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    step = json.loads(summary.read_text())["global_step"]
+    assert 1 <= step < 8
+
+    r = botnet("detect", "train", "--resume", out, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    a, b = load_file(tmp_path / "ref" / "last" / "model.safetensors"), load_file(out / "last" / "model.safetensors")
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []
+    ref_rows = (tmp_path / "ref" / "metrics.jsonl").read_text().splitlines()
+    rows = (out / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["val_bbox_AP"] for x in rows] == [json.loads(x)["val_bbox_AP"] for x in ref_rows]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pickle
+import shutil
 
 import pytest
 import torch
@@ -50,6 +52,60 @@ def test_resolve_falls_back_to_the_old_checkpoint_during_a_swap(tmp_path):
     assert ckpt.resolve_checkpoint(tmp_path / "last") == old
     with pytest.raises(ckpt.CheckpointError, match="does not exist"):
         ckpt.resolve_checkpoint(tmp_path / "nowhere")
+
+
+def test_previous_checkpoint_is_kept_and_read_when_last_is_missing(tmp_path):
+    target = tmp_path / "last"
+    for data in (b"one", b"two", b"three"):
+        ckpt.write_checkpoint_dir(target, _write({ckpt.MODEL_FILE: data}), keep_previous=True)
+    assert (target / ckpt.MODEL_FILE).read_bytes() == b"three"
+    assert (tmp_path / "last.prev" / ckpt.MODEL_FILE).read_bytes() == b"two"  # "one" is gone: one previous is kept
+    # a kill between the two renames of the next save leaves only last.prev
+    os.replace(target, tmp_path / "last.prev.tmp")
+    shutil.rmtree(tmp_path / "last.prev")
+    os.replace(tmp_path / "last.prev.tmp", tmp_path / "last.prev")
+    assert ckpt.resolve_checkpoint(tmp_path) == tmp_path / "last.prev"
+
+
+def test_manifest_finds_damage_and_names_the_file(tmp_path):
+    target = tmp_path / "last"
+    ckpt.write_checkpoint_dir(target, _write({ckpt.MODEL_FILE: b"weights" * 10, ckpt.STATE_FILE: b"state" * 10}))
+    manifest = json.loads((target / ckpt.MANIFEST_FILE).read_text())["files"]
+    assert set(manifest) == {ckpt.MODEL_FILE, ckpt.STATE_FILE}
+    assert ckpt.resolve_checkpoint(target) == target
+    (target / ckpt.STATE_FILE).write_bytes(b"state" * 5)
+    with pytest.raises(ckpt.CheckpointError, match=r"training_state\.pt is truncated or overwritten: 25 bytes, 50"):
+        ckpt.resolve_checkpoint(target)
+    (target / ckpt.STATE_FILE).write_bytes(b"STATE" * 10)  # same size, other bytes
+    with pytest.raises(ckpt.CheckpointError, match=r"training_state\.pt is corrupted: its SHA-256 differs"):
+        ckpt.resolve_checkpoint(target)
+    assert ckpt.resolve_checkpoint(target, verify=False) == target
+    (target / ckpt.MANIFEST_FILE).write_text("{not json")
+    with pytest.raises(ckpt.CheckpointError, match=r"manifest\.json is unreadable"):
+        ckpt.resolve_checkpoint(target)
+
+
+def test_linking_best_never_edits_the_files_of_last(tmp_path):
+    last = ckpt.write_checkpoint_dir(tmp_path / "last", _write({ckpt.MODEL_FILE: b"w"}))
+    before = (last / ckpt.MANIFEST_FILE).read_bytes(), (last / ckpt.MANIFEST_FILE).stat().st_ino
+    best = ckpt.link_checkpoint(last, tmp_path / "best")
+    assert (last / ckpt.MANIFEST_FILE).read_bytes() == before[0]
+    assert (last / ckpt.MANIFEST_FILE).stat().st_ino == before[1]
+    assert ckpt.resolve_checkpoint(best) == best
+
+
+def test_resume_removes_the_temporary_files_of_a_killed_writer(tmp_path):
+    from botnet.engine.run_dir import prepare_output_dir
+
+    run = tmp_path / "run"
+    ckpt.write_checkpoint_dir(run / "last", _write({ckpt.MODEL_FILE: b"w"}))
+    (run / ".last.abc123.tmp").mkdir()
+    (run / ".last.abc123.tmp" / ckpt.MODEL_FILE).write_bytes(b"half")
+    (run / ".metrics.jsonl.x1y2.tmp").write_text("{")
+    (run / ".curves.png.x1y2.tmp.png").write_bytes(b"")
+    (run / ".keep.me").write_text("not ours")
+    prepare_output_dir(run, resume=True, overwrite=False)
+    assert sorted(p.name for p in run.iterdir()) == [".keep.me", "last"]
 
 
 class _Evil:

@@ -270,3 +270,81 @@ def test_disk_full_or_read_only_mid_run_stops_cleanly_and_the_last_checkpoint_re
     assert status == 0, err[-3000:]
     assert f"(optimizer step {stopped_at})" in err
     assert _same_weights(reference / "last" / ckpt.MODEL_FILE, run / "last" / ckpt.MODEL_FILE) == []
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# torchrun: one of two workers dies
+
+
+def _worker_pids(root: int) -> dict[int, int]:
+    """{RANK: pid} of the processes below ``root`` that torchrun started (read from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    ranks, todo = {}, [root]
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        try:
+            env = dict(
+                kv.split("=", 1) for kv in (Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")) if "=" in kv
+            )
+        except OSError:
+            continue
+        if "RANK" in env and "LOCAL_RANK" in env:
+            ranks[int(env["RANK"])] = pid
+    return ranks
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the workers through /proc")
+def test_torchrun_job_with_a_killed_worker_exits_nonzero_in_bounded_time(tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    cmd += ["-m", "botnet", "train", *OPTS, "--output", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    assert _wait_for_step(proc, out, 2)
+    ranks = _worker_pids(proc.pid)
+    assert set(ranks) == {0, 1}, ranks
+    os.kill(ranks[1], signal.SIGKILL)
+    killed_at = time.time()
+    _, err = proc.communicate(timeout=120)  # a hang fails here
+    elapsed = time.time() - killed_at
+    assert proc.returncode != 0
+    assert elapsed < 60, f"the job took {elapsed:.0f} s to end after a worker died"
+    assert "FAILED" in err and "Signal 9 (SIGKILL)" in err, err[-3000:]
+    assert ckpt.resolve_checkpoint(out) == out / "last"  # what was written is complete
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Files that would run code
+
+
+class _Evil:
+    marker: Path
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_checkpoint_that_would_run_code_is_refused_through_the_cli(tmp_path, in_process):
+    out = tmp_path / "run"
+    status, err = in_process("train", *OPTS[:-4], "--epochs", "1", "--output", out)
+    assert status == 0, err[-2000:]
+    _Evil.marker = tmp_path / "pwned"
+    state = out / "last" / ckpt.STATE_FILE
+    torch.save({"counters": _Evil()}, state)
+    ckpt.write_manifest(out / "last")  # a consistent checkpoint, as someone who crafted it would make it
+    status, err = in_process("train", "--resume", out)
+    assert status == 2 and f"cannot read {state}" in err and "Weights only load failed" in err, err[-2000:]
+    assert not _Evil.marker.exists()
+
+    evil_weights = tmp_path / "backbone.pth"
+    torch.save({"conv1.weight": _Evil()}, evil_weights)
+    status, err = in_process("detect", "train", "--weights-backbone", evil_weights, "--output", tmp_path / "det")
+    assert status == 2 and "weights_only" in err, err[-2000:]
+    assert not _Evil.marker.exists()

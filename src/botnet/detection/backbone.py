@@ -17,7 +17,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from ..models.botnet import BoTNet
 from ..models.registry import create_model
-from ..models.weights import _ATTENTION_ONLY, _read_state_dict
+from ..models.weights import _ATTENTION_ONLY, read_state_dict
 
 # Trainable from the last stage backwards, as torchvision counts them (5: everything, stem BN included).
 _LAYERS_FROM_TOP = ("layer4", "layer3", "layer2", "layer1", "conv1")
@@ -108,7 +108,7 @@ def load_backbone_weights(body: BoTNet, source: WeightsSource) -> list[str]:
     """
     if isinstance(source, (str, Path)) and Path(source).is_dir():
         source = Path(source) / "model.safetensors"
-    state = {k: v for k, v in _read_state_dict(source).items() if not k.startswith("fc.")}
+    state = {k: v for k, v in read_state_dict(source).items() if not k.startswith("fc.")}
     own = body.state_dict()
     missing = [k for k in own if k not in state]
     required = [k for k in missing if not any(tag in f".{k}" for tag in _ATTENTION_ONLY)]

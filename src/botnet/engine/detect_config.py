@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 from .config import BUILTIN, ConfigBase, option
 from .distributed import DistInfo, auto_workers, local_world_size
@@ -125,6 +126,11 @@ def resolve_detect(cfg: DetectConfig, info: DistInfo) -> DetectConfig:
     from ..detection.models import default_image_size  # detection builders import torchvision's detection stack
 
     default_image_size(cfg.model)  # unknown model: a clear error before anything else
+    if cfg.weights_backbone:  # missing, unreadable or code-carrying weights: refused before any data is built
+        from ..models.weights import read_state_dict
+
+        source = Path(cfg.weights_backbone)
+        read_state_dict(source / "model.safetensors" if source.is_dir() else source)
     shapes = cfg.builtin_data
     batch = cfg.batch_size or (SHAPES_RECIPE["batch_size"] if shapes else 2)
     global_batch = batch * cfg.accumulate * info.world_size

@@ -102,7 +102,7 @@ def load_torchvision_weights(model: BoTNet, source: str | Path | dict[str, Tenso
         ValueError: the source lacks a non-attention weight of ours or a shared key has another shape
             (typically another depth), or nothing matched at all.
     """
-    state = _read_state_dict(source)
+    state = read_state_dict(source)
     own = model.state_dict()
     report = TransferReport()
     mismatched, missing = [], []
@@ -130,7 +130,9 @@ def load_torchvision_weights(model: BoTNet, source: str | Path | dict[str, Tenso
     return report
 
 
-def _read_state_dict(source: str | Path | dict[str, Tensor]) -> dict[str, Tensor]:
+def read_state_dict(source: str | Path | dict[str, Tensor]) -> dict[str, Tensor]:
+    """A state dict given as a dict, a .safetensors file, or a .pth file read with ``weights_only=True`` (a file
+    that would run code when unpickled is refused)."""
     if isinstance(source, dict):
         return source
     path = _existing_file(source)
