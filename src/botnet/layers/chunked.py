@@ -23,16 +23,22 @@ def offset_index(n: int, device: torch.device) -> Tensor:
 KEEP_FRACTION = 0.4  # of the pairs whose probabilities are kept for backward; the others are recomputed there
 
 
+def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """fp32 for half-precision inputs, the input's own type for fp32 and fp64."""
+    return torch.promote_types(dtype, torch.float32)
+
+
 def _probs(q, k, lh, lw, i, size, idx, relative, content, dtype):
     """Softmax probabilities (N, N) of pair ``i``; the logits are built in one buffer and normalised in place."""
     H, W = size
     N = q.shape[1]
     logits = q[i] @ k[i].transpose(0, 1) if content else q.new_zeros(N, N)  # (N, N)
-    logits = logits.float()  # softmax in fp32 (a no-op in fp32)
+    acc = _accumulation_dtype(dtype)
+    logits = logits.to(acc)  # softmax in at least fp32 (a no-op in fp32 and fp64)
     if lh is not None:
         rows = lh[i].gather(1, idx[0]) if relative else lh[i]  # (N, H): logit of key row p for query n
         cols = lw[i].gather(1, idx[1]) if relative else lw[i]  # (N, W): logit of key column s for query n
-        logits.view(N, H, W).add_(rows.float()[:, :, None]).add_(cols.float()[:, None, :])
+        logits.view(N, H, W).add_(rows.to(acc)[:, :, None]).add_(cols.to(acc)[:, None, :])
     p = logits.sub_(logits.amax(dim=1, keepdim=True)).exp_()
     return p.div_(p.sum(dim=1, keepdim=True)).to(dtype)
 
@@ -80,14 +86,15 @@ class ChunkedAttention(torch.autograd.Function):
         dv = torch.empty_like(v)
         dlh = torch.zeros_like(lh) if lh is not None else None
         dlw = torch.zeros_like(lw) if lw is not None else None
-        rowdot = (dout.float() * out.float()).sum(-1)  # (P, N): sum_j P_ij dP_ij = dout_i . out_i
+        acc = _accumulation_dtype(dtype)
+        rowdot = (dout.to(acc) * out.to(acc)).sum(-1)  # (P, N): sum_j P_ij dP_ij = dout_i . out_i
         for i in reversed(range(P)):  # recomputed pairs first, while the kept ones are still alive
             p = ctx.probs[i]
             ctx.probs[i] = None  # freed pair by pair
             if p is None:
                 p = _probs(q, k, lh, lw, i, *ctx.args)
             dv[i] = p.transpose(0, 1) @ dout[i]
-            ds = (dout[i] @ v[i].transpose(0, 1)).float()  # (N, N) dP
+            ds = (dout[i] @ v[i].transpose(0, 1)).to(acc)  # (N, N) dP
             ds.sub_(rowdot[i][:, None]).mul_(p)  # logit gradient, in place
             del p
             if content:
