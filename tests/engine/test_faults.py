@@ -4,6 +4,7 @@ message saying what happened, what is intact and how to continue."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -348,3 +349,82 @@ def test_checkpoint_that_would_run_code_is_refused_through_the_cli(tmp_path, in_
     status, err = in_process("detect", "train", "--weights-backbone", evil_weights, "--output", tmp_path / "det")
     assert status == 2 and "weights_only" in err, err[-2000:]
     assert not _Evil.marker.exists()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Hostile image files
+
+
+def _png_header_only(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header declares ``width`` x ``height`` and which holds no pixel data (a decompression bomb's
+    first bytes)."""
+    import struct
+    import zlib
+
+    chunk = b"IHDR" + struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk)))
+    return path
+
+
+def _hostile_files(d: Path) -> list[Path]:
+    import io
+
+    from PIL import Image
+
+    d.mkdir(parents=True, exist_ok=True)
+    png, jpeg = io.BytesIO(), io.BytesIO()
+    Image.new("RGB", (40, 40), "red").save(png, "PNG")
+    Image.new("RGB", (40, 40), "red").save(jpeg, "JPEG")
+    files = {
+        "bomb.png": None,
+        "cut.png": png.getvalue()[: len(png.getvalue()) // 2],
+        "cut.jpg": jpeg.getvalue()[: len(jpeg.getvalue()) // 2],
+        "empty.jpg": b"",
+        "text.jpg": b"name,value\n1,2\n",
+    }
+    for name, data in files.items():
+        if data is None:
+            _png_header_only(d / name, 100_000, 100_000)
+        else:
+            (d / name).write_bytes(data)
+    Image.new("RGB", (300, 300), "blue").save(d / "huge.png")  # a real image above --max-image-pixels
+    return [d / name for name in [*files, "huge.png"]]
+
+
+@contextlib.contextmanager
+def _deadline(seconds: int):
+    """Fail instead of hanging."""
+
+    def expire(*_):
+        raise TimeoutError(f"no result within {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_hostile_images_are_skipped_with_a_count_and_refused_by_predict(tmp_path, in_process):
+    from train_helpers import write_image_folder
+
+    data = write_image_folder(tmp_path / "data", per_class=9)  # 24 train images: 6 whole batches of 4
+    hostile = _hostile_files(data / "train" / "cat")
+    opts = ["--data", data, "--img-size", "32", "--batch-size", "4", "--epochs", "1", "--workers", "0"]
+    opts += ["--max-image-pixels", "50000", "--log-interval", "1000"]
+    with _deadline(120):
+        status, err = in_process("train", *opts, "--output", tmp_path / "strict")
+    assert status == 2 and f"{len(hostile)} of 24 images" in err and "--max-bad-fraction" in err, err[-2000:]
+    with _deadline(120):
+        status, err = in_process("train", *opts, "--max-bad-fraction", "0.3", "--output", tmp_path / "run")
+    assert status == 0, err[-2000:]
+    assert f"skipped {len(hostile)} of 24 images" in err
+    row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert row["bad_images"] == len(hostile)
+
+    for path in hostile:
+        with _deadline(60):
+            status, err = in_process("predict", "--checkpoint", tmp_path / "run", path, "--max-pixels", "50000")
+        assert status == 2 and "cannot read" in err and path.name in err and "Traceback" not in err, err

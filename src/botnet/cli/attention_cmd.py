@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..data.folder import DEFAULT_MAX_PIXELS
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("attention", help="draw the attention maps of a checkpoint on an image", description=__doc__)
@@ -23,6 +25,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ema", action="store_true", help="use the EMA weights")
     p.add_argument("--panel", type=int, default=192, help="height of each panel in pixels")
     p.add_argument("--interpolation", choices=("bilinear", "nearest"), default="bilinear", help="heat map upsampling")
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help="refuse images whose declared width*height exceeds this (decompression bombs)",
+    )
     p.set_defaults(run=run)
 
 
@@ -43,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         ema=args.ema,
         panel=args.panel,
         interpolation=args.interpolation,
+        max_pixels=args.max_pixels,
     )
     print(figure.summary())
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..data.folder import DEFAULT_MAX_PIXELS
 from ..engine.reporting import atomic_write
 
 
@@ -22,6 +23,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", metavar="FILE", help="also write the predictions as JSON to FILE ('-': stdout only)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"))
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help="refuse images whose declared width*height exceeds this (decompression bombs)",
+    )
     p.set_defaults(run=run)
 
 
@@ -36,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
         ema=args.ema,
         device=args.device,
         amp=args.amp,
+        max_pixels=args.max_pixels,
     )
     text = json.dumps(results, indent=2)
     if args.json == "-":
