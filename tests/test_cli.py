@@ -1,4 +1,4 @@
-"""The ``botnet`` command, run as ``python -m botnet`` in a subprocess."""
+"""The ``botnet`` command: in this process through ``botnet.cli.main`` (fast), and once as ``python -m botnet``."""
 
 from __future__ import annotations
 
@@ -21,12 +21,32 @@ def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """Run ``botnet ARGS`` in this process; returns a CompletedProcess-like result (argparse exits become codes)."""
+    from botnet.cli.main import main
+
+    monkeypatch.delenv("BOTNET_TRACEBACK", raising=False)
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        capsys.readouterr()
+        try:
+            code = main(list(args))
+        except SystemExit as exit_:
+            code = exit_.code
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out, err)
+
+    return run
+
+
 def listed_names(stdout: str) -> list[str]:
     return [line.split()[0] for line in stdout.splitlines() if line.strip()]
 
 
-def test_table_check_and_json(tmp_path):
-    result = run_cli("table", "--check", "--json", "out.json", cwd=tmp_path)
+def test_table_check_and_json(tmp_path, cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = cli("table", "--check", "--json", "out.json")
     assert result.returncode == 0, result.stderr
     assert "10/10 rows within tolerance" in result.stdout
     rows = json.loads((tmp_path / "out.json").read_text())
@@ -39,23 +59,23 @@ def test_table_check_and_json(tmp_path):
     assert abs(t7["params_paper_m"] - 75.1) <= 0.1
 
 
-def test_list_all():
-    result = run_cli("list")
+def test_list_all(cli):
+    result = cli("list")
     assert result.returncode == 0, result.stderr
     names = listed_names(result.stdout)
     assert set(names) == ALL_MODELS
     assert len(names) == len(ALL_MODELS)
 
 
-def test_list_pattern():
-    result = run_cli("list", "botnet_t?")
+def test_list_pattern(cli):
+    result = cli("list", "botnet_t?")
     assert result.returncode == 0, result.stderr
     assert listed_names(result.stdout) == ["botnet_t3", "botnet_t4", "botnet_t5", "botnet_t6", "botnet_t7"]
     assert "384x384" in result.stdout  # T7's default input size
 
 
-def test_list_no_match_is_a_clean_error():
-    result = run_cli("list", "nope")
+def test_list_no_match_is_a_clean_error(cli):
+    result = cli("list", "nope")
     assert result.returncode == 2
     assert "error" in result.stderr
     assert "nope" in result.stderr
@@ -64,14 +84,14 @@ def test_list_no_match_is_a_clean_error():
 
 
 @pytest.mark.parametrize("args", [(), ("frobnicate",)])
-def test_missing_or_unknown_command_is_a_usage_error(args):
-    result = run_cli(*args)
+def test_missing_or_unknown_command_is_a_usage_error(args, cli):
+    result = cli(*args)
     assert result.returncode == 2
     assert "usage" in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_version():
+def test_version_as_a_subprocess():
     result = run_cli("--version")
     assert result.returncode == 0
     assert result.stdout.strip() == "botnet 0.1.0"

@@ -428,3 +428,17 @@ def test_hostile_images_are_skipped_with_a_count_and_refused_by_predict(tmp_path
         with _deadline(60):
             status, err = in_process("predict", "--checkpoint", tmp_path / "run", path, "--max-pixels", "50000")
         assert status == 2 and "cannot read" in err and path.name in err and "Traceback" not in err, err
+
+
+def test_first_ctrl_c_requests_a_stop_and_the_second_interrupts():
+    from botnet.engine.loop import stop_requests
+
+    with stop_requests() as received:
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # handlers run between bytecodes of the main thread
+        assert received == [signal.SIGTERM, signal.SIGINT]
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored

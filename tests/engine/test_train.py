@@ -44,7 +44,10 @@ def test_run_directory_contract(tmp_path):
             ckpt.STATE_FILE,
             ckpt.CONFIG_FILE,
             ckpt.SUMMARY_FILE,
+            ckpt.MANIFEST_FILE,
         }
+        assert ckpt.resolve_checkpoint(d) == d  # every file matches the manifest
+    assert (out / "last.prev" / ckpt.MODEL_FILE).is_file()  # the checkpoint before last, to fall back to
     meta = ckpt.read_model_metadata(out / "last")
     assert meta["model"] == "botnet_tiny" and len(meta["class_names"]) == 10
     assert meta["preprocess"]["img_size"] == 32
