@@ -107,7 +107,7 @@ def test_torch_export_file_runs_at_every_size(checkpoint, tmp_path, capsys):
 def test_every_position_mode_exports_dynamic(options, tmp_path):
     model = randomized(botnet.create_model("botnet_tiny", num_classes=3, img_size=32, **options), seed=3)
     report = export_model(model, tmp_path / "m.pt2", META)
-    assert len(report.checks) == 2 and all(c.max_abs_diff <= 1e-4 for c in report.checks)
+    assert len(report.checks) == 2 and all(c.max_abs_diff <= 1e-4 and c.allowed < 2e-4 for c in report.checks)
     program = torch.export.load(str(report.path)).module()
     x = torch.randn(2, 3, 51, 38)
     with torch.no_grad():
@@ -122,12 +122,20 @@ def test_interpolated_tables_are_refused_before_writing(tmp_path):
 
 
 def test_a_failed_check_writes_nothing_and_keeps_the_old_file(checkpoint, tmp_path, capsys, monkeypatch):
+    import botnet.export
+
     monkeypatch.delenv("BOTNET_TRACEBACK", raising=False)
     run_dir, _ = checkpoint
     target = tmp_path / "model.onnx"
     target.write_bytes(b"the previous export")
-    # onnxruntime's kernels round differently from PyTorch's: a zero tolerance cannot be met
-    assert main(["export", "--checkpoint", str(run_dir), "--output", str(target), "--atol", "0"]) == 2
+    runner = botnet.export.load_runner
+
+    def off_by_a_little(path):  # a runtime whose results are off by 1e-3: an export that is not right
+        run = runner(path)
+        return lambda x: run(x) + 1e-3
+
+    monkeypatch.setattr(botnet.export, "load_runner", off_by_a_little)
+    assert main(["export", "--checkpoint", str(run_dir), "--output", str(target)]) == 2
     assert "differs from PyTorch" in capsys.readouterr().err
     assert target.read_bytes() == b"the previous export"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]  # no temporary file left

@@ -80,7 +80,6 @@ def test_torchrun_two_cpu_processes(coco_root, tmp_path):
     assert result["segm"]["AP"] == pytest.approx(row["val_segm_AP"])
 
 
-@pytest.mark.slow
 def test_sigkill_then_resume_gives_the_uninterrupted_detector(coco_root, tmp_path):
     """A detection run killed at a random point and resumed ends with the weights of a run never interrupted."""
     import random

@@ -244,7 +244,7 @@ def _namespaces_available() -> bool:
 
 
 @pytest.mark.skipif(not _namespaces_available(), reason="needs Linux user and mount namespaces (unshare -rm)")
-@pytest.mark.parametrize("fault", ["full", pytest.param("read-only", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("fault", ["full", "read-only"])
 def test_disk_full_or_read_only_mid_run_stops_cleanly_and_the_last_checkpoint_resumes(
     reference, tmp_path, fault, in_process
 ):
