@@ -122,9 +122,7 @@ def test_repeated_sigkill_at_random_points_ends_with_the_uninterrupted_weights(r
     assert not list(out.glob(".*.tmp*")), "a killed writer's temporary files were not cleaned up"
 
 
-@pytest.mark.parametrize(
-    "sig", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)], ids=["SIGTERM", "Ctrl-C"]
-)
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
 def test_stop_signal_checkpoints_at_a_safe_point_and_exits_nonzero(reference, tmp_path, sig, in_process):
     out = tmp_path / "run"
     # Its own process group, with DataLoader workers, as a terminal or a job scheduler would signal it.
@@ -173,9 +171,7 @@ DAMAGE = {
 }
 
 
-@pytest.mark.parametrize(
-    "damage", [pytest.param(k, marks=[pytest.mark.slow] if i else []) for i, k in enumerate(DAMAGE)]
-)
+@pytest.mark.parametrize("damage", list(DAMAGE))
 def test_damaged_last_checkpoint_is_named_and_the_run_continues_from_the_previous(
     reference, tmp_path, damage, in_process
 ):
