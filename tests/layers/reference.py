@@ -7,6 +7,15 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+# The logit modes of the paper's ablation, as MHSA2d options.
+MODES = {
+    "qk+qr_rel": dict(pos_enc="relative"),
+    "qk+qr_abs": dict(pos_enc="absolute"),
+    "qk": dict(pos_enc="none"),
+    "qr_rel": dict(pos_enc="relative", content_content=False),
+    "qr_abs": dict(pos_enc="absolute", content_content=False),
+}
+
 
 def _pairwise_logits_loop(q: Tensor, position: Callable[[int, int, int, int], Tensor]) -> Tensor:
     """logit[(x,y) -> (p,s)] = q[x,y] . position(x, y, p, s), one entry at a time."""

@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from reference import mhsa_loop
+from reference import MODES, mhsa_loop
 
 from botnet.layers import MHSA2d
 
-MODES = {
-    "qk+qr_rel": dict(pos_enc="relative"),
-    "qk+qr_abs": dict(pos_enc="absolute"),
-    "qk": dict(pos_enc="none"),
-    "qr_rel": dict(pos_enc="relative", content_content=False),
-    "qr_abs": dict(pos_enc="absolute", content_content=False),
-}
 SIZES = [(4, 4), (3, 5), (5, 3), (2, 1)]
 
 

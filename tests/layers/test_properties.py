@@ -9,18 +9,10 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reference import mhsa_loop
+from reference import MODES, mhsa_loop
 
 import botnet
 from botnet.layers import MHSA2d
-
-MODES = {
-    "qk+qr_rel": dict(pos_enc="relative"),
-    "qk+qr_abs": dict(pos_enc="absolute"),
-    "qk": dict(pos_enc="none"),
-    "qr_rel": dict(pos_enc="relative", content_content=False),
-    "qr_abs": dict(pos_enc="absolute", content_content=False),
-}
 
 
 def profile(max_examples: int) -> settings:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..data.folder import DEFAULT_MAX_PIXELS
+from .predict_cmd import add_image_options
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -21,16 +21,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="a query position in the layer's feature-map cells, repeatable (default: the centre cell)",
     )
     p.add_argument("--output", metavar="FILE", help="PNG to write (default: <image name>-attention.png here)")
-    p.add_argument("--native-size", action="store_true", help="run at the image's own size, not the eval crop")
-    p.add_argument("--ema", action="store_true", help="use the EMA weights")
+    add_image_options(p)
     p.add_argument("--panel", type=int, default=192, help="height of each panel in pixels")
     p.add_argument("--interpolation", choices=("bilinear", "nearest"), default="bilinear", help="heat map upsampling")
-    p.add_argument(
-        "--max-pixels",
-        type=int,
-        default=DEFAULT_MAX_PIXELS,
-        help="refuse images whose declared width*height exceeds this (decompression bombs)",
-    )
     p.set_defaults(run=run)
 
 

@@ -14,22 +14,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True, metavar="PATH", help="a run directory, its last/ or best/")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     p.add_argument("--topk", type=int, default=5, help="classes to show per image")
+    add_image_options(p)
+    p.add_argument("--json", metavar="FILE", help="also write the predictions as JSON to FILE ('-': stdout only)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"))
+    p.set_defaults(run=run)
+
+
+def add_image_options(p: argparse.ArgumentParser) -> None:
+    """Options of the commands that run a checkpoint on image files: size, weights, pixel limit."""
     p.add_argument(
         "--native-size",
         action="store_true",
         help="run each image at its own size (default: the checkpoint's resize + center crop)",
     )
     p.add_argument("--ema", action="store_true", help="use the EMA weights")
-    p.add_argument("--json", metavar="FILE", help="also write the predictions as JSON to FILE ('-': stdout only)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"))
     p.add_argument(
         "--max-pixels",
         type=int,
         default=DEFAULT_MAX_PIXELS,
         help="refuse images whose declared width*height exceeds this (decompression bombs)",
     )
-    p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,7 +15,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.transforms import v2
 
 from ..data.folder import DEFAULT_MAX_PIXELS, read_images
 from ..files import atomic_output
@@ -151,13 +150,8 @@ def attention_figure(
     if not layers:
         raise ValueError(f"{meta['model']} has no attention layer to draw")
     layer = layer or layers[-1]
-    p = meta["preprocess"]
-    pre = Preprocess(p["img_size"], p["crop_pct"], tuple(p["mean"]), tuple(p["std"]), p["interpolation"])
-    if native_size:
-        transform = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(pre.mean), list(pre.std))])
-    else:
-        transform = pre.eval_transform()
-    x = transform(picture)[None]  # (1, 3, H, W), normalised
+    pre = Preprocess.from_dict(meta["preprocess"])
+    x = pre.inference_transform(native_size)(picture)[None]  # (1, 3, H, W), normalised
     amap = attention_maps(model, x, [layer])[layer]  # an unknown layer name lists the valid ones
     queries = list(queries) if queries else [(amap.size[0] // 2, amap.size[1] // 2)]
     check_queries(queries, amap.size, layer)

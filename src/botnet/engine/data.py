@@ -12,7 +12,9 @@ import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torchvision.transforms import v2
 
 from ..data.folder import ImageFolderDataset, collate_skip_bad
 from ..data.shapes import ShapesDataset
@@ -38,6 +40,18 @@ class Preprocess:
 
     def to_dict(self) -> dict:
         return {**self.__dict__, "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Preprocess:
+        """The preprocessing stored in a checkpoint's metadata."""
+        return cls(d["img_size"], d["crop_pct"], tuple(d["mean"]), tuple(d["std"]), d["interpolation"])
+
+    def inference_transform(self, native_size: bool = False):
+        """uint8 (3, H, W) -> normalised float: the eval resize + center crop, or, ``native_size``, the image as it
+        is (any size of at least the network's total stride)."""
+        if native_size:
+            return v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(self.mean), list(self.std))])
+        return self.eval_transform()
 
 
 class SkipSampler(Sampler[int]):

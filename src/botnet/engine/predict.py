@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torchvision.transforms import v2
 
 from ..data.folder import DEFAULT_MAX_PIXELS, read_images
 from .data import Preprocess
@@ -39,12 +38,7 @@ def predict(
         raise ValueError(f"--topk must be >= 1, got {topk}")
     pictures = read_images(images, max_pixels)  # uint8 (3, H, W); a bad file fails before the model is loaded
     model, meta, _ = load_checkpoint_model(checkpoint, ema=ema)
-    p = meta["preprocess"]
-    pre = Preprocess(p["img_size"], p["crop_pct"], tuple(p["mean"]), tuple(p["std"]), p["interpolation"])
-    if native_size:
-        transform = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(pre.mean), list(pre.std))])
-    else:
-        transform = pre.eval_transform()
+    transform = Preprocess.from_dict(meta["preprocess"]).inference_transform(native_size)
     dev = pick_device(device)
     model.to(dev).eval()
     names = meta["class_names"]
