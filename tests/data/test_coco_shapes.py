@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -163,6 +164,24 @@ def test_builtin_rewrites_incomplete_and_ignores_temporary_dirs(tmp_path):
         assert im.size == (32, 32)
     assert leftover.exists()  # not ours to delete: it may belong to a writer still running
     assert sorted(os.listdir(tmp_path / "datasets")) == sorted([root.name, leftover.name])
+
+
+def test_builtin_removes_the_copies_of_killed_writers_only(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    root = builtin_coco_shapes(tmp_path, **SMALL)
+    shutil.rmtree(root)
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid, host = int(ended.stdout), socket.gethostname()
+    dead = root.with_name(f".{root.name}.tmp-{host}-{dead_pid}-abcd1234")  # a killed writer on this host
+    live = root.with_name(f".{root.name}.tmp-{host}-{os.getpid()}-abcd1234")  # a writer still running
+    remote = root.with_name(f".{root.name}.tmp-elsewhere-{dead_pid}-abcd1234")  # another host's: unknowable
+    for d in (dead, live, remote):
+        d.mkdir()
+    assert builtin_coco_shapes(tmp_path, **SMALL) == root
+    assert not dead.exists() and live.exists() and remote.exists()
 
 
 def test_builtin_rename_loser_uses_the_winner(tmp_path, monkeypatch):

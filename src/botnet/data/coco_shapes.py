@@ -17,6 +17,7 @@ import math
 import multiprocessing
 import os
 import shutil
+import socket
 import uuid
 import zlib
 from dataclasses import dataclass
@@ -325,13 +326,30 @@ def _install(tmp: Path, final: Path, manifest: dict) -> None:
     raise OSError(f"could not move the written dataset {tmp} to {final}: {error}")
 
 
+def _remove_dead_writers(final: Path) -> None:
+    """Delete the temporary copies of ``final`` left by killed writers: those named with this host and the id of
+    a process that no longer exists. A copy of a live process, or of another host, is left alone."""
+    host = socket.gethostname()
+    for path in final.parent.glob(f".{final.name}.tmp-*"):
+        parts = path.name[len(f".{final.name}.tmp-") :].rsplit("-", 2)  # host (may contain "-"), pid, random
+        if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
+            continue
+        try:
+            os.kill(int(parts[1]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except OSError:  # exists, owned by someone else
+            pass
+
+
 def builtin_coco_shapes(cache_dir: str | Path | None = None, **kw) -> Path:
     """The default shapes detection dataset, written once and reused; returns its root (see ``write_coco_shapes``).
 
     It lives in ``<cache_dir>/datasets/coco_shapes-<hash of the parameters>``, ``cache_dir`` defaulting to
     ``$BOTNET_CACHE`` or ``~/.cache/botnet``. The dataset is written into a temporary sibling directory, marked
     complete by ``manifest.json`` and renamed into place, so an interrupted write never looks complete and
-    concurrent writers (several ranks) are safe: the one that loses the rename discards its copy.
+    concurrent writers (several ranks) are safe: the one that loses the rename discards its copy. The copies of
+    writers that were killed (this host, a process id that no longer exists) are removed by the next writer.
 
     Args:
         cache_dir: where to keep datasets.
@@ -353,7 +371,8 @@ def builtin_coco_shapes(cache_dir: str | Path | None = None, **kw) -> Path:
         return final
 
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    _remove_dead_writers(final)
+    tmp = final.with_name(f".{final.name}.tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     tmp.mkdir()
     try:
         write_coco_shapes(tmp, workers=workers, **{**params, "classes": tuple(params["classes"])})
