@@ -63,7 +63,7 @@ def write_manifest(ckpt_dir: Path) -> None:
         if f.is_file() and f.name != MANIFEST_FILE
     }
     path = Path(ckpt_dir) / MANIFEST_FILE
-    path.unlink(missing_ok=True)  # it may be a hard link into another checkpoint (link_checkpoint): never edit it
+    path.unlink(missing_ok=True)  # it may be a hard link shared with another checkpoint: never edit it
     path.write_text(json.dumps({"files": files}, indent=1) + "\n")
 
 
@@ -107,9 +107,10 @@ def _previous_hint(ckpt_dir: Path) -> str:
 def write_checkpoint_dir(target: Path, write: Callable[[Path], None], *, keep_previous: bool = False) -> Path:
     """Create ``target`` atomically: ``write(tmpdir)`` fills a temporary directory, which then replaces ``target``.
 
-    The files get a manifest of sizes and SHA-256 sums and are flushed to disk before the swap. With
-    ``keep_previous`` the replaced checkpoint stays as ``<target>.prev`` (and the one before it is removed), so a
-    checkpoint damaged on disk later still has a complete predecessor; otherwise it is removed after the swap.
+    The files get a manifest of sizes and SHA-256 sums (unless ``write`` put one there) and are flushed to disk
+    before the swap. With ``keep_previous`` the replaced checkpoint stays as ``<target>.prev`` (and the one before
+    it is removed), so a checkpoint damaged on disk later still has a complete predecessor; otherwise it is removed
+    after the swap.
     A failure while writing (disk full, read-only) removes the temporary directory and leaves ``target`` as it was.
     """
     target = Path(target)
@@ -117,7 +118,8 @@ def write_checkpoint_dir(target: Path, write: Callable[[Path], None], *, keep_pr
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         write(tmp)
-        write_manifest(tmp)
+        if not (tmp / MANIFEST_FILE).exists():  # link_checkpoint brings the source's: same files, same sums
+            write_manifest(tmp)
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
