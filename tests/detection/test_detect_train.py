@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -159,6 +160,11 @@ def test_eval_and_predict_refuse_what_is_not_theirs(coco_root, tmp_path, capsys,
     not_image.write_text("this is text")
     code, err = _cli(capsys, "predict", "--checkpoint", cls_ckpt, not_image, "--output", tmp_path / "p")
     assert code == 2 and "notes.png" in err and "cannot read" in err
+    image = coco_root / "val" / sorted(os.listdir(coco_root / "val"))[0]  # a real 64x64 image, above the limit
+    code, err = _cli(
+        capsys, "predict", "--checkpoint", cls_ckpt, image, "--max-pixels", "1000", "--output", tmp_path / "p"
+    )
+    assert code == 2 and "max_pixels=1000" in err
     assert not (tmp_path / "p").exists()  # nothing written for a bad request
 
 

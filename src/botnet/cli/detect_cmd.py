@@ -11,6 +11,7 @@ import json
 
 from ..engine.config import add_arguments
 from .eval_cmd import add_eval_options, eval_options
+from .predict_cmd import add_max_pixels
 from .train_cmd import config_from_args
 
 
@@ -46,6 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--ema", action="store_true", help="use the EMA weights")
     r.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     r.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"))
+    add_max_pixels(r)
     r.set_defaults(run=run_predict)
 
     ls = tasks.add_parser("list", help="list the detection models")
@@ -86,6 +88,7 @@ def run_predict(args: argparse.Namespace) -> int:
         ema=args.ema,
         device=args.device,
         amp=args.amp,
+        max_pixels=args.max_pixels,
     )
     for path in r["images"]:
         print(path)

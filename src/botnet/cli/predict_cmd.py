@@ -29,6 +29,10 @@ def add_image_options(p: argparse.ArgumentParser) -> None:
         help="run each image at its own size (default: the checkpoint's resize + center crop)",
     )
     p.add_argument("--ema", action="store_true", help="use the EMA weights")
+    add_max_pixels(p)
+
+
+def add_max_pixels(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-pixels",
         type=int,

@@ -11,7 +11,7 @@ from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
-from ..data.folder import read_images
+from ..data.folder import DEFAULT_MAX_PIXELS, read_images
 from ..detection.coco_eval import to_coco_results
 from .detect_eval import load_detection_checkpoint
 from .distributed import pick_device
@@ -32,6 +32,7 @@ def predict_images(
     ema: bool = False,
     device: str = "auto",
     amp: str = "none",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> dict[str, Any]:
     """Detect objects in each image; write ``<output>/<name>.png`` with them drawn and ``<output>/detections.json``.
 
@@ -43,7 +44,7 @@ def predict_images(
         raise ValueError(f"--score-threshold must be in [0, 1], got {score_threshold}")
     if not images:
         raise ValueError("give at least one image file")
-    tensors = read_images(images)  # fail on a bad file before loading the model or writing anything
+    tensors = read_images(images, max_pixels)  # fail on a bad file before loading the model or writing anything
     model, meta, ckpt_dir = load_detection_checkpoint(checkpoint, ema=ema)
     dev = pick_device(device)
     model.to(dev)
