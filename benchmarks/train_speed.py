@@ -68,7 +68,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from botnet.engine import build_config, train
+from botnet.classification import train
+from botnet.engine import build_config
 from botnet.engine.optim import build_optimizer
 from botnet.models import create_model
 from machine import machine_info

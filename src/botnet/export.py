@@ -312,7 +312,7 @@ def export_model(
 
 def export_checkpoint(checkpoint: str | Path, output: str | Path | None = None, *, ema: bool = False, **kwargs):
     """Export a ``botnet train`` checkpoint; ``output`` defaults to ``<run dir>/<model>-<last|best>.onnx``."""
-    from .engine.evaluator import load_checkpoint_model
+    from .classification.evaluator import load_checkpoint_model
 
     model, meta, ckpt_dir = load_checkpoint_model(checkpoint, ema=ema)
     if output is None:

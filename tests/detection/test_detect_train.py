@@ -13,10 +13,10 @@ from safetensors.torch import load_file
 
 from botnet.cli.main import main
 from botnet.data.folder import DataError
+from botnet.detection.config import DetectConfig
+from botnet.detection.evaluate import evaluate_detection_checkpoint, load_detection_checkpoint
+from botnet.detection.trainer import detect_train
 from botnet.engine import checkpoint as ckpt
-from botnet.engine.detect_config import DetectConfig
-from botnet.engine.detect_eval import evaluate_detection_checkpoint, load_detection_checkpoint
-from botnet.engine.detect_trainer import detect_train
 from botnet.engine.loop import Trainer
 
 FAST = dict(image_size=64, batch_size=4, workers=0, log_interval=1)

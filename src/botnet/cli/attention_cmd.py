@@ -28,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.attention_figure import attention_figure, parse_query
+    from ..classification.attention_figure import attention_figure, parse_query
 
     queries = [parse_query(q) for q in args.query or ()]
     output = args.output or f"{Path(args.image).stem}-attention.png"

@@ -19,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("detect", help="detection and instance segmentation", description=__doc__)
     tasks = p.add_subparsers(dest="detect_command", required=True, metavar="ACTION")
 
-    from ..engine.detect_config import DetectConfig
+    from ..detection.config import DetectConfig
 
     t = tasks.add_parser(
         "train",
@@ -55,9 +55,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from ..engine.detect_config import DetectConfig
-    from ..engine.detect_trainer import detect_train
-    from ..engine.recipe import RESUMABLE_CHANGES
+    from ..classification.recipe import RESUMABLE_CHANGES
+    from ..detection.config import DetectConfig
+    from ..detection.trainer import detect_train
 
     cfg = config_from_args(args, DetectConfig, RESUMABLE_CHANGES)
     detect_train(cfg, resume=bool(args.resume), overwrite=args.overwrite)
@@ -66,7 +66,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     from ..detection.coco_eval import format_metrics_table
-    from ..engine.detect_eval import evaluate_detection_checkpoint
+    from ..detection.evaluate import evaluate_detection_checkpoint
 
     r = evaluate_detection_checkpoint(args.checkpoint, args.data, split=args.split, **eval_options(args))
     if "output" in r:
@@ -78,7 +78,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from ..engine.detect_predict import predict_images
+    from ..detection.predict import predict_images
 
     r = predict_images(
         args.checkpoint,

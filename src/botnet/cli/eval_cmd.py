@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..engine import evaluate_checkpoint
+from ..classification import evaluate_checkpoint
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

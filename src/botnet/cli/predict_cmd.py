@@ -42,7 +42,7 @@ def add_max_pixels(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.predict import predict
+    from ..classification.predict import predict
 
     results = predict(
         args.checkpoint,

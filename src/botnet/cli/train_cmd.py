@@ -14,9 +14,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..engine import TrainConfig, build_config, train
+from ..classification import train
+from ..classification.recipe import RESUMABLE_CHANGES, check_resume_changes
+from ..engine import TrainConfig, build_config
 from ..engine.config import add_arguments, coerce, load_yaml, overrides_from_args
-from ..engine.recipe import RESUMABLE_CHANGES, check_resume_changes
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

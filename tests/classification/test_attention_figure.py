@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 
 import botnet
+from botnet.classification.attention_figure import draw_attention
 from botnet.cli.main import main
 from botnet.data.shapes import render_shape_image
-from botnet.engine.attention_figure import draw_attention
 from botnet.models import AttentionMap, save_weights
 
 PRE = {"img_size": 64, "crop_pct": 1.0, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "interpolation": "bilinear"}

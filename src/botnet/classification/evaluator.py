@@ -7,15 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from ..data.folder import DataError, ImageFolderDataset
+from ..engine import checkpoint as ckpt
+from ..engine.config import BUILTIN, build_config
+from ..engine.data import Preprocess, build_datasets, eval_loader
+from ..engine.distributed import auto_workers, cleanup, local_world_size, setup
+from ..engine.reporting import atomic_write
 from ..models.botnet import BoTNet
 from ..models.config import BoTNetConfig
 from ..models.weights import load_weights
-from . import checkpoint as ckpt
-from .config import BUILTIN, build_config
-from .data import Preprocess, build_datasets, eval_loader
-from .distributed import auto_workers, cleanup, local_world_size, setup
 from .evaluate import evaluate
-from .reporting import atomic_write
 
 
 def load_checkpoint_model(path: str | Path, *, ema: bool = False, expect_model: str | None = None) -> tuple:

@@ -9,12 +9,13 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
-from train_helpers import FAST, write_image_folder
 
+from botnet.classification import evaluate_checkpoint, train
 from botnet.data import DataError
-from botnet.engine import TrainingError, build_config, evaluate_checkpoint, train
+from botnet.engine import TrainingError, build_config
 from botnet.engine import checkpoint as ckpt
 from botnet.engine.loop import Trainer as _Run
+from train_helpers import FAST, write_image_folder
 
 METRIC_KEYS = {"epoch", "train_loss", "val_loss", "val_top1", "val_top5", "lr", "epoch_time_s", "images_per_s"}
 

@@ -10,8 +10,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..data.folder import BadImageTracker
-from .distributed import DistInfo, all_reduce_sum
-from .reporting import Progress
+from ..engine.distributed import DistInfo, all_reduce_sum
+from ..engine.reporting import Progress
 
 
 def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:

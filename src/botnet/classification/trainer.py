@@ -12,14 +12,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..data.transforms import BatchMix
+from ..engine.config import TrainConfig
+from ..engine.data import build_datasets, eval_loader, train_loader
+from ..engine.distributed import DistInfo, cleanup, setup
+from ..engine.loop import Counters, Trainer, TrainingError, mix_seed
+from ..engine.reporting import log
 from ..models.registry import create_model
-from .config import TrainConfig
-from .data import build_datasets, eval_loader, train_loader
-from .distributed import DistInfo, cleanup, setup
 from .evaluate import autocast, evaluate
-from .loop import Counters, Trainer, TrainingError, mix_seed
 from .recipe import resolve
-from .reporting import log
 
 __all__ = ["ClassificationTrainer", "Counters", "TrainingError", "mix_seed", "train"]
 

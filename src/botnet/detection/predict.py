@@ -11,12 +11,12 @@ from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
+from ..classification.evaluate import autocast
 from ..data.folder import DEFAULT_MAX_PIXELS, read_images
-from ..detection.coco_eval import to_coco_results
-from .detect_eval import load_detection_checkpoint
-from .distributed import pick_device
-from .evaluate import autocast
-from .reporting import atomic_write
+from ..engine.distributed import pick_device
+from ..engine.reporting import atomic_write
+from .coco_eval import to_coco_results
+from .evaluate import load_detection_checkpoint
 
 RESULTS_FILE = "detections.json"
 

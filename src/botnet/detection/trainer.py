@@ -10,15 +10,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..classification.evaluate import autocast
 from ..data.det_transforms import collate_detection
-from ..detection.models import create_detection_model
-from .data import eval_loader, train_loader
-from .detect_config import DetectConfig, resolve_detect
-from .detect_eval import build_detection_datasets, detection_metadata, evaluate_detection, flat_metrics
-from .distributed import cleanup, setup
-from .evaluate import autocast
-from .loop import Trainer
-from .reporting import log
+from ..engine.data import eval_loader, train_loader
+from ..engine.distributed import cleanup, setup
+from ..engine.loop import Trainer
+from ..engine.reporting import log
+from .config import DetectConfig, resolve_detect
+from .evaluate import build_detection_datasets, detection_metadata, evaluate_detection, flat_metrics
+from .models import create_detection_model
 
 TARGET_KEYS = ("boxes", "labels", "masks")  # what torchvision's detection models read from a target
 
@@ -96,7 +96,7 @@ class DetectionTrainer(Trainer):
         return text + f" lr {row['lr']:.4g} {row['epoch_time_s']:.1f}s {row['images_per_s']:.1f} img/s"
 
     def final_line(self, row: dict[str, Any]) -> str:
-        from ..detection.coco_eval import format_metrics_table
+        from .coco_eval import format_metrics_table
 
         metrics = {}
         for iou_type in ("bbox", "segm"):

@@ -17,21 +17,21 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..classification.evaluate import autocast
+from ..classification.evaluator import write_result
 from ..data.coco import CocoDetection
 from ..data.coco_shapes import builtin_coco_shapes
 from ..data.det_transforms import build_detection_eval_transform, build_detection_train_transform, collate_detection
 from ..data.folder import DataError
-from ..detection.coco_eval import IOU_TYPES, METRIC_NAMES, coco_evaluate, to_coco_results
-from ..detection.models import create_detection_model, has_masks
+from ..engine import checkpoint as ckpt
+from ..engine.config import BUILTIN, build_config
+from ..engine.data import eval_loader
+from ..engine.distributed import DistInfo, auto_workers, barrier, broadcast_object, cleanup, local_world_size, setup
+from ..engine.reporting import Progress
 from ..models.weights import load_weights, read_metadata
-from . import checkpoint as ckpt
-from .config import BUILTIN, build_config
-from .data import eval_loader
-from .detect_config import DetectConfig
-from .distributed import DistInfo, auto_workers, barrier, broadcast_object, cleanup, local_world_size, setup
-from .evaluate import autocast
-from .evaluator import write_result
-from .reporting import Progress
+from .coco_eval import IOU_TYPES, METRIC_NAMES, coco_evaluate, to_coco_results
+from .config import DetectConfig
+from .models import create_detection_model, has_masks
 
 
 def split_files(root: str | Path, split: str) -> tuple[Path, Path]:

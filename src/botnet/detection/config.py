@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from .config import BUILTIN, ConfigBase, option
-from .distributed import DistInfo, auto_workers, local_world_size
+from ..engine.config import BUILTIN, ConfigBase, option
+from ..engine.distributed import DistInfo, auto_workers, local_world_size
 
 
 @dataclass
@@ -123,7 +123,7 @@ SHAPES_RECIPE = {"epochs": 4, "batch_size": 8, "lr": 0.04}
 
 def resolve_detect(cfg: DetectConfig, info: DistInfo) -> DetectConfig:
     """Fill the "auto" options from the model, the dataset and the machine."""
-    from ..detection.models import default_image_size  # detection builders import torchvision's detection stack
+    from .models import default_image_size  # detection builders import torchvision's detection stack
 
     default_image_size(cfg.model)  # unknown model: a clear error before anything else
     if cfg.weights_backbone:  # missing, unreadable or code-carrying weights: refused before any data is built

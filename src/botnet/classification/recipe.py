@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..engine.config import TrainConfig
+from ..engine.data import Preprocess
+from ..engine.distributed import DistInfo, auto_workers, local_world_size
+from ..engine.optim import default_lr
 from ..models.botnet import IMAGENET_MEAN, IMAGENET_STD
 from ..models.registry import get_config
-from .config import TrainConfig
-from .data import Preprocess
-from .distributed import DistInfo, auto_workers, local_world_size
-from .optim import default_lr
 
 # Options that may change when resuming: they do not alter what the run computes.
 RESUMABLE_CHANGES = ("workers", "log_interval", "checkpoint_steps", "device", "output", "max_bad_fraction")

@@ -1,0 +1,7 @@
+"""Image classification: training, evaluation, prediction and attention figures of BoTNet classifiers."""
+
+from .evaluate import evaluate
+from .evaluator import evaluate_checkpoint
+from .trainer import train
+
+__all__ = ["evaluate", "evaluate_checkpoint", "train"]
