@@ -1,9 +1,9 @@
-"""Training throughput of the classification loop (``botnet.engine.train``), CPU or GPU, medians over repeats.
+"""Training throughput of the classification loop (``botnet.classification.train``), CPU or GPU, medians over repeats.
 
 What is measured
-    Every case runs the real training loop, ``botnet.engine.train``, exactly as ``botnet train`` does (data loader with
-    the default 2 worker processes, augmentation, optimizer, scheduler, checkpoint after every epoch), on the built-in
-    shapes dataset rendered at the case's size, in a fresh temporary output directory. Each epoch appends to
+    Every case runs the real training loop, ``botnet.classification.train``, exactly as ``botnet train`` does (data
+    loader with the default 2 worker processes, augmentation, optimizer, scheduler, checkpoint after every epoch), on
+    the built-in shapes dataset rendered at the case's size, in a fresh temporary output directory. Each epoch appends to
     ``metrics.jsonl``:
 
     * ``images_per_s``: training images / wall time of the epoch's loop (from creating the loader iterator to the last
@@ -68,7 +68,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from botnet.classification import train
+from botnet.classification import TrainConfig, train
 from botnet.engine import build_config
 from botnet.engine.optim import build_optimizer
 from botnet.models import create_model
@@ -131,7 +131,7 @@ def build_cases(quick: bool) -> list[Case]:
 def run_loop(case: Case, epochs: int, workdir: Path) -> tuple[list[dict[str, Any]], float]:
     """Train ``case`` for ``epochs`` in a fresh directory; (metrics rows, wall time of ``train()`` in seconds)."""
     out = Path(tempfile.mkdtemp(prefix="run-", dir=workdir))
-    cfg = build_config(**case.options, epochs=epochs, output=str(out / "train"))
+    cfg = build_config(config_cls=TrainConfig, **case.options, epochs=epochs, output=str(out / "train"))
     captured = io.StringIO()
     t0 = time.perf_counter()
     try:
@@ -148,7 +148,7 @@ def run_loop(case: Case, epochs: int, workdir: Path) -> tuple[list[dict[str, Any
 
 def run_bare(case: Case, epochs: int) -> tuple[list[dict[str, Any]], float]:
     """The model's forward/backward/optimizer step on one fixed batch, as epochs of the same number of steps."""
-    cfg = build_config(**case.options, epochs=epochs)
+    cfg = build_config(config_cls=TrainConfig, **case.options, epochs=epochs)
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, num_classes=10, img_size=cfg.img_size)
     optimizer = build_optimizer(model, cfg, lr=0.01)

@@ -10,7 +10,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from botnet.classification import evaluate_checkpoint, train
+from botnet.classification import TrainConfig, evaluate_checkpoint, train
 from botnet.data import DataError
 from botnet.engine import TrainingError, build_config
 from botnet.engine import checkpoint as ckpt
@@ -26,7 +26,7 @@ def rows(out):
 
 def test_run_directory_contract(tmp_path):
     out = tmp_path / "run"
-    summary = train(build_config(**FAST, output=str(out)))
+    summary = train(build_config(config_cls=TrainConfig, **FAST, output=str(out)))
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["epochs"] == 2 and saved["lr"] == pytest.approx(0.2 * 16 / 64)  # "auto" options resolved
     assert saved["crop_pct"] == 1.0 and saved["scale"] == [0.8, 1.0]
@@ -80,7 +80,7 @@ RECIPES = {
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_interrupted_and_resumed_run_is_bitwise_identical(tmp_path, monkeypatch, recipe):
     opts = dict(FAST, epochs=3, checkpoint_steps=2, **RECIPES[recipe])
-    train(build_config(**opts, output=str(tmp_path / "a")))
+    train(build_config(config_cls=TrainConfig, **opts, output=str(tmp_path / "a")))
 
     # Kill the second run after its 5th optimizer step; its last checkpoint is mid-epoch (step 4 of 6 per epoch...).
     steps = {"n": 0}
@@ -94,11 +94,11 @@ def test_interrupted_and_resumed_run_is_bitwise_identical(tmp_path, monkeypatch,
 
     monkeypatch.setattr(_Run, "_optimizer_step", dying_step)
     with pytest.raises(KeyboardInterrupt):
-        train(build_config(**opts, output=str(tmp_path / "b")))
+        train(build_config(config_cls=TrainConfig, **opts, output=str(tmp_path / "b")))
     monkeypatch.setattr(_Run, "_optimizer_step", original)
     state = ckpt.load_training_state(tmp_path / "b" / "last")
     assert state["counters"]["global_step"] == 4 and state["counters"]["batch_in_epoch"] > 0
-    train(build_config(**opts, output=str(tmp_path / "b")), resume=True)
+    train(build_config(config_cls=TrainConfig, **opts, output=str(tmp_path / "b")), resume=True)
 
     names = [ckpt.MODEL_FILE] + ([ckpt.EMA_FILE] if opts.get("ema_decay") else [])
     for name in names:
@@ -116,7 +116,11 @@ def test_interrupted_and_resumed_run_is_bitwise_identical(tmp_path, monkeypatch,
 
 
 def test_bf16_autocast_and_channels_last(tmp_path):
-    summary = train(build_config(**dict(FAST, epochs=1), amp="bf16", channels_last=True, output=str(tmp_path / "r")))
+    summary = train(
+        build_config(
+            config_cls=TrainConfig, **dict(FAST, epochs=1), amp="bf16", channels_last=True, output=str(tmp_path / "r")
+        )
+    )
     assert math.isfinite(rows(tmp_path / "r")[0]["train_loss"])
     assert summary["val_top1"] is not None
 
@@ -127,9 +131,9 @@ def test_image_folder_any_mode_and_bad_images(tmp_path, capsys):
     (data / "train" / "dog" / "empty.png").write_bytes(b"")
     opts = dict(data=str(data), img_size=32, batch_size=2, epochs=1, workers=0, log_interval=1000)
     with pytest.raises(DataError, match=r"2 of \d+ images .* could not be read") as err:
-        train(build_config(**opts, output=str(tmp_path / "strict")))
+        train(build_config(config_cls=TrainConfig, **opts, output=str(tmp_path / "strict")))
     assert "broken.jpg" in str(err.value) and "--max-bad-fraction" in str(err.value)
-    train(build_config(**opts, max_bad_fraction=0.2, output=str(tmp_path / "lenient")))
+    train(build_config(config_cls=TrainConfig, **opts, max_bad_fraction=0.2, output=str(tmp_path / "lenient")))
     assert "skipped 2 of 18 images" in capsys.readouterr().err
     assert rows(tmp_path / "lenient")[0]["bad_images"] == 2
     assert ckpt.read_model_metadata(tmp_path / "lenient" / "last")["class_names"] == ["cat", "dog"]
@@ -137,7 +141,7 @@ def test_image_folder_any_mode_and_bad_images(tmp_path, capsys):
 
 def test_bad_data_directories(tmp_path):
     def run(data, name):
-        train(build_config(data=str(data), img_size=32, workers=0, output=str(tmp_path / name)))
+        train(build_config(config_cls=TrainConfig, data=str(data), img_size=32, workers=0, output=str(tmp_path / name)))
 
     with pytest.raises(DataError, match="does not exist"):
         run(tmp_path / "missing", "r1")
@@ -158,18 +162,18 @@ def test_bad_data_directories(tmp_path):
 
 def test_existing_run_and_unwritable_output(tmp_path):
     out = tmp_path / "run"
-    train(build_config(**dict(FAST, epochs=1), output=str(out)))
+    train(build_config(config_cls=TrainConfig, **dict(FAST, epochs=1), output=str(out)))
     before = (out / "last" / ckpt.MODEL_FILE).read_bytes()
     with pytest.raises(ValueError, match="already holds a run .*--resume.*--overwrite"):
-        train(build_config(**dict(FAST, epochs=1), output=str(out)))
+        train(build_config(config_cls=TrainConfig, **dict(FAST, epochs=1), output=str(out)))
     assert (out / "last" / ckpt.MODEL_FILE).read_bytes() == before
 
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises((PermissionError, ValueError), match="file"):
-        train(build_config(**FAST, output=str(blocker / "sub")))
+        train(build_config(config_cls=TrainConfig, **FAST, output=str(blocker / "sub")))
 
-    train(build_config(**dict(FAST, epochs=1), seed=1, output=str(out)), overwrite=True)
+    train(build_config(config_cls=TrainConfig, **dict(FAST, epochs=1), seed=1, output=str(out)), overwrite=True)
     assert (out / "last" / ckpt.MODEL_FILE).read_bytes() != before
 
 
@@ -184,14 +188,18 @@ def test_non_finite_loss_or_weights_stop_the_run_and_keep_the_last_good_checkpoi
     out = tmp_path / "nan"
     message = r"loss became non-finite \(nan\) at epoch 1, batch 4/6 \(optimizer step 3\); stopped, the last good "
     with pytest.raises(TrainingError, match=message + r"checkpoint is .*last \(optimizer step 3\)"):
-        train(build_config(**FAST, checkpoint_steps=1, output=str(out)))
+        train(build_config(config_cls=TrainConfig, **FAST, checkpoint_steps=1, output=str(out)))
     assert ckpt.load_training_state(out / "last")["counters"]["global_step"] == 3
     monkeypatch.setattr(_Run, "_forward_backward", original)
 
     # A learning rate that overflows the weights while the loss is still finite: nothing non-finite is saved.
     out = tmp_path / "diverged"
     with pytest.raises(TrainingError, match=r"weights became non-finite .* after optimizer step \d+"):
-        train(build_config(**dict(FAST, lr=1e12, warmup_epochs=0), checkpoint_steps=1, output=str(out)))
+        train(
+            build_config(
+                config_cls=TrainConfig, **dict(FAST, lr=1e12, warmup_epochs=0), checkpoint_steps=1, output=str(out)
+            )
+        )
     if (out / "last").exists():
         weights = load_file(out / "last" / ckpt.MODEL_FILE)
         assert all(torch.isfinite(t).all() for t in weights.values() if t.is_floating_point())
@@ -199,7 +207,7 @@ def test_non_finite_loss_or_weights_stop_the_run_and_keep_the_last_good_checkpoi
 
 def test_eval_mismatches(tmp_path):
     out = tmp_path / "run"
-    train(build_config(**dict(FAST, epochs=1), output=str(out)))
+    train(build_config(config_cls=TrainConfig, **dict(FAST, epochs=1), output=str(out)))
     data = write_image_folder(tmp_path / "data", classes=("a", "b", "c"))
     with pytest.raises(DataError, match="class count mismatch: .* 10 classes, .* has 3"):
         evaluate_checkpoint(out, str(data), workers=0)
@@ -213,28 +221,32 @@ def test_fp16_needs_a_gpu_and_sync_bn_needs_cuda(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present")
     with pytest.raises(ValueError, match="--amp fp16 needs a CUDA device.*--amp bf16"):
-        train(build_config(**FAST, amp="fp16", output=str(tmp_path / "a")))
+        train(build_config(config_cls=TrainConfig, **FAST, amp="fp16", output=str(tmp_path / "a")))
     with pytest.raises(ValueError, match="--sync-bn needs CUDA"):
-        train(build_config(**FAST, sync_bn=True, output=str(tmp_path / "b")))
+        train(build_config(config_cls=TrainConfig, **FAST, sync_bn=True, output=str(tmp_path / "b")))
     assert not (tmp_path / "a").exists()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_fp16_with_grad_scaler_on_gpu(tmp_path):
-    train(build_config(**FAST, device="cuda", amp="fp16", channels_last=True, output=str(tmp_path / "r")))
+    train(
+        build_config(
+            config_cls=TrainConfig, **FAST, device="cuda", amp="fp16", channels_last=True, output=str(tmp_path / "r")
+        )
+    )
     assert all(math.isfinite(r["train_loss"]) for r in rows(tmp_path / "r"))
     assert ckpt.load_training_state(tmp_path / "r" / "last")["scaler"] is not None
 
 
 @pytest.mark.slow
 def test_torch_compile_trains_like_eager(tmp_path):
-    train(build_config(**dict(FAST, epochs=1), output=str(tmp_path / "eager")))
-    train(build_config(**dict(FAST, epochs=1), compile=True, output=str(tmp_path / "compiled")))
+    train(build_config(config_cls=TrainConfig, **dict(FAST, epochs=1), output=str(tmp_path / "eager")))
+    train(build_config(config_cls=TrainConfig, **dict(FAST, epochs=1), compile=True, output=str(tmp_path / "compiled")))
     eager, compiled = rows(tmp_path / "eager")[0], rows(tmp_path / "compiled")[0]
     assert compiled["train_loss"] == pytest.approx(eager["train_loss"], rel=1e-3)
 
 
 def test_fewer_images_than_one_batch(tmp_path):
     with pytest.raises(DataError, match="fewer than one batch of 128 .* lower --batch-size"):
-        train(build_config(**dict(FAST, batch_size=128), output=str(tmp_path / "r")))
+        train(build_config(config_cls=TrainConfig, **dict(FAST, batch_size=128), output=str(tmp_path / "r")))
     assert not (tmp_path / "r" / "config.yaml").exists()  # the same --output can be used again

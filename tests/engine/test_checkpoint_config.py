@@ -11,7 +11,8 @@ import shutil
 import pytest
 import torch
 
-from botnet.engine import TrainConfig, build_config, load_yaml, save_yaml
+from botnet.classification import TrainConfig
+from botnet.engine import build_config, load_yaml, save_yaml
 from botnet.engine import checkpoint as ckpt
 from botnet.engine.config import add_arguments, overrides_from_args
 
@@ -146,14 +147,14 @@ def test_yaml_then_flags(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("lr: 0.05\nepochs: 3\nscale: [0.3, 1.0]\nmodel_args: {drop_rate: 0.1}\nrandaugment: rand-m9-n2\n")
     parser = argparse.ArgumentParser()
-    add_arguments(parser)
+    add_arguments(parser, TrainConfig)
     args = parser.parse_args(["--epochs", "7", "--no-nesterov", "--ratio", "0.5", "2", "--clip-grad", "none"])
-    cfg = build_config(f, **overrides_from_args(args))
+    cfg = build_config(f, config_cls=TrainConfig, **overrides_from_args(args, TrainConfig))
     assert (cfg.lr, cfg.epochs, cfg.nesterov, cfg.ratio, cfg.clip_grad) == (0.05, 7, False, (0.5, 2.0), None)
     assert cfg.scale == (0.3, 1.0) and cfg.model_args == {"drop_rate": 0.1}
     assert cfg.batch_size == TrainConfig().batch_size
     save_yaml(cfg, tmp_path / "saved.yaml")
-    assert build_config(tmp_path / "saved.yaml") == cfg
+    assert build_config(tmp_path / "saved.yaml", config_cls=TrainConfig) == cfg
 
 
 @pytest.mark.parametrize(
@@ -173,9 +174,9 @@ def test_bad_config_files(tmp_path, text, message):
     f = tmp_path / "c.yaml"
     f.write_text(text)
     with pytest.raises(ValueError, match=message):
-        build_config(f)
+        build_config(f, config_cls=TrainConfig)
 
 
 def test_missing_config_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        load_yaml(tmp_path / "nope.yaml")
+        load_yaml(tmp_path / "nope.yaml", TrainConfig)

@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..data.folder import DEFAULT_MAX_PIXELS, read_images
-from ..engine.data import Preprocess
 from ..files import atomic_output
 from ..models.attention_maps import AttentionMap, attention_layers, attention_maps
+from .data import Preprocess
 from .evaluator import load_checkpoint_model
 
 INTERPOLATIONS = ("bilinear", "nearest")

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
 from ..data.folder import BadImageTracker
-from ..engine.distributed import DistInfo, all_reduce_sum
+from ..engine.distributed import DistInfo, all_reduce_sum, autocast
 from ..engine.reporting import Progress
-
-
-def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    if amp == "none":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
 @torch.no_grad()

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from ..data.folder import DataError, ImageFolderDataset
 from ..engine import checkpoint as ckpt
 from ..engine.config import BUILTIN, build_config
-from ..engine.data import Preprocess, build_datasets, eval_loader
+from ..engine.data import eval_loader
 from ..engine.distributed import auto_workers, cleanup, local_world_size, setup
-from ..engine.reporting import atomic_write
+from ..engine.reporting import write_result
 from ..models.botnet import BoTNet
 from ..models.config import BoTNetConfig
 from ..models.weights import load_weights
+from .config import TrainConfig
+from .data import Preprocess, build_datasets
 from .evaluate import evaluate
 
 
@@ -75,7 +76,11 @@ def evaluate_checkpoint(
         p = meta["preprocess"] or {}
         pre = Preprocess(p["img_size"], p["crop_pct"], tuple(p["mean"]), tuple(p["std"]), p["interpolation"])
         if data is None or data == BUILTIN:
-            run_cfg = build_config(ckpt_dir / ckpt.CONFIG_FILE) if (ckpt_dir / ckpt.CONFIG_FILE).exists() else None
+            run_cfg = (
+                build_config(ckpt_dir / ckpt.CONFIG_FILE, config_cls=TrainConfig)
+                if (ckpt_dir / ckpt.CONFIG_FILE).exists()
+                else None
+            )
             if run_cfg is None:
                 raise ValueError(f"{ckpt_dir} has no config.yaml to find its data; pass --data DIR")
             if data == BUILTIN:
@@ -100,11 +105,3 @@ def evaluate_checkpoint(
         return result
     finally:
         cleanup()
-
-
-def write_result(result: dict[str, Any], output: str | Path | None, ckpt_dir: Path) -> str:
-    """Write an evaluation result as JSON, atomically, to ``output`` (default ``<run dir>/eval.json``)."""
-    out = Path(output) if output else ckpt_dir.parent / "eval.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(out, json.dumps(result, indent=2) + "\n")
-    return str(out)

@@ -8,9 +8,8 @@ from typing import Any
 import torch
 
 from ..data.folder import DEFAULT_MAX_PIXELS, read_images
-from ..engine.data import Preprocess
-from ..engine.distributed import pick_device
-from .evaluate import autocast
+from ..engine.distributed import autocast, pick_device
+from .data import Preprocess
 from .evaluator import load_checkpoint_model
 
 

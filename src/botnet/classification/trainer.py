@@ -12,16 +12,17 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..data.transforms import BatchMix
-from ..engine.config import TrainConfig
-from ..engine.data import build_datasets, eval_loader, train_loader
-from ..engine.distributed import DistInfo, cleanup, setup
-from ..engine.loop import Counters, Trainer, TrainingError, mix_seed
+from ..engine.data import eval_loader, train_loader
+from ..engine.distributed import DistInfo, autocast, cleanup, setup
+from ..engine.loop import Trainer
 from ..engine.reporting import log
 from ..models.registry import create_model
-from .evaluate import autocast, evaluate
+from .config import TrainConfig
+from .data import build_datasets
+from .evaluate import evaluate
 from .recipe import resolve
 
-__all__ = ["ClassificationTrainer", "Counters", "TrainingError", "mix_seed", "train"]
+__all__ = ["ClassificationTrainer", "train"]
 
 
 def train(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..engine.config import add_arguments
+from ..engine.config import RESUMABLE_CHANGES, add_arguments
 from .eval_cmd import add_eval_options, eval_options
 from .predict_cmd import add_max_pixels
 from .train_cmd import config_from_args
@@ -55,7 +55,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from ..classification.recipe import RESUMABLE_CHANGES
     from ..detection.config import DetectConfig
     from ..detection.trainer import detect_train
 

@@ -8,13 +8,18 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from ..engine import CheckpointError, TrainingError
-from ..engine.loop import TrainingInterrupted
-from ..export import ExportError
+from ..engine.stopping import TrainingError, TrainingInterrupted
 from . import attention_cmd, detect_cmd, eval_cmd, export_cmd, info_cmd, list_cmd, predict_cmd, table_cmd, train_cmd
 
 SUBCOMMANDS = (train_cmd, eval_cmd, predict_cmd, attention_cmd, detect_cmd, export_cmd, table_cmd, list_cmd, info_cmd)
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError, PermissionError, CheckpointError, TrainingError, ExportError)
+# Errors a command reports as a message. CheckpointError is a ValueError; ExportError is added by user_errors() once
+# botnet.export has been imported (an error of that class can only come from a command that imported it).
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, PermissionError, TrainingError)
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    export = sys.modules.get("botnet.export")
+    return USER_ERRORS + ((export.ExportError,) if export is not None else ())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,8 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingInterrupted as err:  # a requested stop: exit like the signal did, after the message
         print(f"botnet {args.command}: {err}", file=sys.stderr)
         return 128 + err.signum
-    except USER_ERRORS as err:
-        if os.environ.get("BOTNET_TRACEBACK"):
+    except Exception as err:
+        if not isinstance(err, user_errors()) or os.environ.get("BOTNET_TRACEBACK"):
             raise
         print(f"botnet {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -14,10 +14,16 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..classification import train
-from ..classification.recipe import RESUMABLE_CHANGES, check_resume_changes
-from ..engine import TrainConfig, build_config
-from ..engine.config import add_arguments, coerce, load_yaml, overrides_from_args
+from ..classification.config import TrainConfig
+from ..engine.config import (
+    RESUMABLE_CHANGES,
+    add_arguments,
+    build_config,
+    check_resume_changes,
+    coerce,
+    load_yaml,
+    overrides_from_args,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -30,12 +36,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", metavar="FILE", help="YAML file of options (flags override it)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly where it stopped")
     p.add_argument("--overwrite", action="store_true", help="replace the run already in the output directory")
-    add_arguments(p.add_argument_group("options (also YAML keys, with _ for -)"))
+    add_arguments(p.add_argument_group("options (also YAML keys, with _ for -)"), TrainConfig)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = config_from_args(args, TrainConfig, RESUMABLE_CHANGES)
+    cfg = config_from_args(args, TrainConfig, RESUMABLE_CHANGES)  # bad options are reported before torch loads
+    from ..classification.trainer import train
+
     train(cfg, resume=bool(args.resume), overwrite=args.overwrite)
     return 0
 

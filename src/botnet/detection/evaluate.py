@@ -17,8 +17,6 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..classification.evaluate import autocast
-from ..classification.evaluator import write_result
 from ..data.coco import CocoDetection
 from ..data.coco_shapes import builtin_coco_shapes
 from ..data.det_transforms import build_detection_eval_transform, build_detection_train_transform, collate_detection
@@ -26,8 +24,17 @@ from ..data.folder import DataError
 from ..engine import checkpoint as ckpt
 from ..engine.config import BUILTIN, build_config
 from ..engine.data import eval_loader
-from ..engine.distributed import DistInfo, auto_workers, barrier, broadcast_object, cleanup, local_world_size, setup
-from ..engine.reporting import Progress
+from ..engine.distributed import (
+    DistInfo,
+    auto_workers,
+    autocast,
+    barrier,
+    broadcast_object,
+    cleanup,
+    local_world_size,
+    setup,
+)
+from ..engine.reporting import Progress, write_result
 from ..models.weights import load_weights, read_metadata
 from .coco_eval import IOU_TYPES, METRIC_NAMES, coco_evaluate, to_coco_results
 from .config import DetectConfig

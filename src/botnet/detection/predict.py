@@ -11,9 +11,8 @@ from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
-from ..classification.evaluate import autocast
 from ..data.folder import DEFAULT_MAX_PIXELS, read_images
-from ..engine.distributed import pick_device
+from ..engine.distributed import autocast, pick_device
 from ..engine.reporting import atomic_write
 from .coco_eval import to_coco_results
 from .evaluate import load_detection_checkpoint

@@ -10,15 +10,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..classification.evaluate import autocast
 from ..data.det_transforms import collate_detection
 from ..engine.data import eval_loader, train_loader
-from ..engine.distributed import cleanup, setup
+from ..engine.distributed import autocast, cleanup, setup
 from ..engine.loop import Trainer
 from ..engine.reporting import log
-from .config import DetectConfig, resolve_detect
+from .config import DetectConfig
 from .evaluate import build_detection_datasets, detection_metadata, evaluate_detection, flat_metrics
 from .models import create_detection_model
+from .recipe import resolve_detect
 
 TARGET_KEYS = ("boxes", "labels", "masks")  # what torchvision's detection models read from a target
 

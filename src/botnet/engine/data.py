@@ -1,4 +1,4 @@
-"""Datasets and loaders of a training run: the built-in shapes or an ImageFolder, sharded over processes.
+"""Data loaders of every task: training batches sharded over processes and resumable mid-epoch, evaluation shards.
 
 Training order comes from ``DistributedSampler`` (seeded, reshuffled per epoch) and each sample's augmentation from
 :class:`~botnet.data.SeededDataset`, so a run is reproducible whatever the worker count, and a resumed run can skip
@@ -10,48 +10,13 @@ from __future__ import annotations
 import itertools
 import signal
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import Any
 
-import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
-from torchvision.transforms import v2
 
-from ..data.folder import ImageFolderDataset, collate_skip_bad
-from ..data.shapes import ShapesDataset
-from ..data.transforms import SeededDataset, build_eval_transform, build_train_transform
-from .config import TrainConfig
+from ..data.folder import collate_skip_bad
+from ..data.transforms import SeededDataset
 from .distributed import DistInfo
-
-
-@dataclass
-class Preprocess:
-    """How images are prepared for the model; stored in checkpoints so that eval and predict match training."""
-
-    img_size: int
-    crop_pct: float
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    interpolation: str
-
-    def eval_transform(self):
-        return build_eval_transform(
-            self.img_size, crop_pct=self.crop_pct, mean=self.mean, std=self.std, interpolation=self.interpolation
-        )
-
-    def to_dict(self) -> dict:
-        return {**self.__dict__, "mean": list(self.mean), "std": list(self.std)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Preprocess:
-        """The preprocessing stored in a checkpoint's metadata."""
-        return cls(d["img_size"], d["crop_pct"], tuple(d["mean"]), tuple(d["std"]), d["interpolation"])
-
-    def inference_transform(self, native_size: bool = False):
-        """uint8 (3, H, W) -> normalised float: the eval resize + center crop, or, ``native_size``, the image as it
-        is (any size of at least the network's total stride)."""
-        if native_size:
-            return v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(self.mean), list(self.std))])
-        return self.eval_transform()
 
 
 class SkipSampler(Sampler[int]):
@@ -80,32 +45,8 @@ class ShardSampler(Sampler[int]):
         return len(self.indices)
 
 
-def build_datasets(cfg: TrainConfig, pre: Preprocess, *, train: bool = True) -> tuple[Dataset | None, Dataset]:
-    """(train, val) datasets; ``train=False`` builds val only. Raises DataError for a malformed data directory."""
-    train_tf = build_train_transform(
-        pre.img_size,
-        scale=cfg.scale,
-        ratio=cfg.ratio,
-        hflip=cfg.hflip,
-        randaugment=cfg.randaugment,
-        mean=pre.mean,
-        std=pre.std,
-        interpolation=pre.interpolation,
-    )
-    if cfg.builtin_data:
-        val = ShapesDataset("val", pre.eval_transform(), size=pre.img_size, length=cfg.shapes_val, seed=cfg.seed)
-        val.preload(cfg.workers)
-        if not train:
-            return None, val
-        tr = ShapesDataset("train", train_tf, size=pre.img_size, length=cfg.shapes_train, seed=cfg.seed)
-        return tr.preload(cfg.workers), val
-    tr = ImageFolderDataset(cfg.data, "train", train_tf, max_pixels=cfg.max_image_pixels)
-    val = ImageFolderDataset(cfg.data, "val", pre.eval_transform(), classes=tr.classes, max_pixels=cfg.max_image_pixels)
-    return (tr if train else None), val
-
-
 def train_loader(
-    dataset: Dataset, cfg: TrainConfig, info: DistInfo, epoch: int, skip_batches: int = 0, collate_fn=collate_skip_bad
+    dataset: Dataset, cfg: Any, info: DistInfo, epoch: int, skip_batches: int = 0, collate_fn=collate_skip_bad
 ) -> DataLoader:
     """The loader of one epoch, starting after ``skip_batches`` batches of this process.
 
@@ -134,7 +75,7 @@ def ignore_stop_signals(_worker_id: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-def batches_per_epoch(dataset: Dataset, cfg: TrainConfig, info: DistInfo) -> int:
+def batches_per_epoch(dataset: Dataset, cfg: Any, info: DistInfo) -> int:
     per_process = -(-len(dataset) // info.world_size)  # DistributedSampler pads to equal shards
     return per_process // cfg.batch_size
 

@@ -6,6 +6,7 @@ torchrun sets ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``; multi-node launches u
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -37,6 +38,13 @@ def pick_device(pref: str, local_rank: int = 0) -> torch.device:
             raise ValueError("--device cuda was asked for but no CUDA device is available; use --device cpu")
         return torch.device("cuda", local_rank % torch.cuda.device_count())
     return torch.device("cpu")
+
+
+def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
+    """Mixed precision of a run: ``amp`` "none", "bf16" or "fp16" on ``device``."""
+    if amp == "none":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
 def setup(device_pref: str = "auto", timeout_s: float = 1800) -> DistInfo:

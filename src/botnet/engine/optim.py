@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, SequentialLR
-
-from .config import TrainConfig
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -18,25 +18,14 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def default_lr(cfg: TrainConfig, world_size: int) -> float:
-    """The linear scaling rule on the global batch: 0.1 per 256 for SGD, 1e-3 per 512 for AdamW.
-
-    The built-in shapes recipe (a small network, 6 epochs) uses SGD at 0.2 per 64.
-    """
-    batch = cfg.batch_size * cfg.accumulate * world_size
-    if cfg.optimizer == "adamw":
-        return 1e-3 * batch / 512
-    return 0.2 * batch / 64 if cfg.builtin_data else 0.1 * batch / 256
-
-
-def build_optimizer(model: nn.Module, cfg: TrainConfig, lr: float) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, cfg: Any, lr: float) -> torch.optim.Optimizer:
     groups = param_groups(model, cfg.weight_decay)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
     return torch.optim.AdamW(groups, lr=lr, betas=cfg.betas)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> LRScheduler:
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Any, steps_per_epoch: int) -> LRScheduler:
     """Linear warm-up from ``warmup_start * lr`` over ``warmup_epochs``, then cosine to ``min_lr``; stepped per step."""
     total = cfg.epochs * steps_per_epoch
     warmup = min(round(cfg.warmup_epochs * steps_per_epoch), total - 1)

@@ -86,6 +86,14 @@ def atomic_write(path: str | Path, data: str | bytes) -> None:
         tmp.write_bytes(data.encode() if isinstance(data, str) else data)
 
 
+def write_result(result: dict[str, Any], output: str | Path | None, ckpt_dir: Path) -> str:
+    """Write an evaluation result as JSON, atomically, to ``output`` (default ``<run dir>/eval.json``)."""
+    out = Path(output) if output else ckpt_dir.parent / "eval.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(out, json.dumps(result, indent=2) + "\n")
+    return str(out)
+
+
 _CURVES = {  # (metric, label) per task: classification accuracy in %, detection AP in 0..1
     False: (("val_top1", "val top-1"), ("val_top5", "val top-5"), ("ema_val_top1", "EMA val top-1")),
     True: (

@@ -1,0 +1,117 @@
+"""The options of ``botnet train``: one dataclass, each field a YAML key and a flag (see :mod:`botnet.engine.config`).
+
+Importing this module does not import torch: ``botnet train --help`` and option errors answer at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from ..engine.config import BUILTIN, ConfigBase, option
+
+
+@dataclass
+class TrainConfig(ConfigBase):
+    """All options of ``botnet train``; see each field's help (``botnet train --help``)."""
+
+    # model
+    model: str = option("botnet_tiny", "registered model name (botnet list)")
+    model_args: dict = option({}, "BoTNetConfig overrides, e.g. {drop_rate: 0.1} (YAML only)", yaml_only=True)
+    img_size: int | None = option(None, "training and evaluation input size (auto: the model's default; 64 for shapes)")
+    # data
+    data: str = option(BUILTIN, "ImageFolder root with train/<class>/* and val/<class>/*, or 'shapes' (built in)")
+    shapes_train: int = option(20000, "images in the built-in dataset's train split")
+    shapes_val: int = option(1000, "images in the built-in dataset's val split")
+    workers: int | None = option(
+        None, "data-loading processes per training process (0: in the main process; auto: 0 on a CPU of <= 4 cores)"
+    )
+    max_bad_fraction: float = option(0.01, "stop when more than this fraction of images cannot be read")
+    max_image_pixels: int = option(89_478_485, "refuse images whose declared width*height exceeds this")
+    # augmentation
+    scale: tuple[float, float] | None = option(None, "RandomResizedCrop area range (auto: 0.08 1; 0.8 1 for shapes)")
+    ratio: tuple[float, float] | None = option(
+        None, "RandomResizedCrop aspect-ratio range (auto: 0.75 1.333; 1 1 for shapes)"
+    )
+    hflip: float = option(0.5, "horizontal flip probability")
+    randaugment: str | None = option(None, "RandAugment policy such as rand-m9-n2 (none: off)")
+    mixup_alpha: float = option(0.0, "mixup Beta alpha (0: off)")
+    cutmix_alpha: float = option(0.0, "cutmix Beta alpha (0: off)")
+    mix_prob: float = option(1.0, "probability of applying mixup/cutmix to a batch")
+    crop_pct: float | None = option(None, "eval center-crop fraction (auto: the model's, 0.875; 1.0 for shapes)")
+    interpolation: str = option("bilinear", "resize interpolation", ("bilinear", "bicubic", "nearest"))
+    # optimisation
+    epochs: int | None = option(None, "training epochs (auto: 90; 6 for shapes)")
+    batch_size: int = option(64, "images per optimizer step and process, before accumulation")
+    accumulate: int = option(1, "batches accumulated per optimizer step")
+    optimizer: str = option("sgd", "optimizer", ("sgd", "adamw"))
+    lr: float | None = option(
+        None,
+        "peak learning rate (auto: 0.1 x batch/256 for sgd, 1e-3 x batch/512 for adamw; 0.2 x batch/64 for shapes)",
+    )
+    momentum: float = option(0.9, "SGD momentum")
+    nesterov: bool = option(True, "SGD Nesterov momentum")
+    betas: tuple[float, float] = option((0.9, 0.999), "AdamW betas")
+    weight_decay: float = option(5e-5, "weight decay (never applied to norm weights and biases)")
+    warmup_epochs: float = option(1.0, "linear warm-up length in epochs")
+    warmup_start: float = option(0.01, "warm-up starts at this fraction of the peak learning rate")
+    min_lr: float = option(0.0, "learning rate at the end of the cosine schedule")
+    label_smoothing: float = option(0.1, "label smoothing of the cross-entropy loss")
+    clip_grad: float | None = option(None, "clip the gradient norm to this value (none: off)")
+    ema_decay: float = option(0.0, "keep an exponential moving average of the weights with this decay (0: off)")
+    # execution
+    device: str = option("auto", "auto picks cuda when available", ("auto", "cpu", "cuda"))
+    amp: str = option(
+        "none", "mixed precision: bf16 (CPU or GPU) or fp16 (GPU, with a grad scaler)", ("none", "bf16", "fp16")
+    )
+    channels_last: bool = option(False, "channels_last memory format for the model and inputs")
+    compile: bool = option(False, "torch.compile the model")
+    sync_bn: bool = option(False, "SyncBatchNorm across processes (GPU only)")
+    seed: int = option(0, "seed of weights, data order, augmentation and mixing")
+    # output
+    output: str | None = option(None, "output directory (auto: a new runs/<model>-<date>-<time>)")
+    log_interval: int = option(50, "steps between log lines when not on a terminal")
+    checkpoint_steps: int = option(0, "also checkpoint every this many optimizer steps within an epoch (0: epoch ends)")
+    eval_interval: int = option(1, "validate every this many epochs (and always after the last)")
+
+    # ----------------------------------------------------------------------------------------------------------
+    def validate(self) -> TrainConfig:
+        """Check types and ranges; raise ValueError naming the option and what is allowed."""
+
+        def fail(name: str, msg: str) -> None:
+            raise ValueError(f"invalid option {name}: {msg}")
+
+        for f in fields(self):
+            value = getattr(self, f.name)
+            choices = f.metadata.get("choices")
+            if choices and value not in choices:
+                fail(f.name, f"{value!r} is not one of {', '.join(choices)}")
+        if self.epochs is not None and (not isinstance(self.epochs, int) or self.epochs < 1):
+            fail("epochs", f"must be a positive integer, got {self.epochs!r}")
+        positive = ("batch_size", "accumulate", "shapes_train", "shapes_val", "log_interval", "eval_interval")
+        for name in positive:
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                fail(name, f"must be a positive integer, got {getattr(self, name)!r}")
+        for name in ("workers", "checkpoint_steps"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                fail(name, f"must be >= 0, got {getattr(self, name)}")
+        for name in ("hflip", "mix_prob", "max_bad_fraction", "label_smoothing", "warmup_start"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                fail(name, f"must be in [0, 1], got {getattr(self, name)}")
+        if self.lr is not None and not self.lr > 0:
+            fail("lr", f"must be > 0, got {self.lr}")
+        if self.ema_decay and not 0.0 < self.ema_decay < 1.0:
+            fail("ema_decay", f"must be in (0, 1) or 0 to disable, got {self.ema_decay}")
+        if self.crop_pct is not None and not 0.0 < self.crop_pct <= 1.0:
+            fail("crop_pct", f"must be in (0, 1], got {self.crop_pct}")
+        if self.scale is not None and not 0.0 < self.scale[0] <= self.scale[1] <= 1.0:
+            fail("scale", f"must satisfy 0 < min <= max <= 1, got {self.scale}")
+        if self.img_size is not None and self.img_size < 8:
+            fail("img_size", f"must be at least 8 pixels, got {self.img_size}")
+        for name in ("weight_decay", "min_lr", "warmup_epochs", "mixup_alpha", "cutmix_alpha"):
+            if getattr(self, name) < 0:
+                fail(name, f"must be >= 0, got {getattr(self, name)}")
+        if self.clip_grad is not None and not self.clip_grad > 0:
+            fail("clip_grad", f"must be > 0 (or none to disable), got {self.clip_grad}")
+        if not isinstance(self.model_args, dict):
+            fail("model_args", f"must be a mapping of BoTNetConfig fields, got {self.model_args!r}")
+        return self

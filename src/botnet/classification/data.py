@@ -1,0 +1,69 @@
+"""The data of a classification run: the built-in shapes or an ImageFolder, and how images are preprocessed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+
+from ..data.folder import ImageFolderDataset
+from ..data.shapes import ShapesDataset
+from ..data.transforms import build_eval_transform, build_train_transform
+from .config import TrainConfig
+
+
+@dataclass
+class Preprocess:
+    """How images are prepared for the model; stored in checkpoints so that eval and predict match training."""
+
+    img_size: int
+    crop_pct: float
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str
+
+    def eval_transform(self):
+        return build_eval_transform(
+            self.img_size, crop_pct=self.crop_pct, mean=self.mean, std=self.std, interpolation=self.interpolation
+        )
+
+    def to_dict(self) -> dict:
+        return {**self.__dict__, "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Preprocess:
+        """The preprocessing stored in a checkpoint's metadata."""
+        return cls(d["img_size"], d["crop_pct"], tuple(d["mean"]), tuple(d["std"]), d["interpolation"])
+
+    def inference_transform(self, native_size: bool = False):
+        """uint8 (3, H, W) -> normalised float: the eval resize + center crop, or, ``native_size``, the image as it
+        is (any size of at least the network's total stride)."""
+        if native_size:
+            return v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(self.mean), list(self.std))])
+        return self.eval_transform()
+
+
+def build_datasets(cfg: TrainConfig, pre: Preprocess, *, train: bool = True) -> tuple[Dataset | None, Dataset]:
+    """(train, val) datasets; ``train=False`` builds val only. Raises DataError for a malformed data directory."""
+    train_tf = build_train_transform(
+        pre.img_size,
+        scale=cfg.scale,
+        ratio=cfg.ratio,
+        hflip=cfg.hflip,
+        randaugment=cfg.randaugment,
+        mean=pre.mean,
+        std=pre.std,
+        interpolation=pre.interpolation,
+    )
+    if cfg.builtin_data:
+        val = ShapesDataset("val", pre.eval_transform(), size=pre.img_size, length=cfg.shapes_val, seed=cfg.seed)
+        val.preload(cfg.workers)
+        if not train:
+            return None, val
+        tr = ShapesDataset("train", train_tf, size=pre.img_size, length=cfg.shapes_train, seed=cfg.seed)
+        return tr.preload(cfg.workers), val
+    tr = ImageFolderDataset(cfg.data, "train", train_tf, max_pixels=cfg.max_image_pixels)
+    val = ImageFolderDataset(cfg.data, "val", pre.eval_transform(), classes=tr.classes, max_pixels=cfg.max_image_pixels)
+    return (tr if train else None), val
