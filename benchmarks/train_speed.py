@@ -3,8 +3,8 @@
 What is measured
     Every case runs the real training loop, ``botnet.classification.train``, exactly as ``botnet train`` does (data
     loader with the default 2 worker processes, augmentation, optimizer, scheduler, checkpoint after every epoch), on
-    the built-in shapes dataset rendered at the case's size, in a fresh temporary output directory. Each epoch appends to
-    ``metrics.jsonl``:
+    the built-in shapes dataset rendered at the case's size, in a fresh temporary output directory. Each epoch appends
+    to ``metrics.jsonl``:
 
     * ``images_per_s``: training images / wall time of the epoch's loop (from creating the loader iterator to the last
       optimizer step; validation, checkpoints, metrics and plots are outside it);

@@ -1,8 +1,16 @@
-"""Image classification: training, evaluation, prediction and attention figures of BoTNet classifiers."""
+"""Image classification: the options, training, evaluation, prediction and attention figures of BoTNet classifiers.
 
-from .config import TrainConfig
-from .evaluate import evaluate
-from .evaluator import evaluate_checkpoint
-from .trainer import train
+Names are imported on first use: the options of ``botnet train`` (:mod:`.config`) load without torch.
+"""
 
-__all__ = ["TrainConfig", "evaluate", "evaluate_checkpoint", "train"]
+from .._lazy import lazy_exports
+
+__all__ = lazy_exports(
+    __name__,
+    {
+        "config": ("TrainConfig",),
+        "evaluate": ("evaluate",),
+        "evaluator": ("evaluate_checkpoint",),
+        "trainer": ("train",),
+    },
+)

@@ -56,9 +56,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     from ..detection.config import DetectConfig
+
+    cfg = config_from_args(args, DetectConfig, RESUMABLE_CHANGES)  # bad options are reported before torch loads
     from ..detection.trainer import detect_train
 
-    cfg = config_from_args(args, DetectConfig, RESUMABLE_CHANGES)
     detect_train(cfg, resume=bool(args.resume), overwrite=args.overwrite)
     return 0
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..classification import evaluate_checkpoint
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint", description=__doc__)
@@ -36,6 +34,8 @@ def eval_options(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..classification.evaluator import evaluate_checkpoint
+
     r = evaluate_checkpoint(args.checkpoint, args.data, model=args.model, **eval_options(args))
     if "output" in r:
         print(f"{r['model']} on {r['data']}: top-1 {r['top1']:.2f}%  top-5 {r['top5']:.2f}%  ({r['images']} images)")

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 
+FORMATS = ("onnx", "pt2")  # botnet.export.FORMATS, without importing torch for the help
+DEFAULT_ATOL = 1e-4  # botnet.export.DEFAULT_ATOL
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from ..export import DEFAULT_ATOL, FORMATS
-
     p = sub.add_parser("export", help="export a classifier to ONNX or torch.export", description=__doc__)
     p.add_argument("--checkpoint", required=True, metavar="PATH", help="a run directory, its last/ or best/")
-    p.add_argument("--format", choices=tuple(FORMATS), default=None, help="default: from --output, else onnx")
+    p.add_argument("--format", choices=FORMATS, default=None, help="default: from --output, else onnx")
     p.add_argument("--output", metavar="FILE", help="default: <run dir>/<model>-<last|best>.onnx (or .pt2)")
     p.add_argument("--ema", action="store_true", help="export the EMA weights")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-import torch
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="describe a registered model", description=__doc__)
@@ -29,6 +27,8 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 def describe(name: str, size: tuple[int, int] | None = None) -> dict:
     """Everything ``botnet info`` prints, as a dict (the model is built on the meta device: no memory, no weights)."""
+    import torch
+
     from ..models import count_macs, count_params, create_model, describe_model, get_config
 
     cfg = get_config(name)  # an unknown name is a ValueError with suggestions

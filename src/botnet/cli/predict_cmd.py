@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..data.folder import DEFAULT_MAX_PIXELS
 from ..engine.reporting import atomic_write
+
+DEFAULT_MAX_PIXELS = 89_478_485  # botnet.data.folder.DEFAULT_MAX_PIXELS (PIL's), without importing torch for the help
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -6,9 +6,10 @@ import argparse
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..models import paper_table
-from ..models.paper import GMACS_TOLERANCE, PARAMS_TOLERANCE_M, TableEntry
+if TYPE_CHECKING:
+    from ..models.paper import TableEntry
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -47,6 +48,8 @@ def format_table(entries: list[TableEntry]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..models.paper import GMACS_TOLERANCE, PARAMS_TOLERANCE_M, paper_table
+
     entries = paper_table()
     print(format_table(entries))
     bad = [e for e in entries if not (e.params_ok and e.gmacs_ok)]

@@ -1,19 +1,16 @@
-"""What every task shares: the training loop, checkpoints, options, loaders, distributed set-up, metrics files."""
+"""What every task shares: the training loop, checkpoints, options, loaders, distributed set-up, metrics files.
 
-from .checkpoint import CheckpointError, load_training_state, read_model_metadata, resolve_checkpoint
-from .config import build_config, load_yaml, save_yaml
-from .loop import Trainer
-from .stopping import TrainingError, TrainingInterrupted
+Names are imported on first use: the option machinery (:mod:`.config`) and :mod:`.stopping` load without torch.
+"""
 
-__all__ = [
-    "CheckpointError",
-    "Trainer",
-    "TrainingError",
-    "TrainingInterrupted",
-    "build_config",
-    "load_training_state",
-    "load_yaml",
-    "read_model_metadata",
-    "resolve_checkpoint",
-    "save_yaml",
-]
+from .._lazy import lazy_exports
+
+__all__ = lazy_exports(
+    __name__,
+    {
+        "checkpoint": ("CheckpointError", "load_training_state", "read_model_metadata", "resolve_checkpoint"),
+        "config": ("build_config", "load_yaml", "save_yaml"),
+        "loop": ("Trainer",),
+        "stopping": ("TrainingError", "TrainingInterrupted"),
+    },
+)

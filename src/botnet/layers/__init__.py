@@ -1,36 +1,26 @@
-"""Layers of the BoTNet paper: MHSA2d, its position encodings, and the residual blocks."""
+"""Layers of the BoTNet paper: MHSA2d, its position encodings, and the residual blocks.
 
-from .activations import ACTIVATIONS, get_act_layer
-from .attention import BACKENDS, POS_ENCODINGS, MHSA2d
-from .blocks import EXPANSION, BoTBlock, Bottleneck
-from .non_local import NonLocal2d
-from .position import (
-    EXTEND_MODES,
-    AbsolutePosition2d,
-    RelativePosition2d,
-    absolute_logits,
-    relative_logits,
-    resize_abs_table,
-    resize_rel_table,
+Names are imported on first use; :mod:`.choices` (what a model config may choose) imports no torch.
+"""
+
+from .._lazy import lazy_exports
+
+__all__ = lazy_exports(
+    __name__,
+    {
+        "activations": ("ACTIVATIONS", "get_act_layer"),
+        "attention": ("MHSA2d",),
+        "blocks": ("EXPANSION", "BoTBlock", "Bottleneck"),
+        "choices": ("ACTIVATION_NAMES", "BACKENDS", "EXTEND_MODES", "POS_ENCODINGS"),
+        "non_local": ("NonLocal2d",),
+        "position": (
+            "AbsolutePosition2d",
+            "RelativePosition2d",
+            "absolute_logits",
+            "relative_logits",
+            "resize_abs_table",
+            "resize_rel_table",
+        ),
+        "squeeze_excite": ("SqueezeExcite",),
+    },
 )
-from .squeeze_excite import SqueezeExcite
-
-__all__ = [
-    "ACTIVATIONS",
-    "BACKENDS",
-    "EXPANSION",
-    "EXTEND_MODES",
-    "POS_ENCODINGS",
-    "AbsolutePosition2d",
-    "BoTBlock",
-    "Bottleneck",
-    "MHSA2d",
-    "NonLocal2d",
-    "RelativePosition2d",
-    "SqueezeExcite",
-    "absolute_logits",
-    "get_act_layer",
-    "relative_logits",
-    "resize_abs_table",
-    "resize_rel_table",
-]

@@ -13,11 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .choices import BACKENDS, POS_ENCODINGS
 from .chunked import ChunkedAttention
 from .position import AbsolutePosition2d, RelativePosition2d
-
-POS_ENCODINGS = ("relative", "absolute", "none")
-BACKENDS = ("auto", "math", "sdpa", "chunked", "flex")
 
 
 class MHSA2d(nn.Module):

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-EXTEND_MODES = ("clip", "interpolate")
+from .choices import EXTEND_MODES
 
 
 def _check_extend(extend: str) -> None:

@@ -1,78 +1,43 @@
-"""Networks as data: configs, the BoTNet class, the registry and the paper's presets."""
+"""Networks as data: configs, the BoTNet class, the registry and the paper's presets.
 
+The registry and the configs import no torch (``botnet list`` answers at once); the other names are imported on
+first use.
+"""
+
+from .._lazy import lazy_exports
 from . import presets as _presets  # noqa: F401  (registers the paper's models)
-from .attention_maps import AttentionMap, attention_layers, attention_maps
-from .botnet import IMAGENET_MEAN, IMAGENET_STD, BoTNet
-from .complexity import count_macs, count_params
-from .config import BoTNetConfig
-from .paper import PAPER_ROWS, PaperRow, TableEntry, paper_table
-from .presets import (
-    botnet26,
-    botnet50,
-    botnet101,
-    botnet152,
-    botnet200,
-    botnet_s1_50,
-    botnet_s1_59,
-    botnet_s1_77,
-    botnet_s1_110,
-    botnet_s1_128,
-    botnet_t3,
-    botnet_t4,
-    botnet_t5,
-    botnet_t6,
-    botnet_t7,
-    botnet_tiny,
-    resnet50,
-    resnet101,
-    resnet152,
-    resnet200,
-)
-from .registry import create_model, describe_model, get_config, list_models, register_model
-from .weights import TransferReport, load_torchvision_weights, load_weights, read_metadata, save_weights
 
-__all__ = [
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "PAPER_ROWS",
-    "AttentionMap",
-    "BoTNet",
-    "BoTNetConfig",
-    "PaperRow",
-    "TableEntry",
-    "TransferReport",
-    "attention_layers",
-    "attention_maps",
-    "botnet50",
-    "botnet101",
-    "botnet152",
-    "botnet200",
-    "botnet_s1_50",
-    "botnet_s1_59",
-    "botnet_s1_77",
-    "botnet_s1_110",
-    "botnet_s1_128",
-    "botnet_t3",
-    "botnet_t4",
-    "botnet_t5",
-    "botnet_t6",
-    "botnet_t7",
-    "botnet_tiny",
-    "botnet26",
-    "count_macs",
-    "count_params",
-    "create_model",
-    "describe_model",
-    "get_config",
-    "list_models",
-    "load_torchvision_weights",
-    "load_weights",
-    "paper_table",
-    "read_metadata",
-    "register_model",
-    "resnet50",
-    "resnet101",
-    "resnet152",
-    "resnet200",
-    "save_weights",
-]
+__all__ = lazy_exports(
+    __name__,
+    {
+        "attention_maps": ("AttentionMap", "attention_layers", "attention_maps"),
+        "botnet": ("IMAGENET_MEAN", "IMAGENET_STD", "BoTNet"),
+        "complexity": ("count_macs", "count_params"),
+        "config": ("BoTNetConfig",),
+        "paper": ("PAPER_ROWS", "PaperRow", "TableEntry", "paper_table"),
+        "presets": (
+            "botnet26",
+            "botnet50",
+            "botnet101",
+            "botnet152",
+            "botnet200",
+            "botnet_s1_50",
+            "botnet_s1_59",
+            "botnet_s1_77",
+            "botnet_s1_110",
+            "botnet_s1_128",
+            "botnet_t3",
+            "botnet_t4",
+            "botnet_t5",
+            "botnet_t6",
+            "botnet_t7",
+            "botnet_tiny",
+            "resnet50",
+            "resnet101",
+            "resnet152",
+            "resnet200",
+        ),
+        "registry": ("create_model", "describe_model", "get_config", "list_models", "register_model"),
+        "weights": ("TransferReport", "load_torchvision_weights", "load_weights", "read_metadata", "save_weights"),
+    },
+)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, fields
 
-from ..layers import ACTIVATIONS, BACKENDS, EXTEND_MODES, POS_ENCODINGS
+from ..layers.choices import ACTIVATION_NAMES, BACKENDS, EXTEND_MODES, POS_ENCODINGS
 
 STAGES = (2, 3, 4, 5)  # the paper's c2..c5, built as layer1..layer4
 
@@ -89,8 +89,8 @@ class BoTNetConfig:
             fail(f"c5_stride must be 1 or 2, got {self.c5_stride}")
         if not 0.0 <= self.se_ratio < 1.0:
             fail(f"se_ratio must be in [0, 1), got {self.se_ratio}")
-        if self.act not in ACTIVATIONS:
-            fail(f"act must be one of {sorted(ACTIVATIONS)}, got {self.act!r}")
+        if self.act not in ACTIVATION_NAMES:
+            fail(f"act must be one of {sorted(ACTIVATION_NAMES)}, got {self.act!r}")
         if self.pos_enc not in POS_ENCODINGS:
             fail(f"pos_enc must be one of {POS_ENCODINGS}, got {self.pos_enc!r}")
         if self.pos_extend not in EXTEND_MODES:

@@ -7,9 +7,13 @@ keyword-only function: ``botnet50(num_classes=10, img_size=512)``.
 
 from __future__ import annotations
 
-from .botnet import BoTNet
+from typing import TYPE_CHECKING
+
 from .config import BoTNetConfig
 from .registry import create_model, register_model
+
+if TYPE_CHECKING:  # registering the presets imports no torch
+    from .botnet import BoTNet
 
 R50, R101, R152, R200 = (3, 4, 6, 3), (3, 4, 23, 3), (3, 8, 36, 3), (3, 24, 36, 3)
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import difflib
 import fnmatch
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .botnet import BoTNet
 from .config import BoTNetConfig
-from .weights import load_weights
+
+if TYPE_CHECKING:  # the registry imports no torch: ``botnet list`` answers at once
+    from .botnet import BoTNet
 
 _CONFIGS: dict[str, BoTNetConfig] = {}
 _DESCRIPTIONS: dict[str, str] = {}
@@ -58,6 +60,9 @@ def create_model(
         **overrides: any :class:`BoTNetConfig` field, e.g. ``img_size=1024``, ``pos_enc="absolute"``. An unknown
             field is a TypeError naming the valid ones.
     """
+    from .botnet import BoTNet
+    from .weights import load_weights
+
     cfg = get_config(name).replace(num_classes=num_classes, **overrides)
     model = BoTNet(cfg)
     model.pretrained_cfg["architecture"] = name
