@@ -427,7 +427,7 @@ def test_hostile_images_are_skipped_with_a_count_and_refused_by_predict(tmp_path
 
 
 def test_first_ctrl_c_requests_a_stop_and_the_second_interrupts():
-    from botnet.engine.loop import stop_requests
+    from botnet.engine.stopping import stop_requests
 
     with stop_requests() as received:
         os.kill(os.getpid(), signal.SIGTERM)
