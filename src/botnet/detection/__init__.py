@@ -29,9 +29,11 @@ from .models import (
     maskrcnn_resnet152_fpn,
     maskrcnn_resnet200_fpn,
 )
+from .transform import FlooredResizeTransform
 
 __all__ = [
     "DETECTION_MODELS",
+    "FlooredResizeTransform",
     "PadToSizeTransform",
     "botnet_fpn_backbone",
     "create_detection_model",
