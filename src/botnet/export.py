@@ -13,6 +13,11 @@ file ``botnet.json``, read with ``torch.export.load(path, extra_files={"botnet.j
 The file is written next to its destination under a temporary name, checked (the exported model run at two input
 sizes and batch sizes must match PyTorch within ``atol``), and only then renamed into place: a failed or
 interrupted export leaves no file and never replaces a good one.
+
+The ONNX opset is the one asked for or refused: :func:`supported_opsets` is what the installed exporter writes
+(torch.onnx's dynamo exporter implements its operators in opset 18 and declares versions up to its
+``ONNX_MAX_OPSET``; asked for less, it silently writes 18, and asked for more it fails its version conversion and
+writes 18 as well). Any other opset is refused before any work, and the written file's opset is checked.
 """
 
 from __future__ import annotations
@@ -40,8 +45,62 @@ METADATA_FILE = "botnet.json"  # the extra file of a .pt2 archive
 DEFAULT_ATOL = 1e-4
 
 
+# What torch 2.15's exporter gives, for a torch whose private constants have moved.
+_FALLBACK_OPSETS = (18, 23, 20)  # (lowest, highest, default)
+
+
 class ExportError(RuntimeError):
     """An export that could not be written or did not reproduce the PyTorch model."""
+
+
+def _exporter_opsets() -> tuple[int, int, int]:
+    """(lowest, highest, default) opset of the installed torch.onnx dynamo exporter."""
+    try:
+        from torch.onnx import _constants as onnx_constants
+        from torch.onnx._internal.exporter import _constants as exporter_constants
+
+        return (
+            int(exporter_constants.TORCHLIB_OPSET),
+            int(onnx_constants.ONNX_MAX_OPSET),
+            int(onnx_constants.ONNX_DEFAULT_OPSET),
+        )
+    except (ImportError, AttributeError):  # pragma: no cover - another torch layout
+        return _FALLBACK_OPSETS
+
+
+def supported_opsets() -> range:
+    """The ONNX opsets an export can be written in: from the opset torch.onnx's operators are implemented in (18) to
+    the highest torch declares (23 in torch 2.15), within what the installed ``onnx`` package knows."""
+    low, high, _ = _exporter_opsets()
+    try:
+        import onnx
+
+        high = min(high, int(onnx.defs.onnx_opset_version()))
+    except ImportError:
+        pass
+    return range(low, high + 1)
+
+
+def default_opset() -> int:
+    """The opset written when none is asked for: the exporter's default (20 in torch 2.15), within the range."""
+    supported = supported_opsets()
+    return min(max(_exporter_opsets()[2], supported.start), supported.stop - 1)
+
+
+def check_opset(opset: Any) -> int:
+    """``opset`` if the exporter can write it (``None``: :func:`default_opset`); otherwise an error with the range."""
+    if opset is None:
+        return default_opset()
+    supported = supported_opsets()
+    if isinstance(opset, bool) or not isinstance(opset, int):
+        raise TypeError(f"--opset must be an integer opset version, got {opset!r}")
+    if opset not in supported:
+        raise ValueError(
+            f"--opset {opset} is not supported: the installed ONNX exporter (torch {torch.__version__}) writes opsets "
+            f"{supported.start} to {supported.stop - 1}; pass one of these, or leave --opset out for "
+            f"{default_opset()}"
+        )
+    return opset
 
 
 @dataclass
@@ -64,11 +123,13 @@ class ExportReport:
     metadata: dict[str, Any]
     checks: list[Check] = field(default_factory=list)
     atol: float = DEFAULT_ATOL
+    opset: int | None = None  # the ONNX opset of the file (None for .pt2)
 
     def summary(self) -> str:
         meta = self.metadata
+        kind = f"{self.format}, opset {self.opset}" if self.opset is not None else self.format
         lines = [
-            f"wrote {self.path} ({self.size_bytes / 2**20:.1f} MiB, {self.format}): {meta['model']}, "
+            f"wrote {self.path} ({self.size_bytes / 2**20:.1f} MiB, {kind}): {meta['model']}, "
             f"{meta['num_classes']} classes, input (batch, 3, height, width) with height, width >= "
             f"{meta['min_input_size'][0]}"
         ]
@@ -163,7 +224,12 @@ def verification_sizes(model: nn.Module, input_size: int | Sequence[int] | None)
     return [(1, h, w), (2, h + stride + 3, max(smallest, (3 * w) // 4 + 1))]
 
 
-def _write_onnx(ep: torch.export.ExportedProgram, path: Path, metadata: dict[str, Any], opset: int | None) -> None:
+def onnx_opset(proto: Any) -> int | None:
+    """The default-domain (``ai.onnx``) opset version of an ONNX ``ModelProto``."""
+    return next((int(entry.version) for entry in proto.opset_import if entry.domain in ("", "ai.onnx")), None)
+
+
+def _write_onnx(ep: torch.export.ExportedProgram, path: Path, metadata: dict[str, Any], opset: int) -> None:
     try:
         import onnx
     except ImportError:
@@ -176,6 +242,12 @@ def _write_onnx(ep: torch.export.ExportedProgram, path: Path, metadata: dict[str
         raise ExportError(f"the ONNX conversion failed: {type(err).__name__}: {err}") from err
     program.save(str(path), external_data=False)
     proto = onnx.load(str(path))
+    written = onnx_opset(proto)
+    if written != opset:
+        raise ExportError(
+            f"the ONNX exporter wrote opset {written}, not the opset {opset} asked for; nothing was written (opsets "
+            f"{supported_opsets().start} to {supported_opsets().stop - 1} are supported)"
+        )
     # torch.export names the symbolic sizes s0, s1, ...; give them the names users look for.
     dims = proto.graph.input[0].type.tensor_type.shape.dim
     names = {dims[i].dim_param: new for i, new in ((0, "batch"), (2, "height"), (3, "width")) if dims[i].dim_param}
@@ -281,6 +353,7 @@ def export_model(
     """Export ``model`` (a BoTNet classifier) to ``path``; ``meta`` holds ``model``, ``class_names``, ``preprocess``.
 
     ``format`` is "onnx" or "pt2" (default: from the file suffix). The file appears only once complete and checked.
+    ``opset`` (ONNX only) must be in :func:`supported_opsets`; ``None`` writes :func:`default_opset`.
     """
     path = Path(path)
     if not atol >= 0:
@@ -295,6 +368,10 @@ def export_model(
         raise ValueError(f"a {format} file should end in {FORMATS[format]}, got {path.name}")
     if path.is_dir():
         raise ValueError(f"{path} is a directory: give a file name ending in {FORMATS[format]}")
+    if format == "onnx":
+        opset = check_opset(opset)
+    elif opset is not None:
+        raise ValueError(f"--opset applies to ONNX files only, not to {format}; drop it or export to .onnx")
     path.parent.mkdir(parents=True, exist_ok=True)
     model = _inference_copy(model)
     metadata = export_metadata(model, meta)
@@ -307,7 +384,7 @@ def export_model(
         else:
             _write_pt2(ep, tmp, metadata)
         checks = verify_export(tmp, model, shapes, atol) if verify else []
-    return ExportReport(path, format, path.stat().st_size, metadata, checks, atol)
+    return ExportReport(path, format, path.stat().st_size, metadata, checks, atol, opset)
 
 
 def export_checkpoint(checkpoint: str | Path, output: str | Path | None = None, *, ema: bool = False, **kwargs):

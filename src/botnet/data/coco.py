@@ -1,7 +1,15 @@
 """COCO-format detection / instance-segmentation dataset (the paper's COCO Mask R-CNN experiments).
 
 The annotation file is checked before pycocotools sees it, so a malformed file fails with the entry and the key at
-fault instead of a ``KeyError`` deep in training. Images are decoded with :func:`~botnet.data.folder.load_rgb`; an
+fault instead of a ``KeyError`` deep in training. Only regular files are read (:mod:`botnet.data.scan`): an
+annotation file that is a FIFO or a device is refused, and such an image file gives a bad sample without being
+opened.
+
+Duplicates are named. One image file under several image ids is an error: its annotations would be split between
+the ids, so each copy would teach (and be evaluated against) an incomplete set of objects, the missing ones as
+background. Two categories with the same name are a warning: annotations and evaluation go by category id, so
+training is still right (COCO-style data can legitimately reuse a name under two supercategories), but the names in
+pictures and results are ambiguous. Images are decoded with :func:`~botnet.data.folder.load_rgb`; an
 undecodable file gives a :class:`~botnet.data.folder.BadSample`, as in :class:`~botnet.data.folder.ImageFolderDataset`.
 """
 
@@ -26,6 +34,7 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
 from .folder import DEFAULT_MAX_PIXELS, UNREADABLE_IMAGE_ERRORS, BadSample, DataError, load_rgb
+from .scan import NotRegularFile, file_kind, open_regular
 
 _REQUIRED_KEYS = {
     "images": ("id", "file_name", "width", "height"),
@@ -73,9 +82,10 @@ class CocoDetection(Dataset):
 
     Raises:
         DataError: the JSON is malformed (missing keys, wrong types, duplicate ids, unknown category or image ids,
-            RLE sizes that differ from the image's, no ``segmentation`` with ``masks=True``), a ``file_name`` leaves
-            ``root``, or image files are missing. Reading a sample raises it when the image's size differs from the
-            JSON's ``width`` / ``height``.
+            RLE sizes that differ from the image's, no ``segmentation`` with ``masks=True``), ``categories`` is
+            empty, a ``file_name`` leaves ``root``, image files are missing, or one image file is listed under
+            several image ids. Reading a sample raises it when the image's size differs from the JSON's ``width`` /
+            ``height``. Two categories of the same name give a warning.
     """
 
     def __init__(
@@ -101,6 +111,12 @@ class CocoDetection(Dataset):
         images = _check_entries(data, "images", self.ann_file)
         categories = _check_entries(data, "categories", self.ann_file)
         annotations = _check_entries(data, "annotations", self.ann_file)
+        if not categories:
+            raise DataError(
+                f"{self.ann_file} has an empty 'categories' list: a detection dataset needs at least one category "
+                'to detect; add entries such as {"id": 1, "name": "cat"} and refer to their ids in the annotations'
+            )
+        _warn_duplicate_names(categories, self.ann_file)
         self.image_ids: list[int] = [img["id"] for img in images]
         self.cat_ids: list[int] = sorted(cat["id"] for cat in categories)
         names = {cat["id"]: cat["name"] for cat in categories}
@@ -124,8 +140,11 @@ class CocoDetection(Dataset):
                 self._anns[ann["image_id"]].append(ann)
 
     def _check_file_names(self, images: list[dict[str, Any]]) -> None:
+        """Every image inside ``root``, present, and listed once (a file that is not a regular file is left to give
+        a bad sample when read, never opened)."""
         root = self.root.resolve()
         missing = []
+        first_id: dict[Any, int] = {}
         for img in images:
             name = img["file_name"]
             path = (self.root / name).resolve()
@@ -134,8 +153,19 @@ class CocoDetection(Dataset):
                     f"{self.ann_file}: image id {img['id']} has file_name {name!r}, which is outside the image "
                     f"folder {self.root}; file names must be relative paths inside it"
                 )
-            if not path.is_file():
+            try:
+                st = os.stat(path)
+            except OSError:
                 missing.append(str(self.root / name))
+                continue
+            key = (st.st_dev, st.st_ino)  # the same file under two names (links) too
+            if key in first_id:
+                raise DataError(
+                    f"{self.ann_file}: image ids {first_id[key]} and {img['id']} are the same image file "
+                    f"{self.root / name}: its annotations would be split between two images, each missing the "
+                    "other's objects; list each file once and give all its annotations that image id"
+                )
+            first_id[key] = img["id"]
         if missing:
             raise DataError(
                 f"{len(missing)} of {len(images)} image files listed in {self.ann_file} are missing under "
@@ -204,12 +234,29 @@ def _decode(rles: list[dict[str, Any]]) -> np.ndarray:
         return mask_utils.decode(rles)
 
 
+def _warn_duplicate_names(categories: list[dict[str, Any]], ann_file: Path) -> None:
+    ids: dict[str, list[int]] = {}
+    for cat in categories:
+        ids.setdefault(cat["name"], []).append(cat["id"])
+    duplicates = {name: cat_ids for name, cat_ids in ids.items() if len(cat_ids) > 1}
+    if duplicates:
+        listed = "; ".join(f"{name!r}: ids {', '.join(map(str, cat_ids))}" for name, cat_ids in duplicates.items())
+        warnings.warn(
+            f"{ann_file} gives several categories the same name ({listed}); they are trained and evaluated as "
+            "separate classes, but their names in pictures and results are ambiguous. Merge them or rename one",
+            stacklevel=3,
+        )
+
+
 def _read_json(ann_file: Path) -> dict[str, Any]:
-    if not ann_file.is_file():
-        raise DataError(f"COCO annotation file {ann_file} does not exist")
     try:
-        with open(ann_file, encoding="utf-8") as f:
+        with open_regular(ann_file) as f:
             data = json.load(f)
+    except FileNotFoundError:
+        raise DataError(f"COCO annotation file {ann_file} does not exist") from None
+    except NotRegularFile:
+        kind = file_kind(os.stat(ann_file).st_mode)
+        raise DataError(f"COCO annotation file {ann_file} is a {kind}, not a regular file") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DataError(f"{ann_file} is not valid JSON: {e}") from None
     if not isinstance(data, dict):

@@ -4,6 +4,7 @@ Training uses the multi-scale jitter of the paper's COCO recipe ([0.8, 1.25] by 
 up to [0.1, 2.0] for long schedules): flip, resize the longer side to ``size`` times a random scale, crop or pad to
 ``size x size``, drop the boxes the crop cut away. Evaluation only converts the image to float: torchvision's
 ``GeneralizedRCNNTransform`` inside the model resizes, and its predictions come back in original-image coordinates.
+Both resizes keep each side at least 1 px, so an image of extreme aspect ratio (5000 x 20) is resized, not a crash.
 """
 
 from __future__ import annotations
@@ -32,6 +33,15 @@ def _per_instance_fields(sample: Any) -> tuple[Tensor, ...]:
     """The ``labels``, ``area`` and ``iscrowd`` of an ``(image, target)`` sample, for ``SanitizeBoundingBoxes``."""
     target = sample[1]
     return tuple(target[key] for key in _PER_INSTANCE_KEYS if key in target)
+
+
+class FlooredScaleJitter(v2.ScaleJitter):
+    """torchvision's ``ScaleJitter`` with each side at least 1 px: scaling a 5000 x 20 image so its long side fits
+    ``size`` would round the short side down to 0 px, which no resize accepts."""
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        height, width = super().make_params(flat_inputs)["size"]
+        return {"size": (max(1, height), max(1, width))}
 
 
 def build_detection_train_transform(
@@ -67,7 +77,7 @@ def build_detection_train_transform(
     steps: list[v2.Transform] = []
     if hflip > 0:
         steps.append(v2.RandomHorizontalFlip(hflip))
-    steps.append(v2.ScaleJitter(target_size=(size, size), scale_range=tuple(scale_range), antialias=True))
+    steps.append(FlooredScaleJitter(target_size=(size, size), scale_range=tuple(scale_range), antialias=True))
     if fixed_size:
         steps.append(v2.RandomCrop(size, pad_if_needed=True, fill=0))  # fill 0 for the image and the masks
     steps.append(v2.SanitizeBoundingBoxes(min_size=1, labels_getter=_per_instance_fields))

@@ -1,9 +1,11 @@
 """Image-folder classification dataset (``DIR/<split>/<class>/*.jpg``) that survives unreadable images.
 
-The folder walk is torchvision's (``find_classes`` / ``make_dataset`` / ``IMG_EXTENSIONS``); this module adds clear
-errors for a badly laid-out dataset, decoding of every PIL mode to RGB, and a :class:`BadSample` in place of a crash
-for a file that cannot be decoded, so a training loop can skip it (:func:`collate_skip_bad`) and stop only when too
-many are bad (:class:`BadImageTracker`).
+The layout and file order are torchvision's (``find_classes``, ``IMG_EXTENSIONS``, ``make_dataset``'s order); the walk
+(:func:`~botnet.data.scan.scan_class_folders`) follows each link once, never loops and keeps a file reached twice
+once, under its first class. This module adds clear errors for a badly laid-out dataset, decoding of every PIL mode
+to RGB, and a :class:`BadSample` in place of a crash for a file that cannot be decoded or is not a regular file (a
+FIFO, socket or device is never opened), so a training loop can skip it (:func:`collate_skip_bad`) and stop only
+when too many are bad (:class:`BadImageTracker`).
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ import torch
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset, default_collate
-from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, has_file_allowed_extension, make_dataset
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, has_file_allowed_extension
 from torchvision.transforms.v2 import functional as TF
+
+from .scan import NotRegularFile, check_regular, open_regular, scan_class_folders
 
 DEFAULT_MAX_PIXELS = 89_478_485  # PIL's default Image.MAX_IMAGE_PIXELS
 _LAYOUT = "DIR/train/<class>/*.jpg and DIR/val/<class>/*.jpg"
@@ -54,9 +58,12 @@ class BadSample(NamedTuple):
 def load_rgb(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Open, fully decode and convert an image file to RGB.
 
-    Alpha is dropped (as in ``Image.convert("RGB")``); palette images with transparency go through RGBA. 16-bit
-    samples (modes ``I;16*`` and ``I``, which older Pillow uses for 16-bit PNGs) are scaled 0..65535 -> 0..255;
-    ``F`` follows Pillow's own conversion (values clipped to 0..255).
+    Only a regular file is opened (:func:`~botnet.data.scan.open_regular`): a FIFO, socket or device is an
+    ``OSError`` (:class:`~botnet.data.scan.NotRegularFile`) before anything opens it. Alpha is dropped (as in
+    ``Image.convert("RGB")``); palette images with transparency go through RGBA. Integer gray modes wider than 8 bits
+    (``I;16*``, and ``I``, 32-bit, which older Pillow also uses for 16-bit PNGs) are converted by the range their
+    values actually use (:func:`_wide_gray_to_8bit`). ``F`` follows Pillow's own conversion (values clipped to
+    0..255).
 
     Args:
         path: image file.
@@ -73,7 +80,7 @@ def load_rgb(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MAX_
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            with Image.open(path) as img:
+            with open_regular(path) as fh, Image.open(fh) as img:
                 width, height = img.size
                 if max_pixels is not None and width * height > max_pixels:
                     raise Image.DecompressionBombError(
@@ -90,12 +97,30 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     if img.mode == "RGB":
         return img.copy()
     if img.mode in _SIXTEEN_BIT_MODES:
-        samples = np.asarray(img, dtype=np.float64)  # (H, W)
-        gray = np.clip(np.rint(samples / 257.0), 0, 255).astype(np.uint8)
+        gray = _wide_gray_to_8bit(np.asarray(img, dtype=np.float64))  # (H, W)
         return Image.fromarray(gray, mode="L").convert("RGB")
     if img.mode == "P" and "transparency" in img.info:
         return img.convert("RGBA").convert("RGB")
     return img.convert("RGB")
+
+
+def _wide_gray_to_8bit(samples: np.ndarray) -> np.ndarray:
+    """uint8 gray from integer samples of a 16- or 32-bit gray image, by the range the values actually use:
+
+    - all in 0..255: 8-bit data stored in a wider mode (mode ``I`` from a NumPy uint8/int32 array, a TIFF written
+      as 32-bit): kept as they are, so it does not come out nearly black;
+    - all in 0..65535: 16-bit data, scaled 0..65535 -> 0..255 (a dark 16-bit image stays dark);
+    - otherwise (negative or above 65535, only possible in 32-bit mode ``I``): stretched linearly from its own
+      minimum..maximum to 0..255 (a constant image gives 0).
+    """
+    low, high = (float(samples.min()), float(samples.max())) if samples.size else (0.0, 0.0)
+    if low >= 0 and high <= 255:
+        scaled = samples
+    elif low >= 0 and high <= 65535:
+        scaled = samples / 257.0
+    else:
+        scaled = (samples - low) * (255.0 / (high - low)) if high > low else np.zeros_like(samples)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
 def _is_visible_image(path: str) -> bool:
@@ -106,8 +131,10 @@ class ImageFolderDataset(Dataset):
     """Classification images laid out as ``root/<split>/<class>/**/<image>`` (torchvision's ImageFolder layout).
 
     Files with the extensions of torchvision's ``IMG_EXTENSIONS`` are collected, in nested folders too; hidden files
-    and folders (names starting with ``.``, e.g. macOS ``._x.jpg``) are ignored. A file that cannot be decoded gives
-    a :class:`BadSample` instead of a sample.
+    and folders (names starting with ``.``, e.g. macOS ``._x.jpg``) are ignored. Links are followed once, a link
+    loop is not entered, and a file reached twice is counted once, under the first class (in class order) that
+    reaches it (:mod:`botnet.data.scan`). A file that cannot be decoded, or is not a regular file (a FIFO, socket or
+    device, never opened), gives a :class:`BadSample` instead of a sample.
 
     Args:
         root: dataset folder holding one folder per split.
@@ -144,9 +171,7 @@ class ImageFolderDataset(Dataset):
         self.classes: list[str] = found
         self.class_to_idx: dict[str, int] = {name: i for i, name in enumerate(found)}
 
-        self.samples: list[tuple[str, int]] = make_dataset(
-            str(split_dir), self.class_to_idx, is_valid_file=_is_visible_image, allow_empty=True
-        )
+        self.samples: list[tuple[str, int]] = scan_class_folders(split_dir, self.class_to_idx, _is_visible_image)
         empty = sorted(set(self.classes) - {self.classes[target] for _, target in self.samples})
         if empty:
             raise DataError(
@@ -293,11 +318,15 @@ class BadImageTracker:
 
 
 def read_images(paths: list[str | Path], max_pixels: int = DEFAULT_MAX_PIXELS) -> list[torch.Tensor]:
-    """uint8 (3, H, W) tensors; a file that is missing or not an image is a ValueError naming it."""
+    """uint8 (3, H, W) tensors; a file that is missing, not a regular file, or not an image is an error naming it."""
     images = []
     for path in map(Path, paths):
-        if not path.is_file():
-            raise FileNotFoundError(f"image {path} does not exist")
+        try:
+            check_regular(path)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"image {path} does not exist") from None
+        except NotRegularFile as err:
+            raise ValueError(f"image {err}; give image files") from None
         try:
             images.append(TF.pil_to_tensor(load_rgb(path, max_pixels)))
         except UNREADABLE_IMAGE_ERRORS as err:

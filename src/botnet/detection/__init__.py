@@ -11,6 +11,7 @@ __all__ = lazy_exports(
     {
         "backbone": ("botnet_fpn_backbone", "load_backbone_weights", "replace_batchnorm"),
         "config": ("DetectConfig",),
+        "transform": ("FlooredResizeTransform",),
         "models": (
             "DETECTION_MODELS",
             "PadToSizeTransform",

@@ -2,8 +2,9 @@
 
 Both sides of the paper's comparison come from one code path: ``maskrcnn_resnet50_fpn`` and
 ``maskrcnn_botnet50_fpn`` differ only in the c5 blocks. torchvision's heads, RoIAlign, NMS and
-``GeneralizedRCNNTransform`` are used as they are. Images of any size work; ``fixed_size=True`` pads every batch
-to ``image_size`` x ``image_size``, the paper's 1024 x 1024 setting.
+``GeneralizedRCNNTransform`` are used as they are, the transform's resize with a floor of 1 px per side
+(:class:`~botnet.detection.transform.FlooredResizeTransform`). Images of any size and aspect ratio work;
+``fixed_size=True`` pads every batch to ``image_size`` x ``image_size``, the paper's 1024 x 1024 setting.
 """
 
 from __future__ import annotations
@@ -17,17 +18,17 @@ from torchvision.models.detection import FasterRCNN, MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
-from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from .backbone import WeightsSource, botnet_fpn_backbone
+from .transform import FlooredResizeTransform
 
 DEFAULT_ANCHOR_SIZES = (32, 64, 128, 256, 512)  # torchvision's, one size per FPN level (c2..c5 + pool)
 ASPECT_RATIOS = (0.5, 1.0, 2.0)
 
 
-class PadToSizeTransform(GeneralizedRCNNTransform):
+class PadToSizeTransform(FlooredResizeTransform):
     """torchvision's detection transform, but every batch is padded to exactly ``pad_to`` = (H, W).
 
     With ``min_size == max_size == S`` torchvision resizes each image so its longer side is S; padding to S x S
@@ -110,10 +111,9 @@ def _detector(
     cls = MaskRCNN if kind == "maskrcnn" else FasterRCNN
     model = cls(fpn, num_classes=None if given_predictor else num_classes, **kwargs)
     if fixed_size:
-        t = model.transform
-        model.transform = PadToSizeTransform(
-            t.min_size, t.max_size, t.image_mean, t.image_std, pad_to=(image_size, image_size)
-        )
+        model.transform = PadToSizeTransform.like(model.transform, pad_to=(image_size, image_size))
+    else:
+        model.transform = FlooredResizeTransform.like(model.transform)
     return model
 
 

@@ -14,6 +14,12 @@ It is written to a temporary sibling directory, flushed to disk, then swapped in
 leaves either the old or the new checkpoint complete (``last.old`` is the old one during the swap, and readers fall
 back to it). ``last.prev`` keeps the checkpoint before ``last``: a resumed run whose ``last`` turns out damaged
 continues from it.
+
+``--resume`` and ``--checkpoint`` take a run directory or a checkpoint inside it: :func:`resolve_run_dir` gives the
+run that owns a checkpoint (a resume always continues that run, and nothing is written inside a checkpoint), and
+:func:`resolve_checkpoint` the checkpoint to read. Integrity is never silently off: a checkpoint without its
+manifest still loads (a hand-made or older one), with an :class:`UnverifiedCheckpointWarning`, and
+:func:`integrity_status` says so for reports such as ``eval``'s.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,10 +48,22 @@ SUMMARY_FILE = "checkpoint.json"
 MANIFEST_FILE = "manifest.json"
 PREVIOUS_SUFFIX = ".prev"  # the checkpoint before last/, kept to fall back to
 OLD_SUFFIX = ".old"  # the replaced checkpoint during a swap
+DAMAGED_SUFFIX = ".damaged"  # a last/ that failed its check on resume, kept for inspection
+CHECKPOINT_NAMES = tuple(
+    f"{name}{suffix}" for name in ("last", "best") for suffix in ("", OLD_SUFFIX, PREVIOUS_SUFFIX, DAMAGED_SUFFIX)
+)
+_CHECKPOINT_FILES = (MODEL_FILE, MANIFEST_FILE, STATE_FILE, SUMMARY_FILE)
+_RUN_FILES = (CONFIG_FILE, "metrics.jsonl")
+VERIFIED = "verified"
+UNVERIFIED = "unverified: no manifest.json"
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read: says which file and why."""
+
+
+class UnverifiedCheckpointWarning(UserWarning):
+    """A checkpoint loaded without an integrity check because it has no ``manifest.json``."""
 
 
 def _sha256(path: Path) -> str:
@@ -67,14 +86,24 @@ def write_manifest(ckpt_dir: Path) -> None:
     path.write_text(json.dumps({"files": files}, indent=1) + "\n")
 
 
-def verify_checkpoint(ckpt_dir: Path) -> None:
+def verify_checkpoint(ckpt_dir: Path) -> bool:
     """Check every file against the manifest written with the checkpoint: missing, truncated or altered files are a
-    :class:`CheckpointError` that names the file and what is wrong. A checkpoint without a manifest (written by hand
-    or by an older version) is not checked here; its loaders still report unreadable files."""
+    :class:`CheckpointError` that names the file and what is wrong. Returns ``True`` when every file was checked.
+
+    A checkpoint without a manifest (written by hand, by an older version, or with its manifest deleted) cannot be
+    checked: it gives an :class:`UnverifiedCheckpointWarning` that says so, and ``False``; its loaders still report
+    unreadable files.
+    """
     ckpt_dir = Path(ckpt_dir)
     manifest = ckpt_dir / MANIFEST_FILE
     if not manifest.exists():
-        return
+        warnings.warn(
+            f"{ckpt_dir} has no {MANIFEST_FILE}: its files cannot be verified (damage on disk or an edited file would "
+            "go unnoticed); it is loaded as it is",
+            UnverifiedCheckpointWarning,
+            stacklevel=2,
+        )
+        return False
     try:
         files = json.loads(manifest.read_text())["files"]
         expected = {name: (int(v["bytes"]), str(v["sha256"])) for name, v in files.items()}
@@ -97,6 +126,13 @@ def verify_checkpoint(ckpt_dir: Path) -> None:
                 f"{path} is corrupted: its SHA-256 differs from the one recorded when the checkpoint was written"
                 f"{_previous_hint(ckpt_dir)}"
             )
+    return True
+
+
+def integrity_status(ckpt_dir: Path) -> str:
+    """:data:`VERIFIED` or :data:`UNVERIFIED`, for a checkpoint that :func:`resolve_checkpoint` returned (which has
+    verified it when it has a manifest): what ``eval`` reports next to its metrics."""
+    return VERIFIED if (Path(ckpt_dir) / MANIFEST_FILE).is_file() else UNVERIFIED
 
 
 def _previous_hint(ckpt_dir: Path) -> str:
@@ -154,11 +190,59 @@ def link_checkpoint(source: Path, target: Path) -> Path:
     return write_checkpoint_dir(target, fill)
 
 
+def is_checkpoint_dir(path: str | Path) -> bool:
+    """Whether ``path`` is a checkpoint directory (it holds the weights, the manifest or the training state), or the
+    not yet existing ``last``/``best`` (or their ``.old``/``.prev`` copies) of a run directory."""
+    path = Path(path)
+    if path.is_dir():
+        return any((path / name).is_file() for name in _CHECKPOINT_FILES)
+    return not path.exists() and path.name in CHECKPOINT_NAMES and _holds_run(path.parent)
+
+
+def _holds_run(path: Path) -> bool:
+    return path.is_dir() and (
+        any((path / name).is_file() for name in _RUN_FILES)
+        or any((path / name / MODEL_FILE).is_file() for name in CHECKPOINT_NAMES)
+    )
+
+
+def checkpoint_owner(ckpt_dir: str | Path) -> Path | None:
+    """The run directory that checkpoint ``ckpt_dir`` belongs to (``RUN`` for ``RUN/best``), or ``None`` for a
+    checkpoint on its own (a copied or downloaded ``last/`` outside any run)."""
+    ckpt_dir = Path(ckpt_dir)
+    if ckpt_dir.name in CHECKPOINT_NAMES and _holds_run(ckpt_dir.parent):
+        return ckpt_dir.parent
+    return None
+
+
+def resolve_run_dir(path: str | Path) -> Path:
+    """The run directory that ``--resume PATH`` continues: ``PATH`` itself, or the run that owns the checkpoint
+    ``PATH`` (``RUN/last``, ``RUN/best``, ``RUN/last.prev``, or the ``model.safetensors`` inside one).
+
+    A resume always continues the run from its own last checkpoint; ``--resume RUN/best`` is ``--resume RUN``
+    (starting again from ``best/`` would overwrite the run's later epochs). Nothing is ever written inside a
+    checkpoint, so a checkpoint outside any run cannot be resumed and is a :class:`CheckpointError`.
+    """
+    path = Path(path)
+    if path.name == MODEL_FILE and path.is_file():
+        path = path.parent
+    if not is_checkpoint_dir(path):
+        return path
+    owner = checkpoint_owner(path)
+    if owner is None:
+        raise CheckpointError(
+            f"{path} is a checkpoint outside any run directory, and a resume writes to its run: copy it into a run "
+            f"directory as last/ (with that run's config.yaml) or fine-tune from it in a new run"
+        )
+    return owner
+
+
 def resolve_checkpoint(path: str | Path, *, verify: bool = True) -> Path:
     """The checkpoint directory meant by ``path``: a checkpoint dir, its ``model.safetensors``, or a run dir (-> last).
 
     Falls back to ``<dir>.old`` (a kill interrupted the swap of ``<dir>``), then to ``<dir>.prev``, when ``<dir>``
-    does not exist. With ``verify``, the files are checked against the checkpoint's manifest.
+    does not exist. With ``verify``, the files are checked against the checkpoint's manifest; a checkpoint without
+    one gives an :class:`UnverifiedCheckpointWarning` (see :func:`integrity_status`).
     """
     path = Path(path)
     if path.is_file() and path.name == MODEL_FILE:
@@ -178,7 +262,8 @@ def resolve_checkpoint(path: str | Path, *, verify: bool = True) -> Path:
         if verify and (path / MANIFEST_FILE).is_file():
             verify_checkpoint(path)  # names the missing file and the previous checkpoint
         raise CheckpointError(
-            f"{path} is not a botnet checkpoint: expected {MODEL_FILE} inside it (a run directory's last/ or best/)"
+            f"{path} is not a botnet checkpoint: expected {MODEL_FILE} inside it (give a run directory that has a "
+            "checkpoint, or its last/ or best/)"
         )
     if verify:
         verify_checkpoint(path)
