@@ -13,7 +13,7 @@ from .position import (
     resize_abs_table,
     resize_rel_table,
 )
-from .squeeze_excite import SqueezeExcite
+from .squeeze_excite import EfficientChannelAttention, SqueezeExcite, make_divisible
 
 __all__ = [
     "ACTIVATIONS",
@@ -24,12 +24,14 @@ __all__ = [
     "AbsolutePosition2d",
     "BoTBlock",
     "Bottleneck",
+    "EfficientChannelAttention",
     "MHSA2d",
     "NonLocal2d",
     "RelativePosition2d",
     "SqueezeExcite",
     "absolute_logits",
     "get_act_layer",
+    "make_divisible",
     "relative_logits",
     "resize_abs_table",
     "resize_rel_table",

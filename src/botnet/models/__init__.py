@@ -1,10 +1,12 @@
 """Networks as data: configs, the BoTNet class, the registry and the paper's presets."""
 
 from . import presets as _presets  # noqa: F401  (registers the paper's models)
+from . import timm_family as _timm_family  # noqa: F401  (registers timm's BoTNet-family networks)
 from .attention_maps import AttentionMap, attention_layers, attention_maps
 from .botnet import IMAGENET_MEAN, IMAGENET_STD, BoTNet
 from .complexity import count_macs, count_params
 from .config import BoTNetConfig
+from .finetune import finetune_param_groups, freeze
 from .paper import PAPER_ROWS, PaperRow, TableEntry, paper_table
 from .presets import (
     botnet26,
@@ -28,12 +30,17 @@ from .presets import (
     resnet152,
     resnet200,
 )
+from .pretrained import KnownSource, known_sources, load_pretrained, looks_like
 from .registry import create_model, describe_model, get_config, list_models, register_model
-from .weights import TransferReport, load_torchvision_weights, load_weights, read_metadata, save_weights
+from .sources import Weights, WeightsSourceError, read_weights
+from .timm_family import convert_timm_state_dict
+from .transfer import TransferReport, apply_state_dict, load_torchvision_weights
+from .weights import load_weights, read_metadata, save_weights
 
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "KnownSource",
     "PAPER_ROWS",
     "AttentionMap",
     "BoTNet",
@@ -41,6 +48,9 @@ __all__ = [
     "PaperRow",
     "TableEntry",
     "TransferReport",
+    "Weights",
+    "WeightsSourceError",
+    "apply_state_dict",
     "attention_layers",
     "attention_maps",
     "botnet50",
@@ -59,16 +69,23 @@ __all__ = [
     "botnet_t7",
     "botnet_tiny",
     "botnet26",
+    "convert_timm_state_dict",
     "count_macs",
     "count_params",
     "create_model",
     "describe_model",
+    "finetune_param_groups",
+    "freeze",
     "get_config",
+    "known_sources",
     "list_models",
+    "load_pretrained",
     "load_torchvision_weights",
     "load_weights",
+    "looks_like",
     "paper_table",
     "read_metadata",
+    "read_weights",
     "register_model",
     "resnet50",
     "resnet101",
