@@ -163,7 +163,9 @@ class BoTNetConfig:
             if len(pair) != 2 or pair[0] not in STAGES or not 0 <= pair[1] < self.depths[pair[0] - 2]:
                 fail(f"non_local entries are (stage in {STAGES}, block index < that stage's depth), got {pair}")
             if self.attends(*pair):
-                fail(f"non_local block {pair} is a BoT block; put it after a convolutional block")
+                fail(
+                    f"non_local block {pair} sits in attention stage c{pair[0]} (a BoT block); use a convolutional block"
+                )
         size = (self.img_size,) * 2 if isinstance(self.img_size, int) else self.img_size
         if len(size) != 2 or any(not isinstance(s, int) or s < 1 for s in size):
             fail(f"img_size must be a positive int or (H, W), got {self.img_size}")
