@@ -57,6 +57,20 @@ def test_timm_source_from_the_hub_cache(hub_cache, timm_net, capsys):
     assert cfg["source"] == f"timm:{TAG}"
 
 
+def test_timm_hub_falls_back_to_pytorch_model_bin(tmp_path, monkeypatch, timm_net):
+    snapshot = tmp_path / "hub" / f"models--timm--{TAG}" / "snapshots" / SHA
+    snapshot.mkdir(parents=True)
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text(SHA)
+    torch.save(timm_net.state_dict(), snapshot / "pytorch_model.bin")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = botnet.create_model("botnet26t_256", pretrained=f"timm:{TAG}")
+    assert model.pretrained_report.kind == "timm"
+    expected = _logits(timm_net)
+    assert (_logits(model) - expected).abs().max() <= 1e-4 * expected.abs().max()
+
+
 def test_class_count_change_reinitialises_the_head(hub_cache, timm_net):
     model = botnet.create_model("botnet26t_256", num_classes=10, pretrained=f"timm:{TAG}")
     assert sorted(model.pretrained_report.reinitialised) == ["fc.bias", "fc.weight"]
@@ -73,13 +87,22 @@ def test_missing_hub_cache_names_the_path(tmp_path, monkeypatch):
     with pytest.raises(WeightsSourceError) as err:
         botnet.create_model("botnet26t_256", pretrained=f"timm:{TAG}")
     message = str(err.value)
-    assert f"timm:{TAG}" in message and "offline" in message
+    assert f"timm:{TAG}" in message and "offline" in message and "https://huggingface.co/timm/" in message
     assert str(tmp_path / "empty" / f"models--timm--{TAG}" / "snapshots") in message
 
 
 def test_malformed_timm_source():
     with pytest.raises(WeightsSourceError, match="timm:NAME.TAG"):
         botnet.create_model("botnet26t_256", pretrained="timm:botnet26t_256")
+
+
+def test_unknown_timm_name_or_tag(tmp_path, monkeypatch):
+    with pytest.raises(WeightsSourceError, match="'resnet50' is not one of timm's networks in our zoo"):
+        botnet.create_model("botnet26t_256", pretrained="timm:resnet50.a1_in1k")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WeightsSourceError, match="published tags of botnet26t_256: c1_in1k"):
+        botnet.create_model("botnet26t_256", pretrained="timm:botnet26t_256.nope")
 
 
 @pytest.fixture

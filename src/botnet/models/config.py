@@ -164,7 +164,8 @@ class BoTNetConfig:
                 fail(f"non_local entries are (stage in {STAGES}, block index < that stage's depth), got {pair}")
             if self.attends(*pair):
                 fail(
-                    f"non_local block {pair} sits in attention stage c{pair[0]} (a BoT block); use a convolutional block"
+                    f"non_local block {pair} sits in attention stage c{pair[0]} (a BoT block); "
+                    "use a convolutional block"
                 )
         size = (self.img_size,) * 2 if isinstance(self.img_size, int) else self.img_size
         if len(size) != 2 or any(not isinstance(s, int) or s < 1 for s in size):

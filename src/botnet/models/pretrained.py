@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from .botnet import IMAGENET_MEAN, IMAGENET_STD, BoTNet
 from .registry import get_config, list_models
-from .sources import Weights, read_weights, torchvision_preprocessing
+from .sources import TIMM_TAGS, Weights, read_weights, torchvision_preprocessing
 from .transfer import ATTENTION_ONLY, TransferReport, apply_state_dict
 
 TIMM_CFG_ORIGIN = "timm 1.0 models/byoanet.py default_cfgs (the tag's pretrained_cfg)"
@@ -50,6 +50,7 @@ TIMM_SOURCES = (
     _timm("sebotnet33ts_256", "a1h_in1k", 81.16, 0.94),
     _timm("eca_botnext26ts_256", "c1_in1k", 79.26, 0.95),
 )
+assert {r.source for r in TIMM_SOURCES} == {f"timm:{m}.{t}" for m, tags in TIMM_TAGS.items() for t in tags}
 
 
 @functools.cache

@@ -30,7 +30,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
-from .timm_family import convert_timm_state_dict, is_timm_state_dict
+from .timm_family import TIMM_PRESETS, convert_timm_state_dict, is_timm_state_dict
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
 HUB_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -38,6 +38,8 @@ SOURCE_FORMS = (
     "a .safetensors/.bin/.pth/.pt file, a botnet train run or checkpoint directory, timm:NAME.TAG "
     "(e.g. timm:botnet26t_256.c1_in1k) or torchvision:WEIGHTS (e.g. torchvision:ResNet50_Weights.IMAGENET1K_V2)"
 )
+# Published tags of timm's networks (the known-sources table of botnet.models.pretrained has their figures).
+TIMM_TAGS = {"botnet26t_256": ("c1_in1k",), "sebotnet33ts_256": ("a1h_in1k",), "eca_botnext26ts_256": ("c1_in1k",)}
 _TORCHVISION_RESNET = re.compile(r"^ResNet(50|101|152)_Weights\.\w+$")
 
 
@@ -86,12 +88,20 @@ def torchvision_cache_path(weights_name: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
 
 
-def fetch_timm(spec: str) -> Path:
-    """The local path of ``timm:spec`` (NAME.TAG), from the hub cache or downloaded into it."""
+def fetch_timm(spec: str, known_tags: tuple[str, ...] = ()) -> Path:
+    """The local path of ``timm:spec`` (NAME.TAG), from the hub cache or downloaded into it.
+
+    Args:
+        known_tags: the published tags of NAME, named in the error when the file cannot be had.
+    """
     source = f"timm:{spec}"
     name, _, tag = spec.partition(".")
     if not name or not tag:
         raise WeightsSourceError(f"{source}: timm sources are timm:NAME.TAG, e.g. timm:botnet26t_256.c1_in1k")
+    if name not in TIMM_PRESETS:
+        raise WeightsSourceError(
+            f"{source}: {name!r} is not one of timm's networks in our zoo; timm sources fit {', '.join(TIMM_PRESETS)}"
+        )
     from huggingface_hub import hf_hub_download
 
     cache, offline = hub_cache_dir(), hub_offline()
@@ -100,11 +110,14 @@ def fetch_timm(spec: str) -> Path:
         try:
             return Path(hf_hub_download(f"timm/{spec}", filename, cache_dir=cache, local_files_only=offline))
         except Exception as err:  # noqa: BLE001 - offline, not cached, unknown repo or file, network: all reported
-            reasons.append(f"{filename}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
-    mode = "offline (HF_HUB_OFFLINE) and not cached" if offline else "download failed"
+            reasons.append(f"{filename}: {type(err).__name__}")
+    mode = "offline (HF_HUB_OFFLINE) and not in the cache" if offline else "download failed"
+    tags = (
+        f"published tags of {name}: {', '.join(known_tags)}" if known_tags else f"no published tag of {name} is known"
+    )
     raise WeightsSourceError(
-        f"cannot get {source} ({mode}; {'; '.join(reasons)}). Check NAME.TAG against our known sources "
-        f"(botnet.models.known_sources()), or fetch model.safetensors from https://huggingface.co/timm/{spec} by "
+        f"cannot get {source} ({mode}: {', '.join(reasons)}; {tags}). Fetch model.safetensors from "
+        f"https://huggingface.co/timm/{spec} by "
         f"hand and either give its path as the source or place it at "
         f"{cache / f'models--timm--{spec}' / 'snapshots' / '<commit>' / 'model.safetensors'} with the commit id "
         f"written in {cache / f'models--timm--{spec}' / 'refs' / 'main'}"
@@ -261,7 +274,7 @@ def read_weights(source: str | Path | dict[str, Tensor] | Weights) -> Weights:
     text = str(source)
     if text.startswith("timm:"):
         spec = text[len("timm:") :]
-        path = fetch_timm(spec)
+        path = fetch_timm(spec, tuple(TIMM_TAGS.get(spec.partition(".")[0], ())))
         state, meta = read_file(path)
         if not is_timm_state_dict(state):
             raise WeightsSourceError(f"{text}: {path} does not hold a timm ByobNet state dict")
