@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 
@@ -150,6 +151,17 @@ def test_run_directory_and_preprocessing_travel(tmp_path, hub_cache):
     assert again.pretrained_report.kind == "botnet" and not again.pretrained_report.reinitialised
     assert again.pretrained_cfg["crop_pct"] == 0.95 and again.pretrained_cfg["interpolation"] == "bicubic"
     torch.testing.assert_close(_logits(again), _logits(first))
+
+
+def test_training_checkpoint_preprocessing_travels(tmp_path):
+    """A botnet train checkpoint records its preprocessing as "preprocess" metadata; it reaches pretrained_cfg."""
+    model = botnet.create_model("botnet_tiny", num_classes=4)
+    pre = {"img_size": 72, "crop_pct": 0.9, "mean": [0.5] * 3, "std": [0.25] * 3, "interpolation": "bicubic"}
+    save_weights(model, tmp_path / "run" / "last" / "model.safetensors", metadata={"preprocess": json.dumps(pre)})
+    again = botnet.create_model("botnet_tiny", num_classes=4, pretrained=tmp_path / "run" / "last")
+    cfg = again.pretrained_cfg
+    assert (tuple(cfg["input_size"]), cfg["crop_pct"], cfg["interpolation"]) == ((3, 72, 72), 0.9, "bicubic")
+    assert list(cfg["mean"]) == [0.5] * 3 and list(cfg["std"]) == [0.25] * 3
 
 
 def test_timm_file_of_each_format(tmp_path, timm_net):

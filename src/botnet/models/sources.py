@@ -222,20 +222,19 @@ def _looks_torchvision(state: dict[str, Tensor]) -> bool:
 
 
 def _preprocess_from_metadata(meta: dict[str, str]) -> dict:
-    """Our files: the pretrained_cfg written by save_weights, or a training checkpoint's preprocessing."""
+    """Our files: the pretrained_cfg written by save_weights, overridden by a training checkpoint's "preprocess"
+    (what the weights were last trained and evaluated with)."""
+    out: dict = {}
     try:
         if "pretrained_cfg" in meta:
-            return json.loads(meta["pretrained_cfg"])
-        if "preprocess" in meta:
-            p = json.loads(meta["preprocess"]) or {}
-            size = p.get("img_size")
-            out = {k: p[k] for k in ("mean", "std", "crop_pct", "interpolation") if k in p}
-            if isinstance(size, int):
-                out["input_size"] = [3, size, size]
-            return out
+            out.update(json.loads(meta["pretrained_cfg"]) or {})
+        p = json.loads(meta.get("preprocess", "null")) or {}
+        out.update({k: p[k] for k in ("mean", "std", "crop_pct", "interpolation") if k in p})
+        if isinstance(p.get("img_size"), int):
+            out["input_size"] = [3, p["img_size"], p["img_size"]]
     except (json.JSONDecodeError, TypeError, AttributeError):
         return {}
-    return {}
+    return out
 
 
 def classify(state: dict[str, Tensor], meta: dict[str, str], source: str, path: Path | None = None) -> Weights:
