@@ -1,8 +1,10 @@
 """One network class for every ResNet and BoTNet of the paper (section 4, tables 1 and 13).
 
 ResNet v1.5: 7x7/2 stem + 3x3/2 max pool, four stages c2..c5 (torchvision's ``layer1..layer4``) of bottleneck
-blocks, stride on the 3x3 conv. Stages named in ``cfg.attn_stages`` use BoT blocks. Child names follow torchvision
-(``conv1, bn1, relu, maxpool, layer1..layer4, avgpool, fc``) and the model API follows timm.
+blocks, stride on the 3x3 conv. Stages named in ``cfg.attn_stages`` (and blocks named in ``cfg.attn_blocks``) use BoT
+blocks. Child names follow torchvision (``conv1, bn1, relu, maxpool, layer1..layer4, avgpool, fc``; a tiered stem is
+``conv1`` as a Sequential of its three convs, a head conv is ``final_conv`` before ``avgpool``) and the model API
+follows timm. timm's BoTNet-family networks are configs of this class too (``timm_family``).
 """
 
 from __future__ import annotations
