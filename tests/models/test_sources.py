@@ -80,6 +80,9 @@ def test_class_count_change_reinitialises_the_head(hub_cache, timm_net):
     with torch.no_grad():
         torch.testing.assert_close(model.eval().forward_features(x), timm_net.forward_features(x), rtol=1e-4, atol=1e-4)
     assert _logits(model).shape == (1, 10)
+    headless = botnet.create_model("botnet26t_256", num_classes=0, pretrained=f"timm:{TAG}")  # a detection backbone
+    assert sorted(headless.pretrained_report.unused) == ["fc.bias", "fc.weight"]
+    assert not headless.pretrained_report.unexpected
 
 
 def test_missing_hub_cache_names_the_path(tmp_path, monkeypatch):
