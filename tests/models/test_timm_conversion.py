@@ -55,10 +55,15 @@ def test_unscaled_position_tables_would_be_caught():
     assert (got - expected).abs().max() > 10 * REL_TOL * expected.abs().max()
 
 
-@pytest.mark.parametrize("size", [(224, 224), (320, 320), (257, 191)])
-def test_ours_runs_where_timm_refuses(size):
+@pytest.fixture(scope="module")
+def sebotnet_pair():
     theirs = random_timm("sebotnet33ts_256", 0)
-    ours = _converted("sebotnet33ts_256", theirs)
+    return theirs, _converted("sebotnet33ts_256", theirs)
+
+
+@pytest.mark.parametrize("size", [(224, 224), (320, 320), (257, 191)])
+def test_ours_runs_where_timm_refuses(size, sebotnet_pair):
+    theirs, ours = sebotnet_pair
     x = torch.randn(1, 3, *size)
     with torch.no_grad():
         with pytest.raises((AssertionError, RuntimeError)):
