@@ -101,7 +101,7 @@ def _preset_structure(name: str) -> frozenset:
     return _structure(model.state_dict())
 
 
-def looks_like(state: dict[str, Tensor], kind: str = "botnet") -> list[str]:
+def looks_like(state: dict[str, Tensor]) -> list[str]:
     """Our registered models whose structure ``state`` (in our key names) matches exactly, ignoring the classifier.
 
     A torchvision ResNet state dict matches the ResNet of its depth (and fits the BoTNet of that depth too).
