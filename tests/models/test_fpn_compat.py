@@ -11,7 +11,7 @@ from torchvision.models.detection.backbone_utils import BackboneWithFPN
 import botnet
 
 
-@pytest.mark.parametrize("name", ["botnet50", "botnet_s1_50"])
+@pytest.mark.parametrize("name", ["botnet50", "botnet_s1_50", "botnet26t_256", "sebotnet33ts_256"])
 def test_backbone_with_fpn_at_a_non_square_odd_size(name):
     model = botnet.create_model(name, num_classes=0)
     return_layers = {f"layer{i}": str(i - 1) for i in range(1, 5)}

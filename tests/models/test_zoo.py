@@ -20,6 +20,7 @@ EXPECTED_MODELS = {
     "botnet_s1_50", "botnet_s1_59", "botnet_s1_77", "botnet_s1_110", "botnet_s1_128",
     "botnet_t3", "botnet_t4", "botnet_t5", "botnet_t6", "botnet_t7",
     "botnet_tiny", "botnet26",
+    "botnet26t_256", "sebotnet33ts_256", "eca_botnext26ts_256", "botnet50ts_256",
 }  # fmt: skip
 
 TRAIN_SIZES = [(64, 64), (64, 96), (65, 97)]  # square, non-square, odd
@@ -35,7 +36,7 @@ def _blocks(layer: nn.Module, cls: type[nn.Module]) -> list[nn.Module]:
 
 def test_registry_lists_the_paper_models():
     assert set(botnet.list_models()) == EXPECTED_MODELS
-    assert len(botnet.list_models()) == 20
+    assert len(botnet.list_models()) == 24
     assert botnet.list_models("botnet_t?") == ["botnet_t3", "botnet_t4", "botnet_t5", "botnet_t6", "botnet_t7"]
 
 

@@ -21,6 +21,6 @@ __all__ = lazy_exports(
             "resize_abs_table",
             "resize_rel_table",
         ),
-        "squeeze_excite": ("SqueezeExcite",),
+        "squeeze_excite": ("EfficientChannelAttention", "SqueezeExcite", "make_divisible"),
     },
 )

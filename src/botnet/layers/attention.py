@@ -33,6 +33,8 @@ class MHSA2d(nn.Module):
     Args:
         dim: channels in and out (C). Must be divisible by ``heads``.
         heads: number of heads; head width is ``dim // heads``.
+        dim_head_qk: width of each head's queries and keys (and of the position tables); default ``dim // heads``.
+            The values keep ``dim // heads`` per head. timm's ``eca_botnext26ts`` uses 16.
         pos_enc: "relative", "absolute" or "none".
         content_content: include the ``q k^T`` logits.
         content_position: include the ``q r^T`` logits (ignored when ``pos_enc="none"``).
@@ -63,6 +65,7 @@ class MHSA2d(nn.Module):
         dim: int,
         *,
         heads: int = 4,
+        dim_head_qk: int | None = None,
         pos_enc: str = "relative",
         content_content: bool = True,
         content_position: bool = True,
@@ -86,20 +89,24 @@ class MHSA2d(nn.Module):
                 f"(pos_enc 'relative' or 'absolute' with content_position=True), got pos_enc={pos_enc!r}, "
                 f"content_position={content_position}"
             )
+        if dim_head_qk is not None and (not isinstance(dim_head_qk, int) or dim_head_qk < 1):
+            raise ValueError(f"dim_head_qk must be a positive integer or None, got {dim_head_qk!r}")
         self.dim = dim
         self.heads = heads
-        self.dim_head = dim // heads
-        self.scale = self.dim_head**-0.5
+        self.dim_head = dim // heads  # of the values
+        self.dim_head_qk = dim_head_qk or self.dim_head
+        self.scale = self.dim_head_qk**-0.5
         self.content_content = content_content
         self.backend = backend
-        self.qkv = nn.Conv2d(dim, 3 * dim, kernel_size=1, bias=False)
+        # Output channels ordered [q; k; v], each split into heads as contiguous channel groups.
+        self.qkv = nn.Conv2d(dim, 2 * heads * self.dim_head_qk + dim, kernel_size=1, bias=False)
         self.pos: nn.Module | None
         if not use_position:
             self.pos = None
         elif pos_enc == "relative":
-            self.pos = RelativePosition2d(ref_size, self.dim_head, extend=pos_extend)
+            self.pos = RelativePosition2d(ref_size, self.dim_head_qk, extend=pos_extend)
         else:
-            self.pos = AbsolutePosition2d(ref_size, self.dim_head)
+            self.pos = AbsolutePosition2d(ref_size, self.dim_head_qk)
         self.pos_enc = pos_enc if use_position else "none"
         self.reset_parameters()
 
@@ -122,12 +129,12 @@ class MHSA2d(nn.Module):
         """
         self._check_input(x)
         B, C, H, W = x.shape
-        q, k, v = self.qkv(x).reshape(B, 3, self.heads, self.dim_head, H * W).unbind(1)  # each (B, heads, d, H*W)
-        q = q.transpose(-1, -2) * self.scale  # (B, heads, H*W, d), scaled before both logit terms
+        q, k, v = self._split(x)  # (B, heads, d_qk, H*W) twice and (B, heads, d, H*W)
+        q = q.transpose(-1, -2) * self.scale  # (B, heads, H*W, d_qk), scaled before both logit terms
         v = v.transpose(-1, -2)  # (B, heads, H*W, d)
         logits = _batched_matmul(q, k) if self.content_content else None  # (B, heads, H*W, H*W)
         if self.pos is not None:
-            pos_logits = self.pos(q.reshape(B, self.heads, H, W, self.dim_head))  # (B, heads, H*W, H*W)
+            pos_logits = self.pos(q.reshape(B, self.heads, H, W, self.dim_head_qk))  # (B, heads, H*W, H*W)
             logits = pos_logits if logits is None else logits + pos_logits
         return logits, v
 
@@ -157,11 +164,22 @@ class MHSA2d(nn.Module):
             low_precision = False
         return "chunked" if positions >= 1024 and not low_precision else "math"
 
-    def _qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Unscaled q, k, v of shape (B, heads, H*W, d) each."""
+    def _split(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Unscaled q, k (B, heads, d_qk, H*W) and v (B, heads, d, H*W), channels first."""
         B, C, H, W = x.shape
-        qkv = self.qkv(x).reshape(B, 3, self.heads, self.dim_head, H * W).transpose(-1, -2)  # (B, 3, heads, N, d)
-        return qkv.unbind(1)
+        qk = self.heads * self.dim_head_qk
+        q, k, v = self.qkv(x).split([qk, qk, C], dim=1)  # [q; k; v] along the channels
+        # heads as contiguous channel groups: (B, heads * d, H, W) -> (B, heads, d, H*W)
+        return (
+            q.reshape(B, self.heads, self.dim_head_qk, H * W),
+            k.reshape(B, self.heads, self.dim_head_qk, H * W),
+            v.reshape(B, self.heads, self.dim_head, H * W),
+        )
+
+    def _qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Unscaled q, k (B, heads, H*W, d_qk) and v (B, heads, H*W, d)."""
+        q, k, v = self._split(x)
+        return q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2)
 
     def _position_bias(self, q_scaled: Tensor, size: torch.Size) -> Tensor | None:
         """Position logits (n, heads, N, N) for scaled queries (n, heads, N, d), or None without positions."""
@@ -185,7 +203,8 @@ class MHSA2d(nn.Module):
         return q_scaled @ table_h.to(q_scaled.dtype).t(), q_scaled @ table_w.to(q_scaled.dtype).t()
 
     def _chunked(self, q: Tensor, k: Tensor, v: Tensor, size: torch.Size) -> Tensor:
-        B, heads, N, d = q.shape
+        B, heads, N, _ = q.shape
+        d = v.shape[-1]
         q = q * self.scale
         lh, lw = self._position_tables(q, size)
         pairs = [t.reshape(B * heads, N, -1) if t is not None else None for t in (q, k, v, lh, lw)]
@@ -210,9 +229,10 @@ class MHSA2d(nn.Module):
         return flex_attention_kernel()(q, k, v, score_mod=score_mod, scale=1.0)  # (B, heads, N, d)
 
     def extra_repr(self) -> str:
+        qk = f", dim_head_qk={self.dim_head_qk}" if self.dim_head_qk != self.dim_head else ""
         return (
-            f"dim={self.dim}, heads={self.heads}, pos_enc={self.pos_enc!r}, content_content={self.content_content}, "
-            f"backend={self.backend!r}"
+            f"dim={self.dim}, heads={self.heads}{qk}, pos_enc={self.pos_enc!r}, "
+            f"content_content={self.content_content}, backend={self.backend!r}"
         )
 
 

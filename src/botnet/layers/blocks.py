@@ -45,10 +45,14 @@ class Bottleneck(nn.Module):
 
     Args:
         in_chs: input channels.
-        mid_chs: bottleneck width; output is ``4 * mid_chs``.
+        mid_chs: bottleneck width.
+        out_chs: output channels (default ``4 * mid_chs``).
         stride: 1 or 2.
+        groups: groups of the 3x3 conv (ResNeXt); must divide ``mid_chs``.
         act_layer: activation class.
         se_ratio: squeeze-excitation width as a fraction of the output channels (0 disables).
+        gate_layer: builds a channel gate (SE or ECA) applied to the 3x3 conv's activated output from the bottleneck
+            width (timm's ByobNet places it there); ``None`` for none.
         non_local: append a :class:`NonLocal2d` block after this block's output.
     """
 
@@ -57,18 +61,24 @@ class Bottleneck(nn.Module):
         in_chs: int,
         mid_chs: int,
         *,
+        out_chs: int | None = None,
         stride: int = 1,
+        groups: int = 1,
         act_layer: type[nn.Module] = nn.ReLU,
         se_ratio: float = 0.0,
+        gate_layer: Callable[[int], nn.Module] | None = None,
         non_local: bool = False,
     ) -> None:
         super().__init__()
         _check_stride(stride)
-        out_chs = mid_chs * EXPANSION
+        if groups < 1 or mid_chs % groups:
+            raise ValueError(f"groups must be a positive divisor of the bottleneck width {mid_chs}, got {groups}")
+        out_chs = out_chs or mid_chs * EXPANSION
         self.conv1 = nn.Conv2d(in_chs, mid_chs, kernel_size=1, bias=False)
         self.bn1 = nn.BatchNorm2d(mid_chs)
-        self.conv2 = nn.Conv2d(mid_chs, mid_chs, kernel_size=3, stride=stride, padding=1, bias=False)
+        self.conv2 = nn.Conv2d(mid_chs, mid_chs, kernel_size=3, stride=stride, padding=1, groups=groups, bias=False)
         self.bn2 = nn.BatchNorm2d(mid_chs)
+        self.gate = gate_layer(mid_chs) if gate_layer is not None else nn.Identity()
         self.conv3 = nn.Conv2d(mid_chs, out_chs, kernel_size=1, bias=False)
         self.bn3 = nn.BatchNorm2d(out_chs)
         self.se = _se(out_chs, se_ratio, act_layer)
@@ -86,7 +96,7 @@ class Bottleneck(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
         y = self.act(self.bn1(self.conv1(x)))
-        y = self.act(self.bn2(self.conv2(y)))
+        y = self.gate(self.act(self.bn2(self.conv2(y))))
         y = self.se(self.bn3(self.conv3(y)))
         y = self.act(y + shortcut)
         return y if self.non_local is None else self.non_local(y)
@@ -96,18 +106,22 @@ class BoTBlock(nn.Module):
     """Bottleneck Transformer block: the bottleneck with its 3x3 conv replaced by global MHSA.
 
     ``y = conv1 -> BN -> act -> MHSA -> [2x2 avg pool if stride 2] -> BN -> act -> conv3 -> BN(gamma 0) [-> SE]``,
-    ``out = act(y + shortcut)``, with the official projection shortcut ``1x1 conv (stride) -> BN -> act``.
+    ``out = act(y + shortcut)``, with the official projection shortcut ``1x1 conv (stride) -> BN -> act`` (the act is
+    optional).
 
     On odd maps the pool yields ``ceil(H/2)`` like the strided shortcut (the windows that overhang the edge average
     the pixels they cover, :class:`CeilAvgPool2d`). On even maps it is the plain 2x2 pool.
 
     Args:
         in_chs: input channels.
-        mid_chs: bottleneck width (MHSA width); output is ``4 * mid_chs``.
+        mid_chs: bottleneck width (MHSA width).
+        out_chs: output channels (default ``4 * mid_chs``).
         attn_layer: builds the attention module from its width, e.g. ``functools.partial(MHSA2d, heads=4)``.
         stride: 1 or 2 (attention runs at the input resolution, then pools).
         act_layer: activation class.
         se_ratio: squeeze-excitation ratio (0 disables).
+        shortcut_act: the activation after the projection shortcut's BN (the official block has it; timm's
+            ``SelfAttnBlock`` does not).
     """
 
     def __init__(
@@ -115,14 +129,16 @@ class BoTBlock(nn.Module):
         in_chs: int,
         mid_chs: int,
         *,
+        out_chs: int | None = None,
         attn_layer: Callable[[int], nn.Module],
         stride: int = 1,
         act_layer: type[nn.Module] = nn.ReLU,
         se_ratio: float = 0.0,
+        shortcut_act: bool = True,
     ) -> None:
         super().__init__()
         _check_stride(stride)
-        out_chs = mid_chs * EXPANSION
+        out_chs = out_chs or mid_chs * EXPANSION
         self.conv1 = nn.Conv2d(in_chs, mid_chs, kernel_size=1, bias=False)
         self.bn1 = nn.BatchNorm2d(mid_chs)
         self.attn = attn_layer(mid_chs)
@@ -137,7 +153,7 @@ class BoTBlock(nn.Module):
             self.downsample = nn.Sequential(
                 nn.Conv2d(in_chs, out_chs, kernel_size=1, stride=stride, bias=False),
                 nn.BatchNorm2d(out_chs),
-                act_layer(inplace=True),
+                act_layer(inplace=True) if shortcut_act else nn.Identity(),
             )
 
     def zero_init_last(self) -> None:

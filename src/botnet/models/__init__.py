@@ -6,6 +6,7 @@ first use.
 
 from .._lazy import lazy_exports
 from . import presets as _presets  # noqa: F401  (registers the paper's models)
+from . import timm_family as _timm_family  # noqa: F401  (registers timm's BoTNet-family networks)
 
 __all__ = lazy_exports(
     __name__,
@@ -14,6 +15,7 @@ __all__ = lazy_exports(
         "botnet": ("IMAGENET_MEAN", "IMAGENET_STD", "BoTNet"),
         "complexity": ("count_macs", "count_params"),
         "config": ("BoTNetConfig",),
+        "finetune": ("finetune_param_groups", "freeze"),
         "paper": ("PAPER_ROWS", "PaperRow", "TableEntry", "paper_table"),
         "presets": (
             "botnet26",
@@ -37,7 +39,11 @@ __all__ = lazy_exports(
             "resnet152",
             "resnet200",
         ),
+        "pretrained": ("KnownSource", "known_sources", "load_pretrained", "looks_like"),
         "registry": ("create_model", "describe_model", "get_config", "list_models", "register_model"),
-        "weights": ("TransferReport", "load_torchvision_weights", "load_weights", "read_metadata", "save_weights"),
+        "sources": ("Weights", "WeightsSourceError", "read_weights"),
+        "timm_family": ("convert_timm_state_dict",),
+        "transfer": ("TransferReport", "apply_state_dict", "load_torchvision_weights"),
+        "weights": ("load_weights", "read_metadata", "save_weights"),
     },
 )

@@ -1,19 +1,32 @@
 """One network class for every ResNet and BoTNet of the paper (section 4, tables 1 and 13).
 
 ResNet v1.5: 7x7/2 stem + 3x3/2 max pool, four stages c2..c5 (torchvision's ``layer1..layer4``) of bottleneck
-blocks, stride on the 3x3 conv. Stages named in ``cfg.attn_stages`` use BoT blocks. Child names follow torchvision
-(``conv1, bn1, relu, maxpool, layer1..layer4, avgpool, fc``) and the model API follows timm.
+blocks, stride on the 3x3 conv. Stages named in ``cfg.attn_stages`` (and blocks named in ``cfg.attn_blocks``) use BoT
+blocks. Child names follow torchvision (``conv1, bn1, relu, maxpool, layer1..layer4, avgpool, fc``; a tiered stem is
+``conv1`` as a Sequential of its three convs, a head conv is ``final_conv`` before ``avgpool``) and the model API
+follows timm. timm's BoTNet-family networks are configs of this class too (``timm_family``).
 """
 
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
+from collections.abc import Callable
 from functools import partial
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..layers import EXPANSION, BoTBlock, Bottleneck, MHSA2d, NonLocal2d, get_act_layer
+from ..layers import (
+    BoTBlock,
+    Bottleneck,
+    EfficientChannelAttention,
+    MHSA2d,
+    NonLocal2d,
+    SqueezeExcite,
+    get_act_layer,
+    make_divisible,
+)
 from .config import BoTNetConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -22,6 +35,41 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def _ceil_half(size: tuple[int, int]) -> tuple[int, int]:
     return math.ceil(size[0] / 2), math.ceil(size[1] / 2)
+
+
+def _stem(cfg: BoTNetConfig, act_layer: type[nn.Module]) -> tuple[nn.Module, dict]:
+    """The stem's ``conv1`` (BN and act follow as ``bn1``, ``relu``) and the feature_info entry at reduction 2.
+
+    "7x7": one 7x7/2 conv. "tiered": 3x3/2 -> BN -> act -> 3x3 -> BN -> act -> 3x3 (stride 2 without the max pool)
+    with 3/8, 1/2 and 1x the stem width, as timm's tiered stem.
+    """
+    chs = cfg.widths[0]
+    if cfg.stem == "7x7":
+        conv = nn.Conv2d(cfg.in_chans, chs, kernel_size=7, stride=2, padding=3, bias=False)
+        return conv, dict(num_chs=chs, reduction=2, module="relu")
+    c1, c2 = 3 * chs // 8, chs // 2
+    conv = nn.Sequential(
+        nn.Conv2d(cfg.in_chans, c1, kernel_size=3, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(c1),
+        act_layer(inplace=True),
+        nn.Conv2d(c1, c2, kernel_size=3, padding=1, bias=False),
+        nn.BatchNorm2d(c2),
+        act_layer(inplace=True),
+        nn.Conv2d(c2, chs, kernel_size=3, stride=1 if cfg.stem_pool else 2, padding=1, bias=False),
+    )
+    # With the pool the stem's output is at reduction 2; without it, the second conv's activation is.
+    return conv, dict(num_chs=chs, reduction=2, module="relu") if cfg.stem_pool else dict(
+        num_chs=c2, reduction=2, module="conv1.5"
+    )
+
+
+def _gate_layer(cfg: BoTNetConfig) -> Callable[[int], nn.Module] | None:
+    """The channel gate after the 3x3 conv of conv blocks ("se_mid" or "eca"), or None."""
+    if cfg.channel_attn == "eca":
+        return EfficientChannelAttention
+    if cfg.channel_attn == "se_mid" and cfg.se_ratio > 0:
+        return lambda chs: SqueezeExcite(chs, make_divisible(chs * cfg.se_ratio), nn.ReLU)
+    return None
 
 
 class BoTNet(nn.Module):
@@ -35,11 +83,11 @@ class BoTNet(nn.Module):
         self.cfg = cfg
         act_layer = get_act_layer(cfg.act)
         stem_chs = cfg.widths[0]
-        self.conv1 = nn.Conv2d(cfg.in_chans, stem_chs, kernel_size=7, stride=2, padding=3, bias=False)
+        self.conv1, stem_feature = _stem(cfg, act_layer)
         self.bn1 = nn.BatchNorm2d(stem_chs)
         self.relu = act_layer(inplace=True)
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.feature_info = [dict(num_chs=stem_chs, reduction=2, module="relu")]
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1) if cfg.stem_pool else nn.Identity()
+        self.feature_info = [stem_feature]
 
         # Feature-map size at the reference input: only used to size the position tables.
         ref = _ceil_half(_ceil_half(cfg.input_size))
@@ -47,13 +95,16 @@ class BoTNet(nn.Module):
         for index, (depth, width) in enumerate(zip(cfg.depths, cfg.widths, strict=True)):
             stage = index + 2
             stride = 1 if stage == 2 else (cfg.c5_stride if stage == 5 else 2)
+            out_chs = cfg.stage_out(stage)
             blocks = []
             for b in range(depth):
                 block_stride = stride if b == 0 else 1
-                if stage in cfg.attn_stages:
+                common = dict(out_chs=out_chs, stride=block_stride, act_layer=act_layer)
+                if cfg.attends(stage, b):
                     attn_layer = partial(
                         MHSA2d,
                         heads=cfg.heads,
+                        dim_head_qk=cfg.dim_head_qk or None,
                         pos_enc=cfg.pos_enc,
                         content_content=cfg.content_content,
                         content_position=cfg.content_position,
@@ -66,33 +117,49 @@ class BoTNet(nn.Module):
                         in_chs,
                         width,
                         attn_layer=attn_layer,
-                        stride=block_stride,
-                        act_layer=act_layer,
                         se_ratio=se_ratio,
+                        shortcut_act=cfg.attn_shortcut_act,
+                        **common,
                     )
                 else:
                     block = Bottleneck(
                         in_chs,
                         width,
-                        stride=block_stride,
-                        act_layer=act_layer,
-                        se_ratio=cfg.se_ratio,
+                        groups=width // cfg.group_width if cfg.group_width else 1,
+                        se_ratio=cfg.se_ratio if cfg.channel_attn == "se" else 0.0,
+                        gate_layer=_gate_layer(cfg),
                         non_local=(stage, b) in cfg.non_local,
+                        **common,
                     )
                 blocks.append(block)
                 if block_stride == 2:
                     ref = _ceil_half(ref)
-                in_chs = width * EXPANSION
+                in_chs = out_chs
             reduction *= stride
             self.add_module(f"layer{index + 1}", nn.Sequential(*blocks))
             self.feature_info.append(dict(num_chs=in_chs, reduction=reduction, module=f"layer{index + 1}"))
 
+        if cfg.final_conv:  # timm's ``final_conv``: 1x1 conv + BN + act before the pooled head
+            self.final_conv = nn.Sequential(
+                OrderedDict(
+                    conv=nn.Conv2d(in_chs, cfg.final_conv, kernel_size=1, bias=False),
+                    bn=nn.BatchNorm2d(cfg.final_conv),
+                    act=act_layer(inplace=True),
+                )
+            )
+            in_chs = cfg.final_conv
+        else:
+            self.final_conv = nn.Identity()
         self.num_features = in_chs
         self.drop_rate = cfg.drop_rate
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(in_chs, cfg.num_classes) if cfg.num_classes > 0 else nn.Identity()
         self.pretrained_cfg = dict(
-            input_size=(cfg.in_chans, *cfg.input_size), mean=IMAGENET_MEAN, std=IMAGENET_STD, crop_pct=0.875
+            input_size=(cfg.in_chans, *cfg.input_size),
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            crop_pct=0.875,
+            interpolation="bilinear",
         )
         self._init_weights()
 
@@ -163,7 +230,7 @@ class BoTNet(nn.Module):
         x = self.layer1(x)
         x = self.layer2(x)
         x = self.layer3(x)
-        return self.layer4(x)
+        return self.final_conv(self.layer4(x))
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         """Feature map -> logits (or pooled features with ``pre_logits=True``)."""

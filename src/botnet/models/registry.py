@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,7 +49,13 @@ def get_config(name: str) -> BoTNetConfig:
 
 
 def create_model(
-    name: str, *, num_classes: int = 1000, checkpoint_path: str | Path | None = None, **overrides: object
+    name: str,
+    *,
+    num_classes: int = 1000,
+    checkpoint_path: str | Path | None = None,
+    pretrained: str | Path | dict | None = None,
+    pretrained_strict: bool = True,
+    **overrides: object,
 ) -> BoTNet:
     """Build a registered model.
 
@@ -57,6 +64,12 @@ def create_model(
         num_classes: classifier outputs; 0 for a headless backbone.
         checkpoint_path: optional safetensors weights to load (position tables of another reference size are
             resized with the layer's policy).
+        pretrained: a weights SOURCE (a file, a run or checkpoint directory, ``timm:NAME.TAG``,
+            ``torchvision:WEIGHTS``, a state dict; see :mod:`botnet.models.sources`). The load's
+            :class:`~botnet.models.TransferReport` is printed to stderr and kept as ``model.pretrained_report``; the
+            source's preprocessing goes into ``model.pretrained_cfg``.
+        pretrained_strict: with False, missing / unexpected keys beyond the classifier are loaded around and reported
+            instead of raising.
         **overrides: any :class:`BoTNetConfig` field, e.g. ``img_size=1024``, ``pos_enc="absolute"``. An unknown
             field is a TypeError naming the valid ones.
     """
@@ -68,4 +81,9 @@ def create_model(
     model.pretrained_cfg["architecture"] = name
     if checkpoint_path is not None:
         load_weights(model, checkpoint_path)
+    if pretrained is not None:
+        from .pretrained import load_pretrained  # imports the registry
+
+        model.pretrained_report = load_pretrained(model, pretrained, strict=pretrained_strict)
+        print(model.pretrained_report.summary(), file=sys.stderr)
     return model

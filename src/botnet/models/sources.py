@@ -1,0 +1,305 @@
+"""Weights sources: one string names weights everywhere, and is read here into a state dict in our key names.
+
+A SOURCE is
+
+* a local file (``.safetensors``, ``.bin``, ``.pth``, ``.pt``), or a ``botnet train`` run directory (its
+  ``best/`` or else ``last/`` checkpoint) or checkpoint directory (its ``model.safetensors``). The file may hold our
+  weights, a timm state dict or a torchvision ResNet state dict: which one is detected from its keys and metadata.
+* ``timm:NAME.TAG`` (e.g. ``timm:botnet26t_256.c1_in1k``): ``model.safetensors`` (else ``pytorch_model.bin``) of
+  timm's hub repository ``timm/NAME.TAG``, through huggingface_hub and its cache (``HF_HUB_CACHE``,
+  ``HF_HUB_OFFLINE``).
+* ``torchvision:WEIGHTS`` (e.g. ``torchvision:ResNet50_Weights.IMAGENET1K_V2``): torchvision's weights API, and the
+  torch.hub cache ``$TORCH_HOME/hub/checkpoints`` (``BOTNET_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``: no download).
+
+Nothing is unpickled beyond tensors: ``.safetensors`` files are read as such, everything else with
+``torch.load(weights_only=True)``. Every failure is a :class:`WeightsSourceError` naming the source, and for hub and
+torchvision sources the exact cache path where a file fetched by hand is found.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+from safetensors import SafetensorError, safe_open
+from torch import Tensor
+
+from .timm_family import TIMM_PRESETS, convert_timm_state_dict, is_timm_state_dict
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
+HUB_FILES = ("model.safetensors", "pytorch_model.bin")
+SOURCE_FORMS = (
+    "a .safetensors/.bin/.pth/.pt file, a botnet train run or checkpoint directory, timm:NAME.TAG "
+    "(e.g. timm:botnet26t_256.c1_in1k) or torchvision:WEIGHTS (e.g. torchvision:ResNet50_Weights.IMAGENET1K_V2)"
+)
+# Published tags of timm's networks (the known-sources table of botnet.models.pretrained has their figures).
+TIMM_TAGS = {"botnet26t_256": ("c1_in1k",), "sebotnet33ts_256": ("a1h_in1k",), "eca_botnext26ts_256": ("c1_in1k",)}
+_TORCHVISION_RESNET = re.compile(r"^ResNet(50|101|152)_Weights\.\w+$")
+
+
+class WeightsSourceError(ValueError):
+    """A weights source that cannot be read: names the source, what is wrong, and what to do."""
+
+
+@dataclass
+class Weights:
+    """A source read into our key names."""
+
+    source: str
+    kind: str  # "botnet", "timm" or "torchvision"
+    state_dict: dict[str, Tensor]
+    path: Path | None = None
+    model_name: str | None = None  # our registered model these weights were made for, when the source says
+    config: dict | None = None  # our BoTNetConfig as a dict (our own files)
+    pretrained_cfg: dict = field(default_factory=dict)  # preprocessing the source was trained with
+    unmapped: list[str] = field(default_factory=list)  # timm keys without a pattern (reported as unexpected)
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def hub_cache_dir() -> Path:
+    """huggingface_hub's cache, as it resolves it now: ``HF_HUB_CACHE``, else ``HF_HOME/hub``, else its default."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    return _truthy(os.environ.get("HF_HUB_OFFLINE")) or bool(constants.HF_HUB_OFFLINE)
+
+
+def torchvision_cache_path(weights_name: str) -> Path:
+    """Where torch.hub keeps the file of torchvision weights ``weights_name`` (``$TORCH_HOME/hub/checkpoints``)."""
+    url = _torchvision_weights(weights_name, f"torchvision:{weights_name}").url
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
+
+
+def fetch_timm(spec: str, known_tags: tuple[str, ...] = ()) -> Path:
+    """The local path of ``timm:spec`` (NAME.TAG), from the hub cache or downloaded into it.
+
+    Args:
+        known_tags: the published tags of NAME, named in the error when the file cannot be had.
+    """
+    source = f"timm:{spec}"
+    name, _, tag = spec.partition(".")
+    if not name or not tag:
+        raise WeightsSourceError(f"{source}: timm sources are timm:NAME.TAG, e.g. timm:botnet26t_256.c1_in1k")
+    if name not in TIMM_PRESETS:
+        raise WeightsSourceError(
+            f"{source}: {name!r} is not one of timm's networks in our zoo; timm sources fit {', '.join(TIMM_PRESETS)}"
+        )
+    from huggingface_hub import hf_hub_download
+
+    cache, offline = hub_cache_dir(), hub_offline()
+    reasons = []
+    for filename in HUB_FILES:
+        try:
+            return Path(hf_hub_download(f"timm/{spec}", filename, cache_dir=cache, local_files_only=offline))
+        except Exception as err:  # noqa: BLE001 - offline, not cached, unknown repo or file, network: all reported
+            reasons.append(f"{filename}: {type(err).__name__}")
+    mode = "offline (HF_HUB_OFFLINE) and not in the cache" if offline else "download failed"
+    tags = (
+        f"published tags of {name}: {', '.join(known_tags)}" if known_tags else f"no published tag of {name} is known"
+    )
+    raise WeightsSourceError(
+        f"cannot get {source} ({mode}: {', '.join(reasons)}; {tags}). Fetch model.safetensors from "
+        f"https://huggingface.co/timm/{spec} by "
+        f"hand and either give its path as the source or place it at "
+        f"{cache / f'models--timm--{spec}' / 'snapshots' / '<commit>' / 'model.safetensors'} with the commit id "
+        f"written in {cache / f'models--timm--{spec}' / 'refs' / 'main'}"
+    )
+
+
+def _torchvision_weights(spec: str, source: str):
+    if not _TORCHVISION_RESNET.match(spec):
+        raise WeightsSourceError(
+            f"{source}: only torchvision's ResNet-50/101/152 weights fit our networks, named like "
+            "torchvision:ResNet50_Weights.IMAGENET1K_V2 (or IMAGENET1K_V1, DEFAULT)"
+        )
+    from torchvision.models import get_weight
+
+    try:
+        return get_weight(spec)
+    except (KeyError, ValueError) as err:
+        raise WeightsSourceError(f"{source}: torchvision has no such weights ({err})") from None
+
+
+def fetch_torchvision(spec: str) -> tuple[Path, object]:
+    """The local path and weights enum of ``torchvision:spec``, from the torch.hub cache or downloaded into it."""
+    source = f"torchvision:{spec}"
+    weights = _torchvision_weights(spec, source)
+    path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(weights.url).path)
+    if path.is_file():
+        return path, weights
+    if _truthy(os.environ.get("BOTNET_OFFLINE")) or hub_offline():
+        raise WeightsSourceError(
+            f"cannot get {source}: offline (BOTNET_OFFLINE / HF_HUB_OFFLINE) and not cached. Download "
+            f"{weights.url} by hand and place it at {path} (or give its path as the source)"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        prefix = re.search(r"-([a-f0-9]+)\.", path.name)
+        torch.hub.download_url_to_file(weights.url, str(path), hash_prefix=prefix.group(1) if prefix else None)
+    except Exception as err:  # noqa: BLE001 - network, disk, hash: all reported with the path
+        raise WeightsSourceError(
+            f"cannot download {source} from {weights.url} ({type(err).__name__}: {err}). Download it by hand and "
+            f"place it at {path} (or give its path as the source)"
+        ) from None
+    return path, weights
+
+
+def weights_file(source: str | Path) -> Path:
+    """The weights file meant by a local ``source``: the file itself, or a run / checkpoint directory's weights."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        for candidate in (path, path / "best", path / "last"):
+            if (candidate / "model.safetensors").is_file():
+                return candidate / "model.safetensors"
+        raise WeightsSourceError(
+            f"{path} is a directory without weights: expected model.safetensors in it or in its best/ or last/ "
+            "(a botnet train run or checkpoint directory)"
+        )
+    if not path.is_file():
+        raise WeightsSourceError(f"weights source {str(source)!r} does not exist; a source is {SOURCE_FORMS}")
+    if path.suffix not in WEIGHT_SUFFIXES:
+        raise WeightsSourceError(f"{path}: unknown weights file type {path.suffix!r}; expected {WEIGHT_SUFFIXES}")
+    return path
+
+
+def read_file(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """Tensors and (safetensors) metadata of a weights file, never unpickling anything but tensors."""
+    if path.suffix == ".safetensors":
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})  # noqa: SIM118
+        except (SafetensorError, OSError) as err:
+            raise WeightsSourceError(f"{path} is truncated or not a safetensors file ({err})") from None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).splitlines()[0]
+        raise WeightsSourceError(
+            f"{path} was refused: unpickling it would run code or build objects other than tensors ({first}). "
+            "Only plain state dicts are read (torch.load weights_only=True)"
+        ) from None
+    except Exception as err:  # noqa: BLE001 - a damaged zip, an unknown format: any failure to read
+        raise WeightsSourceError(
+            f"{path} is truncated or not a PyTorch weights file ({type(err).__name__}: {err})"
+        ) from None
+    if isinstance(obj, dict) and not all(isinstance(v, Tensor) for v in obj.values()):
+        for key in ("state_dict", "model"):  # common wrappers of a state dict
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, Tensor) for v in obj.values()):
+        raise WeightsSourceError(f"{path} does not hold a state dict of tensors")
+    return obj, {}
+
+
+def _looks_torchvision(state: dict[str, Tensor]) -> bool:
+    """A torchvision ResNet's keys: the 7x7 ``conv1``, bottlenecks with 3x3 ``conv2`` everywhere, no attention."""
+    conv1 = state.get("conv1.weight")
+    return (
+        conv1 is not None
+        and conv1.shape[-1] == 7
+        and "layer4.0.conv2.weight" in state
+        and not any(tag in k for k in state for tag in (".attn.", ".se.", ".gate.", "final_conv."))
+    )
+
+
+def _preprocess_from_metadata(meta: dict[str, str]) -> dict:
+    """Our files: the pretrained_cfg written by save_weights, overridden by a training checkpoint's "preprocess"
+    (what the weights were last trained and evaluated with)."""
+    out: dict = {}
+    try:
+        if "pretrained_cfg" in meta:
+            out.update(json.loads(meta["pretrained_cfg"]) or {})
+        p = json.loads(meta.get("preprocess", "null")) or {}
+        out.update({k: p[k] for k in ("mean", "std", "crop_pct", "interpolation") if k in p})
+        if isinstance(p.get("img_size"), int):
+            out["input_size"] = [3, p["img_size"], p["img_size"]]
+    except (json.JSONDecodeError, TypeError, AttributeError):
+        return {}
+    return out
+
+
+def classify(state: dict[str, Tensor], meta: dict[str, str], source: str, path: Path | None = None) -> Weights:
+    """Detect the kind of a state dict and bring it into our key names."""
+    if "botnet_config" in meta:
+        try:
+            config = json.loads(meta["botnet_config"])
+        except json.JSONDecodeError:
+            config = None
+        name = meta.get("model_name") or meta.get("architecture") or None
+        return Weights(source, "botnet", state, path, name, config, _preprocess_from_metadata(meta))
+    if is_timm_state_dict(state):
+        converted, unmapped = convert_timm_state_dict(state)
+        converted.update({k: state[k] for k in unmapped})  # kept under timm's names: reported as unexpected
+        return Weights(source, "timm", converted, path, unmapped=unmapped)
+    if _looks_torchvision(state):
+        return Weights(source, "torchvision", state, path)
+    return Weights(source, "botnet", state, path)
+
+
+def read_weights(source: str | Path | dict[str, Tensor] | Weights) -> Weights:
+    """Read any weights SOURCE (see the module docstring) into our key names.
+
+    Raises:
+        WeightsSourceError: the source does not exist, cannot be fetched, is damaged, would run code, or is not a
+            state dict; the message names it and, for hub and torchvision sources, the cache path to fill by hand.
+    """
+    if isinstance(source, Weights):
+        return source
+    if isinstance(source, dict):
+        if not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in source.items()):
+            raise WeightsSourceError("an in-memory weights source must be a state dict of named tensors")
+        return classify(source, {}, "(state dict)")
+    if not isinstance(source, (str, Path)):
+        raise TypeError(f"a weights source is a path, a string or a state dict, got {type(source).__name__}")
+    text = str(source)
+    if text.startswith("timm:"):
+        spec = text[len("timm:") :]
+        path = fetch_timm(spec, tuple(TIMM_TAGS.get(spec.partition(".")[0], ())))
+        state, meta = read_file(path)
+        if not is_timm_state_dict(state):
+            raise WeightsSourceError(f"{text}: {path} does not hold a timm ByobNet state dict")
+        weights = classify(state, meta, text, path)
+        weights.model_name = spec.partition(".")[0]
+        return weights
+    if text.startswith("torchvision:"):
+        spec = text[len("torchvision:") :]
+        path, tv = fetch_torchvision(spec)
+        state, _ = read_file(path)
+        weights = Weights(text, "torchvision", state, path, f"resnet{spec[len('ResNet') :].split('_')[0]}")
+        weights.pretrained_cfg = torchvision_preprocessing(tv)
+        return weights
+    path = weights_file(source)
+    state, meta = read_file(path)
+    return classify(state, meta, text, path)
+
+
+def torchvision_preprocessing(weights) -> dict:
+    """mean, std, crop_pct, interpolation and input size of torchvision weights, from their eval transforms."""
+    t = weights.transforms()
+    crop, resize = t.crop_size[0], t.resize_size[0]
+    return dict(
+        input_size=[3, crop, crop],
+        mean=list(t.mean),
+        std=list(t.std),
+        crop_pct=round(crop / resize, 4),
+        interpolation=t.interpolation.value,
+    )
