@@ -30,7 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .checkpoint import CONFIG_FILE, MODEL_FILE, OLD_SUFFIX, PREVIOUS_SUFFIX, checkpoint_owner, is_checkpoint_dir
+from .layout import CONFIG_FILE, MODEL_FILE, OLD_SUFFIX, PREVIOUS_SUFFIX, checkpoint_owner, is_checkpoint_dir
 from .reporting import CURVES_FILE, METRICS_FILE
 
 INCOMPLETE = re.compile(r"^\..+\.tmp(\.[A-Za-z0-9]+)?$")  # what atomic_output and write_checkpoint_dir write to
@@ -59,6 +59,11 @@ def new_run_dir(model: str, root: str | Path = "runs") -> str:
 
 def run_artifacts(out: Path) -> list[str]:
     return [name for name in RUN_ARTIFACTS if (out / name).exists()]
+
+
+def has_checkpoint(out: Path) -> bool:
+    """Whether the run in ``out`` has a checkpoint to resume from (``last/``, or its copy during a swap)."""
+    return any((out / f"last{suffix}" / MODEL_FILE).is_file() for suffix in ("", OLD_SUFFIX, PREVIOUS_SUFFIX))
 
 
 def _check_not_checkpoint(out: Path, resume: bool) -> None:
@@ -119,13 +124,18 @@ def prepare_output_dir(out: str | Path, *, resume: bool, overwrite: bool) -> Pat
             raise FileNotFoundError(f"cannot resume: run directory {out} does not exist")
         if not run_artifacts(out):
             raise ValueError(f"cannot resume: {out} holds no run (no config.yaml or last/ checkpoint)")
-        if not any((out / f"last{suffix}" / MODEL_FILE).is_file() for suffix in ("", OLD_SUFFIX, PREVIOUS_SUFFIX)):
+        if not has_checkpoint(out):
             raise ValueError(
                 f"cannot resume: the run in {out} has no checkpoint yet (it stopped before writing its first one); "
                 f"start it again with --output {out} --overwrite"
             )
     else:
         found = run_artifacts(out) if out.is_dir() else []
+        if found and not overwrite and not has_checkpoint(out):  # --resume cannot work: say what can
+            raise ValueError(
+                f"output directory {out} already holds a run that has no checkpoint ({', '.join(found)}; it stopped "
+                f"before writing its first one): pass --overwrite to start it again, or choose another --output"
+            )
         if found and not overwrite:
             raise ValueError(
                 f"output directory {out} already holds a run ({', '.join(found)}); pass --resume {out} to continue "
