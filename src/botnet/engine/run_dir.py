@@ -212,9 +212,13 @@ class RunLock:
         """Take the lock without waiting; raise :class:`RunDirBusy` naming the holder when another process has it."""
         if self._fd is not None:
             raise RuntimeError(f"the lock of {self.run_dir} is already held by this object")
+        # The descriptor that holds the lock is read-only where the file system allows it (flock needs no write
+        # access locally), so a held lock never keeps the disk from being remounted read-only; NFS emulates flock with
+        # a write lock, which needs a descriptor open for writing (EBADF otherwise): there it is opened read-write.
+        mode = os.O_RDONLY
         while True:
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+                fd = os.open(self.path, mode | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
             except OSError as err:
                 if err.errno == errno.ELOOP:
                     raise ValueError(f"{self.path} is a symbolic link; remove it (it is only a lock file)") from None
@@ -222,6 +226,10 @@ class RunLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as err:
+                if err.errno == errno.EBADF and mode == os.O_RDONLY:
+                    os.close(fd)
+                    mode = os.O_RDWR
+                    continue
                 holder = _read_holder(fd)
                 os.close(fd)
                 if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
@@ -239,18 +247,32 @@ class RunLock:
             os.close(fd)  # the lock file was replaced between open and flock: lock the one that is there now
         self._fd = fd
         record = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+        try:
+            self._write_record((json.dumps(record) + "\n").encode())
+        except OSError as err:
+            self.release()
+            raise PermissionError(_not_writable(self.run_dir, err)) from None
         return self
+
+    def _write_record(self, data: bytes) -> None:
+        """Replace the holder record through a descriptor of its own, closed at once (see :meth:`acquire`)."""
+        fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, data, 0)
+        finally:
+            os.close(fd)
 
     def release(self) -> None:
         """Give the lock up (idempotent). The holder record is cleared first; the file stays."""
         fd, self._fd = self._fd, None
         if fd is None:
             return
-        with contextlib.suppress(OSError):  # a read-only disk must not keep the lock: closing releases it anyway
-            os.ftruncate(fd, 0)
-        os.close(fd)
+        try:
+            with contextlib.suppress(OSError):  # a read-only disk must not keep the lock: closing releases it anyway
+                self._write_record(b"")
+        finally:
+            os.close(fd)
 
     def __enter__(self) -> RunLock:
         return self if self.held else self.acquire()
