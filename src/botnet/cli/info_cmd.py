@@ -56,7 +56,7 @@ def describe(name: str, size: tuple[int, int] | None = None) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    info = describe(args.name, _parse_size(args.size) if args.size else None)
+    info = describe(args.name, _parse_size(args.size) if args.size is not None else None)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0

@@ -57,7 +57,7 @@ def plain_warnings() -> Iterator[None]:
     """Show the package's own warnings (an unverified checkpoint, duplicate category names) as ``warning: ...``."""
     original = warnings.showwarning
 
-    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001 - warnings' API
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
         if category.__module__.startswith("botnet") or str(filename).startswith(PACKAGE_DIR):
             print(f"warning: {message}", file=sys.stderr, flush=True)
         else:
