@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..data.folder import DEFAULT_MAX_PIXELS, read_images
+from ..engine.validate import GIB, MAX_IMAGE_GIB, check_side
 from ..files import atomic_output
 from ..models.attention_maps import AttentionMap, attention_layers, attention_maps
 from .data import Preprocess
@@ -54,6 +55,23 @@ def parse_query(text: str) -> tuple[int, int]:
     return row, col
 
 
+MAX_FIGURE_SIDE = (1 << 16) - 1  # matplotlib's Agg renderer draws less than 2**16 px in each direction
+
+
+def check_figure_size(panel: int, width: int, height: int) -> None:
+    """Refuse a figure that Agg cannot draw or whose RGBA pixels need more than the memory bound of one image, naming
+    ``--panel`` and the largest panel that fits (the figure's area grows with the square of the panel)."""
+    need = width * height * 4  # Agg renders RGBA
+    budget = MAX_IMAGE_GIB * GIB
+    if max(width, height) <= MAX_FIGURE_SIDE and need <= budget:
+        return
+    largest = int(panel * min(MAX_FIGURE_SIDE / max(width, height), (budget / need) ** 0.5))
+    raise ValueError(
+        f"--panel {panel} is too large for this figure: {width}x{height} px ({need / GIB:.3g} GiB of RGBA) for its "
+        f"heads and queries, more than {MAX_FIGURE_SIDE} px a side or {MAX_IMAGE_GIB:g} GiB; use at most {largest}"
+    )
+
+
 def check_queries(queries: Sequence[tuple[int, int]], size: tuple[int, int], layer: str) -> None:
     h, w = size
     for row, col in queries:
@@ -87,14 +105,14 @@ def draw_attention(
 
     if interpolation not in INTERPOLATIONS:
         raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
-    if panel < 32:
-        raise ValueError(f"--panel must be at least 32 px, got {panel}")
+    check_side("--panel", panel, minimum=32, bytes_per_pixel=3)
     mh, mw = amap.size
     check_queries(queries, amap.size, "the layer")
     _, ih, iw = image.shape
     ph, pw = panel, max(32, round(panel * iw / ih))
     heads = amap.probs.shape[1]
     width, height = (heads + 1) * pw, len(queries) * ph
+    check_figure_size(panel, width, height)
     shown = F.interpolate(image[None].float(), size=(ph, pw), mode="bilinear", antialias=True, align_corners=False)
     shown = shown[0].clamp(0, 1).permute(1, 2, 0).numpy()
     dpi = 100

@@ -73,6 +73,41 @@ class TrainConfig(ConfigBase):
     checkpoint_steps: int = option(0, "also checkpoint every this many optimizer steps within an epoch (0: epoch ends)")
     eval_interval: int = option(1, "validate every this many epochs (and always after the last)")
 
+    # The bounds of every numeric option (botnet.engine.validate.check_option; integer and optional come from the
+    # annotations), checked first by validate(): a bad value is refused with its flag before any work.
+    BOUNDS = {
+        "img_size": dict(side=True, minimum=8),  # and at most the side of one 4 GiB float32 image
+        "shapes_train": dict(minimum=1),
+        "shapes_val": dict(minimum=1),
+        "workers": dict(minimum=0),
+        "max_bad_fraction": dict(minimum=0, maximum=1),
+        "max_image_pixels": dict(minimum=1),
+        "scale": dict(minimum=0, min_inclusive=False, maximum=1),
+        "ratio": dict(minimum=0, min_inclusive=False),
+        "hflip": dict(minimum=0, maximum=1),
+        "mixup_alpha": dict(minimum=0),
+        "cutmix_alpha": dict(minimum=0),
+        "mix_prob": dict(minimum=0, maximum=1),
+        "crop_pct": dict(minimum=0, min_inclusive=False, maximum=1),
+        "epochs": dict(minimum=1),
+        "batch_size": dict(minimum=1),
+        "accumulate": dict(minimum=1),
+        "lr": dict(minimum=0, min_inclusive=False),
+        "momentum": dict(minimum=0, maximum=1, max_inclusive=False),
+        "betas": dict(minimum=0, maximum=1, max_inclusive=False, ordered=False),
+        "weight_decay": dict(minimum=0),
+        "warmup_epochs": dict(minimum=0),
+        "warmup_start": dict(minimum=0, maximum=1),
+        "min_lr": dict(minimum=0),
+        "label_smoothing": dict(minimum=0, maximum=1),
+        "clip_grad": dict(minimum=0, min_inclusive=False),
+        "ema_decay": dict(minimum=0, maximum=1, max_inclusive=False),  # 0: off
+        "seed": dict(minimum=0, maximum=2**63 - 1),
+        "log_interval": dict(minimum=1),
+        "checkpoint_steps": dict(minimum=0),
+        "eval_interval": dict(minimum=1),
+    }
+
     # ----------------------------------------------------------------------------------------------------------
     def validate(self) -> TrainConfig:
         """Check types and ranges; raise ValueError naming the option and what is allowed."""
@@ -85,33 +120,7 @@ class TrainConfig(ConfigBase):
             choices = f.metadata.get("choices")
             if choices and value not in choices:
                 fail(f.name, f"{value!r} is not one of {', '.join(choices)}")
-        if self.epochs is not None and (not isinstance(self.epochs, int) or self.epochs < 1):
-            fail("epochs", f"must be a positive integer, got {self.epochs!r}")
-        positive = ("batch_size", "accumulate", "shapes_train", "shapes_val", "log_interval", "eval_interval")
-        for name in positive:
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                fail(name, f"must be a positive integer, got {getattr(self, name)!r}")
-        for name in ("workers", "checkpoint_steps"):
-            if getattr(self, name) is not None and getattr(self, name) < 0:
-                fail(name, f"must be >= 0, got {getattr(self, name)}")
-        for name in ("hflip", "mix_prob", "max_bad_fraction", "label_smoothing", "warmup_start"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                fail(name, f"must be in [0, 1], got {getattr(self, name)}")
-        if self.lr is not None and not self.lr > 0:
-            fail("lr", f"must be > 0, got {self.lr}")
-        if self.ema_decay and not 0.0 < self.ema_decay < 1.0:
-            fail("ema_decay", f"must be in (0, 1) or 0 to disable, got {self.ema_decay}")
-        if self.crop_pct is not None and not 0.0 < self.crop_pct <= 1.0:
-            fail("crop_pct", f"must be in (0, 1], got {self.crop_pct}")
-        if self.scale is not None and not 0.0 < self.scale[0] <= self.scale[1] <= 1.0:
-            fail("scale", f"must satisfy 0 < min <= max <= 1, got {self.scale}")
-        if self.img_size is not None and self.img_size < 8:
-            fail("img_size", f"must be at least 8 pixels, got {self.img_size}")
-        for name in ("weight_decay", "min_lr", "warmup_epochs", "mixup_alpha", "cutmix_alpha"):
-            if getattr(self, name) < 0:
-                fail(name, f"must be >= 0, got {getattr(self, name)}")
-        if self.clip_grad is not None and not self.clip_grad > 0:
-            fail("clip_grad", f"must be > 0 (or none to disable), got {self.clip_grad}")
+        self.check_bounds()
         if not isinstance(self.model_args, dict):
             fail("model_args", f"must be a mapping of BoTNetConfig fields, got {self.model_args!r}")
         return self

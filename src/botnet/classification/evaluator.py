@@ -10,7 +10,7 @@ from ..engine import checkpoint as ckpt
 from ..engine.config import BUILTIN, build_config
 from ..engine.data import eval_loader
 from ..engine.distributed import auto_workers, cleanup, local_world_size, setup
-from ..engine.reporting import write_result
+from ..engine.reporting import result_path, write_result
 from ..models.botnet import BoTNet
 from ..models.config import BoTNetConfig
 from ..models.weights import load_weights
@@ -66,12 +66,16 @@ def evaluate_checkpoint(
     amp: str = "none",
     output: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Top-1 / top-5 of a checkpoint; writes the result as JSON to ``output`` (default: ``<run dir>/eval.json``)."""
+    """Top-1 / top-5 of a checkpoint; writes the result as JSON to ``output`` (default: ``<run dir>/eval.json``).
+
+    The result's ``integrity`` says whether the checkpoint's files were verified against its manifest
+    (:func:`botnet.engine.checkpoint.integrity_status`)."""
     info = setup(device)
     if workers is None:
         workers = auto_workers(info.device, local_world_size())
     try:
         net, meta, ckpt_dir = load_checkpoint_model(path, ema=ema, expect_model=model)
+        output = result_path(output, ckpt_dir)  # refused now, not after the evaluation
         net.to(info.device)
         p = meta["preprocess"] or {}
         pre = Preprocess(p["img_size"], p["crop_pct"], tuple(p["mean"]), tuple(p["std"]), p["interpolation"])
@@ -98,6 +102,7 @@ def evaluate_checkpoint(
             "model": meta["model"],
             "weights": "ema" if ema else "model",
             "data": where,
+            "integrity": ckpt.integrity_status(ckpt_dir),
             **{k: m[k] for k in ("top1", "top5", "loss", "images", "bad_images")},
         }
         if info.is_main:

@@ -39,7 +39,8 @@ def train(
     """
     info = setup(cfg.device)
     try:
-        return ClassificationTrainer(cfg, info, resume=resume, overwrite=overwrite, model_fn=model_fn).fit()
+        with ClassificationTrainer(cfg, info, resume=resume, overwrite=overwrite, model_fn=model_fn) as trainer:
+            return trainer.fit()
     finally:
         cleanup()
 

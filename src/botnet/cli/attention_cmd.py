@@ -6,7 +6,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..engine.outputs import check_output
 from .predict_cmd import add_image_options
+
+# --panel: a side of at least 32 px, and one 8-bit RGB panel must fit in memory (the whole figure is checked again
+# once the number of heads and queries is known)
+BOUNDS = {"panel": dict(side=True, minimum=32, bytes_per_pixel=3), "max_pixels": dict(minimum=1)}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -24,16 +29,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_image_options(p)
     p.add_argument("--panel", type=int, default=192, help="height of each panel in pixels")
     p.add_argument("--interpolation", choices=("bilinear", "nearest"), default="bilinear", help="heat map upsampling")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, bounds=BOUNDS)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..classification.attention_figure import attention_figure, parse_query
+    from ..classification.attention_figure import parse_query
 
     queries = [parse_query(q) for q in args.query or ()]
     output = args.output or f"{Path(args.image).stem}-attention.png"
     if not output.lower().endswith(".png"):
         raise ValueError(f"--output must be a .png file, got {output!r}")
+    check_output(output, option="--output", inputs=[args.image])
+    from ..classification.attention_figure import attention_figure
+
     figure = attention_figure(
         args.checkpoint,
         args.image,

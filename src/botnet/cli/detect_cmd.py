@@ -10,9 +10,10 @@ import argparse
 import json
 
 from ..engine.config import RESUMABLE_CHANGES, add_arguments
+from ..engine.outputs import check_output
 from .eval_cmd import add_eval_options, eval_options
 from .predict_cmd import add_max_pixels
-from .train_cmd import config_from_args
+from .train_cmd import check_run_output, config_from_args
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +28,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Train a detector. Options come from the defaults, then --config FILE (YAML), then the flags.",
     )
     t.add_argument("--config", metavar="FILE", help="YAML file of options (flags override it)")
-    t.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly where it stopped")
+    t.add_argument(
+        "--resume", metavar="DIR", help="continue the run in DIR (or the run of DIR/last, DIR/best) where it stopped"
+    )
     t.add_argument("--overwrite", action="store_true", help="replace the run already in the output directory")
     add_arguments(t.add_argument_group("options (also YAML keys, with _ for -)"), DetectConfig)
     t.set_defaults(run=run_train)
@@ -48,7 +51,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     r.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"))
     add_max_pixels(r)
-    r.set_defaults(run=run_predict)
+    r.set_defaults(
+        run=run_predict, bounds={"score_threshold": dict(minimum=0, maximum=1), "max_pixels": dict(minimum=1)}
+    )
 
     ls = tasks.add_parser("list", help="list the detection models")
     ls.set_defaults(run=run_list)
@@ -58,6 +63,7 @@ def run_train(args: argparse.Namespace) -> int:
     from ..detection.config import DetectConfig
 
     cfg = config_from_args(args, DetectConfig, RESUMABLE_CHANGES)  # bad options are reported before torch loads
+    check_run_output(cfg, args, cfg.weights_backbone)
     from ..detection.trainer import detect_train
 
     detect_train(cfg, resume=bool(args.resume), overwrite=args.overwrite)
@@ -71,13 +77,17 @@ def run_eval(args: argparse.Namespace) -> int:
     r = evaluate_detection_checkpoint(args.checkpoint, args.data, split=args.split, **eval_options(args))
     if "output" in r:
         table = {t: {k: float("nan") if v is None else v for k, v in r[t].items()} for t in ("bbox", "segm") if t in r}
-        print(f"{r['model']} on {r['data']} ({r['images']} images, {r['detections']} detections)")
+        print(
+            f"{r['model']} on {r['data']} ({r['images']} images, {r['detections']} detections; checkpoint "
+            f"{r['integrity']})"
+        )
         print(format_metrics_table(table))
         print(f"written to {r['output']}")
     return 0
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    check_output(args.output, option="--output", kind="dir", inputs=args.images)
     from ..detection.predict import predict_images
 
     r = predict_images(

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..engine.outputs import check_output
+
+BOUNDS = {"batch_size": dict(minimum=1), "workers": dict(minimum=0, optional=True)}
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint", description=__doc__)
@@ -23,12 +27,14 @@ def add_eval_options(p: argparse.ArgumentParser, *, batch_size: int) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"))
     p.add_argument("--output", metavar="FILE", help="where to write the JSON result (default: RUN/eval.json)")
+    p.set_defaults(bounds=BOUNDS)
 
 
 def eval_options(args: argparse.Namespace) -> dict:
-    """The options of :func:`add_eval_options` as keyword arguments, checked."""
-    if args.batch_size < 1 or (args.workers is not None and args.workers < 0):
-        raise ValueError("--batch-size must be >= 1 and --workers >= 0")
+    """The options of :func:`add_eval_options` as keyword arguments (their bounds are checked by the CLI's main);
+    an ``--output`` that cannot be written is refused here, before any work."""
+    if args.output is not None:
+        check_output(args.output, option="--output", inputs=[args.data])
     names = ("ema", "batch_size", "workers", "device", "amp", "output")
     return {name: getattr(args, name) for name in names}
 
@@ -38,6 +44,9 @@ def run(args: argparse.Namespace) -> int:
 
     r = evaluate_checkpoint(args.checkpoint, args.data, model=args.model, **eval_options(args))
     if "output" in r:
-        print(f"{r['model']} on {r['data']}: top-1 {r['top1']:.2f}%  top-5 {r['top5']:.2f}%  ({r['images']} images)")
+        print(
+            f"{r['model']} on {r['data']}: top-1 {r['top1']:.2f}%  top-5 {r['top5']:.2f}%  ({r['images']} images; "
+            f"checkpoint {r['integrity']})"
+        )
         print(json.dumps(r, indent=2))
     return 0

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..engine.outputs import check_output
+
 FORMATS = ("onnx", "pt2")  # botnet.export.FORMATS, without importing torch for the help
 DEFAULT_ATOL = 1e-4  # botnet.export.DEFAULT_ATOL
 
@@ -21,12 +23,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
     p.add_argument("--atol", type=float, default=DEFAULT_ATOL, help="largest allowed |exported - PyTorch| logit")
     p.add_argument("--no-verify", action="store_true", help="skip running the exported file against PyTorch")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, bounds={"atol": dict(minimum=0), "opset": dict(minimum=1, optional=True)})
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..export import export_checkpoint
+    if args.output is not None:
+        check_output(args.output, option="--output")  # never inside the checkpoint it reads (check_output)
+    from ..export import check_opset, export_checkpoint
 
+    if args.format != "pt2":
+        check_opset(args.opset)  # the installed exporter's range, before the checkpoint is read
     report = export_checkpoint(
         args.checkpoint,
         args.output,

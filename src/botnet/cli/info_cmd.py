@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..engine.validate import check_side
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="describe a registered model", description=__doc__)
@@ -20,8 +22,8 @@ def _parse_size(text: str) -> tuple[int, int]:
         size = (int(h), int(w or h))
     except ValueError:
         raise ValueError(f"--size must be H or HxW in pixels, e.g. 224 or 512x768; got {text!r}") from None
-    if min(size) < 1:
-        raise ValueError(f"--size must be positive, got {text!r}")
+    for side in size:  # at least 1 px, and one float32 image of the size must fit in memory
+        check_side("--size", side, minimum=1)
     return size
 
 
@@ -54,7 +56,7 @@ def describe(name: str, size: tuple[int, int] | None = None) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    info = describe(args.name, _parse_size(args.size) if args.size else None)
+    info = describe(args.name, _parse_size(args.size) if args.size is not None else None)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0

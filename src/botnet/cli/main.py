@@ -1,20 +1,34 @@
-"""The ``botnet`` command: one thin module per subcommand; user errors print a message, not a traceback."""
+"""The ``botnet`` command: one thin module per subcommand; user errors print a message, not a traceback.
+
+Each subcommand's numeric options are checked against its table of bounds (``p.set_defaults(bounds={...})``, the
+keywords of :func:`botnet.engine.validate.check_option`) right after parsing, before the command imports its task;
+the options of ``train`` and ``detect train`` are checked by their options class. A user error (a bad option, a
+missing file, a refused path) is one line and exit status 2; anything else is an internal error and keeps its
+traceback, followed by a one-line summary.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
-from collections.abc import Sequence
+import traceback
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from .. import __version__
 from ..engine.stopping import TrainingError, TrainingInterrupted
+from ..engine.validate import check_options
 from . import attention_cmd, detect_cmd, eval_cmd, export_cmd, info_cmd, list_cmd, predict_cmd, table_cmd, train_cmd
 
 SUBCOMMANDS = (train_cmd, eval_cmd, predict_cmd, attention_cmd, detect_cmd, export_cmd, table_cmd, list_cmd, info_cmd)
-# Errors a command reports as a message. CheckpointError is a ValueError; ExportError is added by user_errors() once
-# botnet.export has been imported (an error of that class can only come from a command that imported it).
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError, PermissionError, TrainingError)
+# Errors a command reports as a message. CheckpointError is a ValueError; OSError covers a full disk, a path that is a
+# directory and the like (its message names the file); ExportError is added by user_errors() once botnet.export has
+# been imported (an error of that class can only come from a command that imported it).
+USER_ERRORS = (ValueError, TypeError, OSError, TrainingError)
+PACKAGE_DIR = str(Path(__file__).resolve().parents[1])
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
@@ -31,15 +45,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse, naming the option, every numeric option outside its command's table of bounds."""
+    table = getattr(args, "bounds", None) or {}
+    for name, value in check_options(vars(args), table).items():
+        setattr(args, name, value)
+
+
+@contextlib.contextmanager
+def plain_warnings() -> Iterator[None]:
+    """Show the package's own warnings (an unverified checkpoint, duplicate category names) as ``warning: ...``."""
+    original = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if category.__module__.startswith("botnet") or str(filename).startswith(PACKAGE_DIR):
+            print(f"warning: {message}", file=sys.stderr, flush=True)
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    name = f"botnet {args.command}" + (f" {args.detect_command}" if getattr(args, "detect_command", None) else "")
     try:
-        return int(args.run(args) or 0)
+        with plain_warnings():
+            check_args(args)
+            return int(args.run(args) or 0)
     except TrainingInterrupted as err:  # a requested stop: exit like the signal did, after the message
-        print(f"botnet {args.command}: {err}", file=sys.stderr)
+        print(f"{name}: {err}", file=sys.stderr)
         return 128 + err.signum
+    except KeyboardInterrupt:
+        print(f"\n{name}: interrupted", file=sys.stderr)
+        return 130
     except Exception as err:
-        if not isinstance(err, user_errors()) or os.environ.get("BOTNET_TRACEBACK"):
+        if os.environ.get("BOTNET_TRACEBACK"):
             raise
-        print(f"botnet {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        if isinstance(err, user_errors()):
+            print(f"{name}: error: {err}", file=sys.stderr)
+            return 2
+        traceback.print_exc()
+        summary = str(err).strip().splitlines()[0] if str(err).strip() else "(no message)"
+        print(
+            f"{name}: internal error: {type(err).__name__}: {summary} (a bug, not a mistake in the command: the "
+            "traceback above says where)",
+            file=sys.stderr,
+        )
+        return 1

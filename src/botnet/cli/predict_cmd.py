@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..engine.outputs import check_output
 from ..engine.reporting import atomic_write
 
 DEFAULT_MAX_PIXELS = 89_478_485  # botnet.data.folder.DEFAULT_MAX_PIXELS (PIL's), without importing torch for the help
@@ -19,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", metavar="FILE", help="also write the predictions as JSON to FILE ('-': stdout only)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"))
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, bounds={"topk": dict(minimum=1), "max_pixels": dict(minimum=1)})
 
 
 def add_image_options(p: argparse.ArgumentParser) -> None:
@@ -43,6 +44,8 @@ def add_max_pixels(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.json and args.json != "-":
+        check_output(args.json, option="--json", inputs=args.images)
     from ..classification.predict import predict
 
     results = predict(

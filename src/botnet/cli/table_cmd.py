@@ -48,7 +48,11 @@ def format_table(entries: list[TableEntry]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..engine.outputs import check_output
     from ..models.paper import GMACS_TOLERANCE, PARAMS_TOLERANCE_M, paper_table
+
+    if args.json is not None:
+        check_output(args.json, option="--json")
 
     entries = paper_table()
     print(format_table(entries))

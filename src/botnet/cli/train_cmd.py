@@ -11,6 +11,7 @@ on each machine.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from ..engine.config import (
     load_yaml,
     overrides_from_args,
 )
+from ..engine.layout import CONFIG_FILE, resolve_run_dir
+from ..engine.outputs import check_output
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,7 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", metavar="FILE", help="YAML file of options (flags override it)")
-    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly where it stopped")
+    p.add_argument(
+        "--resume", metavar="DIR", help="continue the run in DIR (or the run of DIR/last, DIR/best) where it stopped"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace the run already in the output directory")
     add_arguments(p.add_argument_group("options (also YAML keys, with _ for -)"), TrainConfig)
     p.set_defaults(run=run)
@@ -42,6 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args, TrainConfig, RESUMABLE_CHANGES)  # bad options are reported before torch loads
+    check_run_output(cfg, args)
     from ..classification.trainer import train
 
     train(cfg, resume=bool(args.resume), overwrite=args.overwrite)
@@ -55,12 +61,30 @@ def config_from_args(args: argparse.Namespace, cls: type, resumable: tuple[str, 
     if args.resume:
         if args.config:
             raise ValueError("--resume takes its options from the run's config.yaml; drop --config")
-        saved_file = Path(args.resume) / "config.yaml"
+        if "output" in flags:
+            raise ValueError("--resume writes to the run it continues; drop --output (or start a new run with it)")
+        run = resolve_run_dir(args.resume)  # RUN/best or RUN/last: the run that owns it, never inside a checkpoint
+        if run != Path(args.resume):
+            print(
+                f"note: {args.resume} is a checkpoint of the run {run}: continuing that run from its own last "
+                "checkpoint (a resume always continues the run; nothing is written inside a checkpoint)",
+                file=sys.stderr,
+            )
+        saved_file = run / CONFIG_FILE
+        if not run.is_dir():
+            raise FileNotFoundError(f"cannot resume: run directory {run} does not exist")
         if not saved_file.is_file():
-            raise FileNotFoundError(f"cannot resume: {saved_file} does not exist (is {args.resume} a run directory?)")
+            raise FileNotFoundError(f"cannot resume: {saved_file} does not exist (is {run} a run directory?)")
         saved = build_config(saved_file, config_cls=cls)
         check_resume_changes(saved, {k: coerce(k, v, cls) for k, v in flags.items()}, resumable)
-        return build_config(saved_file, config_cls=cls, **{**flags, "output": args.resume})
+        return build_config(saved_file, config_cls=cls, **{**flags, "output": str(run)})
     if args.config:
         load_yaml(args.config, cls)  # errors name the file before anything else happens
     return build_config(args.config, config_cls=cls, **flags)
+
+
+def check_run_output(cfg: Any, args: argparse.Namespace, *inputs: str | None) -> None:
+    """Refuse, before any work, an ``--output`` that is a file, a checkpoint, or inside the data it reads."""
+    if cfg.output is not None:
+        data = None if cfg.builtin_data else cfg.data
+        check_output(cfg.output, option="--output", kind="dir", inputs=[data, args.config, *inputs])

@@ -11,6 +11,7 @@ when too many are bad (:class:`BadImageTracker`).
 from __future__ import annotations
 
 import os
+import re
 import struct
 import warnings
 from collections.abc import Callable, Sequence
@@ -317,10 +318,16 @@ class BadImageTracker:
         )
 
 
+URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")  # what a path given as a URL looks like
+
+
 def read_images(paths: list[str | Path], max_pixels: int = DEFAULT_MAX_PIXELS) -> list[torch.Tensor]:
     """uint8 (3, H, W) tensors; a file that is missing, not a regular file, or not an image is an error naming it."""
     images = []
-    for path in map(Path, paths):
+    for given in paths:
+        if isinstance(given, str) and URL.match(given):
+            raise ValueError(f"image {given} is a URL: only local image files are read; download it first")
+        path = Path(given)
         try:
             check_regular(path)
         except FileNotFoundError:

@@ -70,6 +70,36 @@ class DetectConfig(ConfigBase):
     checkpoint_steps: int = option(0, "also checkpoint every this many optimizer steps within an epoch (0: epoch ends)")
     eval_interval: int = option(1, "validate every this many epochs (and always after the last)")
 
+    # The bounds of every numeric option (botnet.engine.validate.check_option; integer and optional come from the
+    # annotations), checked first by validate(): a bad value is refused with its flag before any work.
+    BOUNDS = {
+        "trainable_backbone_layers": dict(minimum=0, maximum=5),
+        "image_size": dict(side=True, minimum=32),  # and at most the side of one 4 GiB float32 image
+        "shapes_train": dict(minimum=1),
+        "shapes_val": dict(minimum=1),
+        "workers": dict(minimum=0),
+        "max_bad_fraction": dict(minimum=0, maximum=1),
+        "max_image_pixels": dict(minimum=1),
+        "scale_range": dict(minimum=0, min_inclusive=False, maximum=4),  # the paper: 0.8 1.25 up to 0.1 2
+        "hflip": dict(minimum=0, maximum=1),
+        "epochs": dict(minimum=1),
+        "batch_size": dict(minimum=1),
+        "accumulate": dict(minimum=1),
+        "lr": dict(minimum=0, min_inclusive=False),
+        "momentum": dict(minimum=0, maximum=1, max_inclusive=False),
+        "betas": dict(minimum=0, maximum=1, max_inclusive=False, ordered=False),
+        "weight_decay": dict(minimum=0),
+        "warmup_epochs": dict(minimum=0),
+        "warmup_start": dict(minimum=0, maximum=1),
+        "min_lr": dict(minimum=0),
+        "clip_grad": dict(minimum=0, min_inclusive=False),
+        "ema_decay": dict(minimum=0, maximum=1, max_inclusive=False),  # 0: off
+        "seed": dict(minimum=0, maximum=2**63 - 1),
+        "log_interval": dict(minimum=1),
+        "checkpoint_steps": dict(minimum=0),
+        "eval_interval": dict(minimum=1),
+    }
+
     def validate(self) -> DetectConfig:
         """Check types and ranges; raise ValueError naming the option and what is allowed."""
 
@@ -80,36 +110,7 @@ class DetectConfig(ConfigBase):
             choices = f.metadata.get("choices")
             if choices and getattr(self, f.name) not in choices:
                 fail(f.name, f"{getattr(self, f.name)!r} is not one of {', '.join(choices)}")
-        for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                fail(name, f"must be a positive integer, got {value!r}")
-        for name in ("accumulate", "shapes_train", "shapes_val", "log_interval", "eval_interval"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                fail(name, f"must be a positive integer, got {getattr(self, name)!r}")
-        for name in ("workers", "checkpoint_steps"):
-            if getattr(self, name) is not None and getattr(self, name) < 0:
-                fail(name, f"must be >= 0, got {getattr(self, name)}")
-        for name in ("hflip", "max_bad_fraction", "warmup_start"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                fail(name, f"must be in [0, 1], got {getattr(self, name)}")
-        lo, hi = self.scale_range
-        if not 0.0 < lo <= hi <= 4.0:
-            fail("scale_range", f"must satisfy 0 < min <= max <= 4 (paper: 0.8 1.25 up to 0.1 2), got {lo} {hi}")
-        if self.image_size is not None and self.image_size < 32:
-            fail("image_size", f"must be at least 32 pixels, got {self.image_size}")
-        tbl = self.trainable_backbone_layers
-        if tbl is not None and not 0 <= tbl <= 5:
-            fail("trainable_backbone_layers", f"must be in 0..5, got {tbl}")
-        if self.lr is not None and not self.lr > 0:
-            fail("lr", f"must be > 0, got {self.lr}")
-        if self.ema_decay and not 0.0 < self.ema_decay < 1.0:
-            fail("ema_decay", f"must be in (0, 1) or 0 to disable, got {self.ema_decay}")
-        for name in ("weight_decay", "min_lr", "warmup_epochs"):
-            if getattr(self, name) < 0:
-                fail(name, f"must be >= 0, got {getattr(self, name)}")
-        if self.clip_grad is not None and not self.clip_grad > 0:
-            fail("clip_grad", f"must be > 0 (or none to disable), got {self.clip_grad}")
+        self.check_bounds()
         if not isinstance(self.model_args, dict):
             fail("model_args", f"must be a mapping of builder arguments, got {self.model_args!r}")
         return self

@@ -34,7 +34,7 @@ from ..engine.distributed import (
     local_world_size,
     setup,
 )
-from ..engine.reporting import Progress, write_result
+from ..engine.reporting import Progress, result_path, write_result
 from ..models.weights import load_weights, read_metadata
 from .coco_eval import IOU_TYPES, METRIC_NAMES, coco_evaluate, to_coco_results
 from .config import DetectConfig
@@ -227,6 +227,7 @@ def evaluate_detection_checkpoint(
     info = setup(device)
     try:
         model, meta, ckpt_dir = load_detection_checkpoint(path, ema=ema)
+        output = result_path(output, ckpt_dir)  # refused now, not after the evaluation
         model.to(info.device)
         cfg_file = ckpt_dir / ckpt.CONFIG_FILE
         run_cfg = build_config(cfg_file, config_cls=DetectConfig) if cfg_file.exists() else None
@@ -256,6 +257,7 @@ def evaluate_detection_checkpoint(
             "model": meta["model"],
             "weights": "ema" if ema else "model",
             "data": where,
+            "integrity": ckpt.integrity_status(ckpt_dir),
             **{t: _nan_to_none(m[t]) for t in IOU_TYPES if t in m},
             **{k: m[k] for k in ("images", "bad_images", "detections", "seconds_per_image")},
         }

@@ -13,6 +13,7 @@ from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
 from ..data.folder import DEFAULT_MAX_PIXELS, read_images
 from ..engine.distributed import autocast, pick_device
+from ..engine.outputs import check_output
 from ..engine.reporting import atomic_write
 from .coco_eval import to_coco_results
 from .evaluate import load_detection_checkpoint
@@ -43,13 +44,15 @@ def predict_images(
         raise ValueError(f"--score-threshold must be in [0, 1], got {score_threshold}")
     if not images:
         raise ValueError("give at least one image file")
+    out = check_output(output, option="--output", kind="dir", inputs=images)
+    for target in [*(picture_path(out, i, path) for i, path in enumerate(images)), out / RESULTS_FILE]:
+        check_output(target, option="--output", inputs=images)  # a picture never replaces an input image
     tensors = read_images(images, max_pixels)  # fail on a bad file before loading the model or writing anything
     model, meta, ckpt_dir = load_detection_checkpoint(checkpoint, ema=ema)
     dev = pick_device(device)
     model.to(dev)
     names = dict(zip(meta["category_ids"], meta["class_names"], strict=True))
     cat_ids = meta["category_ids"]
-    out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
     written = []
@@ -69,8 +72,13 @@ def predict_images(
         ]
         if len(pred["boxes"]):
             picture = draw_bounding_boxes(picture, pred["boxes"], labels=labels, colors="yellow", width=2)
-        target = out / f"{index:04d}_{path.stem}.png"
+        target = picture_path(out, index, path)
         Image.fromarray(picture.permute(1, 2, 0).numpy()).save(target)
         written.append(str(target))
     atomic_write(out / RESULTS_FILE, json.dumps(results, indent=1) + "\n")
     return {"checkpoint": str(ckpt_dir), "images": written, "results": str(out / RESULTS_FILE), "detections": results}
+
+
+def picture_path(out: Path, index: int, image: str | Path) -> Path:
+    """Where :func:`predict_images` draws the detections of its ``index``-th image."""
+    return Path(out) / f"{index:04d}_{Path(image).stem}.png"

@@ -27,7 +27,8 @@ def detect_train(cfg: DetectConfig, *, resume: bool = False, overwrite: bool = F
     """Train a detector as ``cfg`` says; returns the final metrics. Joins torchrun's process group if any."""
     info = setup(cfg.device)
     try:
-        return DetectionTrainer(cfg, info, resume=resume, overwrite=overwrite).fit()
+        with DetectionTrainer(cfg, info, resume=resume, overwrite=overwrite) as trainer:
+            return trainer.fit()
     finally:
         cleanup()
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import stat
 import types
 import typing
 from dataclasses import field, fields
@@ -19,6 +21,7 @@ from typing import Any
 import yaml
 
 from .reporting import atomic_write
+from .validate import check_option, flag
 
 BUILTIN = "shapes"  # data: the built-in generated dataset
 
@@ -31,7 +34,25 @@ def option(default: Any, help: str, choices: tuple[str, ...] | None = None, yaml
 
 
 class ConfigBase:
-    """What every options dataclass shares: plain-dict export and functional update."""
+    """What every options dataclass shares: plain-dict export, functional update, and the numeric checks.
+
+    A subclass lists the bounds of its numeric fields in one table, ``BOUNDS = {field: bounds}`` (the keywords of
+    :func:`botnet.engine.validate.check_option`); :meth:`check_bounds` applies it, with the integer and optional
+    parts read from each field's annotation. A numeric field missing from the table is still refused when it is
+    not a finite number.
+    """
+
+    BOUNDS: typing.ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def check_bounds(self) -> None:
+        """Refuse every numeric field that is not a finite number within its bounds, naming it as a flag
+        (``--momentum must be in [0, 1), got nan``); store the accepted values (``3.0`` becomes ``3``)."""
+        for f in fields(self):
+            scalar, optional, pair = _field_kind(f, type(self))
+            if scalar not in (int, float):
+                continue
+            bounds = {"integer": scalar is int, "optional": optional, "pair": pair, **self.BOUNDS.get(f.name, {})}
+            setattr(self, f.name, check_option(flag(f.name), getattr(self, f.name), bounds))
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
@@ -96,7 +117,8 @@ def coerce(name: str, value: Any, cls: type) -> Any:
             return dict(v)
         return str(v)
 
-    expected = f"two {scalar.__name__} values" if pair else f"a {scalar.__name__}"
+    what = _TYPE_NAMES.get(scalar, scalar.__name__)
+    expected = f"two {what}s" if pair else f"{'an' if what[0] in 'aeiou' else 'a'} {what}"
     try:
         if pair:
             if isinstance(value, str):
@@ -107,18 +129,65 @@ def coerce(name: str, value: Any, cls: type) -> Any:
         return one(value)
     except (TypeError, ValueError):
         hint = " (or none)" if optional else ""
-        raise ValueError(f"invalid option {name}: expected {expected}{hint}, got {value!r}") from None
+        raise ValueError(f"invalid option {flag(name)}: expected {expected}{hint}, got {value!r}") from None
+
+
+_TYPE_NAMES = {int: "integer", float: "number", bool: "boolean", str: "string", dict: "mapping"}
+MAX_CONFIG_BYTES = 1 << 20  # a YAML file of options is a few KiB; anything this large is the wrong file
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML leaves it to the loader; PyYAML would keep
+    the last one without a word, so ``lr: 0.1`` further up would silently not count)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ValueError(
+                    f"option {key} is given twice (lines {seen[key]} and {line}); the last one would silently win, "
+                    "so keep one"
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_config_text(path: Path) -> str:
+    """The text of a config file: a regular file (a FIFO would block), bounded in size, UTF-8; errors name it."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"config file {path} does not exist") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ValueError(f"config file {path} is a directory; give a YAML file of options")
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"config file {path} is not a regular file (a FIFO, socket or device); give a YAML file")
+    if st.st_size > MAX_CONFIG_BYTES:
+        raise ValueError(f"config file {path} is {st.st_size} bytes: not a YAML file of options (at most 1 MiB)")
+    data = path.read_bytes()[:MAX_CONFIG_BYTES]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"config file {path} is not a text (UTF-8) YAML file: {err.reason} at byte {err.start}"
+        ) from None
+    if "\x00" in text:
+        raise ValueError(f"config file {path} is a binary file, not a YAML file of options")
+    return text
 
 
 def load_yaml(path: str | Path, cls: type) -> dict[str, Any]:
     """Read a YAML config file into ``{field: value}``; unknown keys are an error listing the valid ones."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist")
+    text = _read_config_text(path)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.load(text, Loader=_UniqueKeyLoader) or {}  # a SafeLoader: plain data only
     except yaml.YAMLError as err:
         raise ValueError(f"config file {path} is not valid YAML: {err}") from None
+    except ValueError as err:
+        raise ValueError(f"config file {path}: {err}") from None
     if not isinstance(raw, dict):
         raise ValueError(f"config file {path} must hold a mapping of option: value, got {type(raw).__name__}")
     names = [f.name for f in fields(cls)]

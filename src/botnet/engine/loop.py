@@ -31,7 +31,7 @@ from .data import batches_per_epoch
 from .distributed import DistInfo, all_reduce_sum, broadcast_object
 from .optim import build_optimizer, build_scheduler
 from .reporting import CURVES_FILE, Progress, log, plot_curves, write_metrics
-from .run_dir import new_run_dir, prepare_output_dir
+from .run_dir import RunLock, claim_output_dir, new_run_dir
 from .stopping import TrainingError, TrainingInterrupted, stop_requests
 from .trainer_state import Counters, TrainerCheckpoints
 
@@ -45,6 +45,10 @@ class Trainer(TrainerCheckpoints):
     """One training run of a task. Subclasses implement the hooks marked "task hook".
 
     Attributes set by the hooks: ``cfg`` (resolved), ``train_ds``, ``val_ds``, ``classes``, ``model``.
+
+    The main process holds the run directory's lock (:func:`~botnet.engine.run_dir.claim_output_dir`) from the
+    start of ``__init__`` to the end of :meth:`fit`, whatever ends them; use the trainer as a context manager
+    (``with Trainer(...) as t: t.fit()``) or call :meth:`close` to release it without fitting.
     """
 
     best_metric = "val_top1"  # the row key that decides best/ (higher is better)
@@ -59,16 +63,24 @@ class Trainer(TrainerCheckpoints):
             raise ValueError("--amp fp16 needs a CUDA device (it uses a grad scaler); use --amp bf16 on CPU")
         if cfg.sync_bn and info.device.type != "cuda":
             raise ValueError("--sync-bn needs CUDA devices; drop it for CPU runs")
+        self._run_lock: RunLock | None = None
         error = None
-        if info.is_main:
+        if info.is_main:  # one writer per run directory: only the main process writes, and it holds the lock
             try:
-                prepare_output_dir(self.out, resume=resume, overwrite=overwrite)
+                self._run_lock = claim_output_dir(self.out, resume=resume, overwrite=overwrite)
             except (ValueError, OSError) as err:
                 error = err
         error = broadcast_object(error, info)
         if error is not None:
             raise error
+        try:
+            self._setup(resume)
+        except BaseException:
+            self.close()
+            raise
 
+    def _setup(self, resume: bool) -> None:
+        cfg, info = self.cfg, self.info
         log(
             f"{'resuming' if resume else 'starting'} {cfg.model} on {self.data_name()} for {cfg.epochs} epochs, "
             f"{info.world_size} process(es) on {info.device}, output {self.out}; preparing the data",
@@ -112,6 +124,17 @@ class Trainer(TrainerCheckpoints):
             self._resume()
         if info.is_main:
             save_yaml(cfg, self.out / ckpt.CONFIG_FILE)
+
+    def close(self) -> None:
+        """Release the run directory (idempotent); :meth:`fit` does it when it ends."""
+        if self._run_lock is not None:
+            self._run_lock.release()
+
+    def __enter__(self) -> Trainer:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
 
     # --------------------------------------------------------------------------------------------------------------
     # Task hooks
@@ -168,8 +191,11 @@ class Trainer(TrainerCheckpoints):
         )
         if self.c.epoch >= cfg.epochs:
             log(f"{self.out} has already finished its {cfg.epochs} epochs", enabled=info.is_main)
-        with stop_requests() as self._signals:
-            return self._fit_epochs()
+        try:
+            with stop_requests() as self._signals:
+                return self._fit_epochs()
+        finally:
+            self.close()
 
     def _fit_epochs(self) -> dict[str, Any]:
         cfg, info = self.cfg, self.info
@@ -300,9 +326,10 @@ class Trainer(TrainerCheckpoints):
         if bad:
             last = self.out / "last"
             kept = f"{last} is kept as it was" if (last / ckpt.MODEL_FILE).exists() else "no checkpoint was written"
+            epoch = self.c.epoch + (1 if self.c.batch_in_epoch else 0)  # at an epoch's end c.epoch already counts it
             raise TrainingError(
                 f"the weights became non-finite ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}) after "
-                f"optimizer step {self.c.global_step} (epoch {self.c.epoch + 1}); stopped without saving them, "
+                f"optimizer step {self.c.global_step} (epoch {epoch}); stopped without saving them, "
                 f"{kept}. Lower --lr or set --clip-grad"
             )
 

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ..files import atomic_output
+from .layout import checkpoint_owner
+from .outputs import check_output
 
 METRICS_FILE = "metrics.jsonl"
 CURVES_FILE = "curves.png"
@@ -86,9 +88,19 @@ def atomic_write(path: str | Path, data: str | bytes) -> None:
         tmp.write_bytes(data.encode() if isinstance(data, str) else data)
 
 
+def result_path(output: str | Path | None, ckpt_dir: Path) -> Path:
+    """Where an evaluation result of the checkpoint ``ckpt_dir`` goes: ``output``, else ``eval.json`` in the run that
+    owns the checkpoint (beside a checkpoint that belongs to no run); checked by :func:`check_output`, so an
+    evaluation never runs only to find that it cannot write its result."""
+    if output:
+        return check_output(output, option="--output")
+    owner = checkpoint_owner(ckpt_dir)
+    return check_output((owner if owner is not None else Path(ckpt_dir).parent) / "eval.json", option="--output")
+
+
 def write_result(result: dict[str, Any], output: str | Path | None, ckpt_dir: Path) -> str:
-    """Write an evaluation result as JSON, atomically, to ``output`` (default ``<run dir>/eval.json``)."""
-    out = Path(output) if output else ckpt_dir.parent / "eval.json"
+    """Write an evaluation result as JSON, atomically, to :func:`result_path` (default ``<run dir>/eval.json``)."""
+    out = result_path(output, ckpt_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, json.dumps(result, indent=2) + "\n")
     return str(out)

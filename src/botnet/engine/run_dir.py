@@ -30,7 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .checkpoint import CONFIG_FILE, MODEL_FILE, OLD_SUFFIX, PREVIOUS_SUFFIX, checkpoint_owner, is_checkpoint_dir
+from .layout import CONFIG_FILE, MODEL_FILE, OLD_SUFFIX, PREVIOUS_SUFFIX, checkpoint_owner, is_checkpoint_dir
 from .reporting import CURVES_FILE, METRICS_FILE
 
 INCOMPLETE = re.compile(r"^\..+\.tmp(\.[A-Za-z0-9]+)?$")  # what atomic_output and write_checkpoint_dir write to
@@ -59,6 +59,11 @@ def new_run_dir(model: str, root: str | Path = "runs") -> str:
 
 def run_artifacts(out: Path) -> list[str]:
     return [name for name in RUN_ARTIFACTS if (out / name).exists()]
+
+
+def has_checkpoint(out: Path) -> bool:
+    """Whether the run in ``out`` has a checkpoint to resume from (``last/``, or its copy during a swap)."""
+    return any((out / f"last{suffix}" / MODEL_FILE).is_file() for suffix in ("", OLD_SUFFIX, PREVIOUS_SUFFIX))
 
 
 def _check_not_checkpoint(out: Path, resume: bool) -> None:
@@ -119,13 +124,18 @@ def prepare_output_dir(out: str | Path, *, resume: bool, overwrite: bool) -> Pat
             raise FileNotFoundError(f"cannot resume: run directory {out} does not exist")
         if not run_artifacts(out):
             raise ValueError(f"cannot resume: {out} holds no run (no config.yaml or last/ checkpoint)")
-        if not any((out / f"last{suffix}" / MODEL_FILE).is_file() for suffix in ("", OLD_SUFFIX, PREVIOUS_SUFFIX)):
+        if not has_checkpoint(out):
             raise ValueError(
                 f"cannot resume: the run in {out} has no checkpoint yet (it stopped before writing its first one); "
                 f"start it again with --output {out} --overwrite"
             )
     else:
         found = run_artifacts(out) if out.is_dir() else []
+        if found and not overwrite and not has_checkpoint(out):  # --resume cannot work: say what can
+            raise ValueError(
+                f"output directory {out} already holds a run that has no checkpoint ({', '.join(found)}; it stopped "
+                f"before writing its first one): pass --overwrite to start it again, or choose another --output"
+            )
         if found and not overwrite:
             raise ValueError(
                 f"output directory {out} already holds a run ({', '.join(found)}); pass --resume {out} to continue "
@@ -202,9 +212,13 @@ class RunLock:
         """Take the lock without waiting; raise :class:`RunDirBusy` naming the holder when another process has it."""
         if self._fd is not None:
             raise RuntimeError(f"the lock of {self.run_dir} is already held by this object")
+        # The descriptor that holds the lock is read-only where the file system allows it (flock needs no write
+        # access locally), so a held lock never keeps the disk from being remounted read-only; NFS emulates flock with
+        # a write lock, which needs a descriptor open for writing (EBADF otherwise): there it is opened read-write.
+        mode = os.O_RDONLY
         while True:
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+                fd = os.open(self.path, mode | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
             except OSError as err:
                 if err.errno == errno.ELOOP:
                     raise ValueError(f"{self.path} is a symbolic link; remove it (it is only a lock file)") from None
@@ -212,6 +226,10 @@ class RunLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as err:
+                if err.errno == errno.EBADF and mode == os.O_RDONLY:
+                    os.close(fd)
+                    mode = os.O_RDWR
+                    continue
                 holder = _read_holder(fd)
                 os.close(fd)
                 if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
@@ -229,18 +247,32 @@ class RunLock:
             os.close(fd)  # the lock file was replaced between open and flock: lock the one that is there now
         self._fd = fd
         record = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+        try:
+            self._write_record((json.dumps(record) + "\n").encode())
+        except OSError as err:
+            self.release()
+            raise PermissionError(_not_writable(self.run_dir, err)) from None
         return self
+
+    def _write_record(self, data: bytes) -> None:
+        """Replace the holder record through a descriptor of its own, closed at once (see :meth:`acquire`)."""
+        fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, data, 0)
+        finally:
+            os.close(fd)
 
     def release(self) -> None:
         """Give the lock up (idempotent). The holder record is cleared first; the file stays."""
         fd, self._fd = self._fd, None
         if fd is None:
             return
-        with contextlib.suppress(OSError):  # a read-only disk must not keep the lock: closing releases it anyway
-            os.ftruncate(fd, 0)
-        os.close(fd)
+        try:
+            with contextlib.suppress(OSError):  # a read-only disk must not keep the lock: closing releases it anyway
+                self._write_record(b"")
+        finally:
+            os.close(fd)
 
     def __enter__(self) -> RunLock:
         return self if self.held else self.acquire()

@@ -58,6 +58,11 @@ class TrainerCheckpoints:
         except OSError as err:
             reason = err.strerror or str(err)
             code = f", {errno.errorcode[err.errno]}" if err.errno in errno.errorcode else ""
+            if not (self.out / "last" / ckpt.MODEL_FILE).exists():  # nothing to resume from: --resume cannot work
+                raise TrainingError(
+                    f"could not write {what} ({reason}{code}) before the run's first checkpoint. Free space or make "
+                    f"{self.out} writable, then start the run again: {self.command} ... --output {self.out} --overwrite"
+                ) from err
             raise TrainingError(
                 f"could not write {what} ({reason}{code}); {self._last_checkpoint('the last complete checkpoint is')}"
                 f" and is intact. Free space or make {self.out} writable, then continue with: "

@@ -67,12 +67,13 @@ def check_number(
     return value
 
 
-def check_pair(name: str, value: Any, **bounds: Any) -> tuple[Any, Any]:
-    """A ``(low, high)`` option: two numbers, each checked by :func:`check_number`, with ``low <= high``."""
+def check_pair(name: str, value: Any, *, ordered: bool = True, **bounds: Any) -> tuple[Any, Any]:
+    """A ``(low, high)`` option: two numbers, each checked by :func:`check_number`, with ``low <= high`` when
+    ``ordered`` (a range such as ``--scale``; AdamW's ``--betas`` are two numbers in no order)."""
     if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise TypeError(f"{name} takes two numbers (low high), got {value!r}")
+        raise TypeError(f"{name} takes two numbers ({'low high' if ordered else 'first second'}), got {value!r}")
     low, high = (check_number(name, v, **bounds) for v in value)
-    if low > high:
+    if ordered and low > high:
         raise ValueError(f"{name} must be given as low high with low <= high, got {low} {high}")
     return low, high
 
@@ -112,11 +113,36 @@ def check_side(
     return value
 
 
+def _num(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
 def _range_text(minimum: float | None, maximum: float | None, min_inclusive: bool, max_inclusive: bool) -> str:
     if minimum is not None and maximum is not None:
-        return f" in {'[' if min_inclusive else '('}{minimum:g}, {maximum:g}{']' if max_inclusive else ')'}"
+        return f" in {'[' if min_inclusive else '('}{_num(minimum)}, {_num(maximum)}{']' if max_inclusive else ')'}"
     if minimum is not None:
-        return f" {'>=' if min_inclusive else '>'} {minimum:g}"
+        return f" {'>=' if min_inclusive else '>'} {_num(minimum)}"
     if maximum is not None:
-        return f" {'<=' if max_inclusive else '<'} {maximum:g}"
+        return f" {'<=' if max_inclusive else '<'} {_num(maximum)}"
     return ""
+
+
+def check_option(name: str, value: Any, bounds: dict[str, Any]) -> Any:
+    """One entry of an options table: ``bounds`` are :func:`check_number`'s keywords, or with ``side=True``
+    :func:`check_side`'s, or with ``pair=True`` :func:`check_pair`'s (each value of the pair checked alike)."""
+    bounds = dict(bounds)
+    if bounds.pop("pair", False):
+        if value is None and bounds.get("optional"):
+            return None
+        bounds.pop("optional", None)
+        return check_pair(name, value, **bounds)
+    if bounds.pop("side", False):
+        bounds.pop("integer", None)
+        return check_side(name, value, **bounds)
+    return check_number(name, value, **bounds)
+
+
+def check_options(values: dict[str, Any], table: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Check every ``values[name]`` that ``table`` bounds (:func:`check_option`, named ``--name``); return the
+    accepted values. The one mechanism behind every command's numeric options."""
+    return {name: check_option(flag(name), values[name], bounds) for name, bounds in table.items() if name in values}
