@@ -19,7 +19,8 @@ class TrainConfig(ConfigBase):
     model_args: dict = option({}, "BoTNetConfig overrides, e.g. {drop_rate: 0.1} (YAML only)", yaml_only=True)
     img_size: int | None = option(None, "training and evaluation input size (auto: the model's default; 64 for shapes)")
     # data
-    data: str = option(BUILTIN, "ImageFolder root with train/<class>/* and val/<class>/*, or 'shapes' (built in)")
+    data: str = option(BUILTIN, "ImageFolder root with train/<class>/* and val/<class>/* (val optional), or 'shapes'")
+    val_fraction: float = option(0.2, "with no val/ folder: the share of each class held out to validate, by --seed")
     shapes_train: int = option(20000, "images in the built-in dataset's train split")
     shapes_val: int = option(1000, "images in the built-in dataset's val split")
     workers: int | None = option(
@@ -97,6 +98,8 @@ class TrainConfig(ConfigBase):
         for name in ("hflip", "mix_prob", "max_bad_fraction", "label_smoothing", "warmup_start"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 fail(name, f"must be in [0, 1], got {getattr(self, name)}")
+        if not 0.0 < self.val_fraction < 1.0:
+            fail("val_fraction", f"must be in (0, 1), got {self.val_fraction}")
         if self.lr is not None and not self.lr > 0:
             fail("lr", f"must be > 0, got {self.lr}")
         if self.ema_decay and not 0.0 < self.ema_decay < 1.0:

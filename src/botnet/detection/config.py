@@ -32,6 +32,7 @@ class DetectConfig(ConfigBase):
     data: str = option(BUILTIN, "COCO-format root (DIR/annotations/instances_<split>.json, DIR/<split>/) or 'shapes'")
     train_split: str = option("train", "split name of the training images and annotations (COCO 2017: train2017)")
     val_split: str = option("val", "split name of the validation images and annotations (COCO 2017: val2017)")
+    val_fraction: float = option(0.2, "with no val split: the share of train images held out to validate, by --seed")
     shapes_train: int = option(3000, "images in the built-in dataset's train split")
     shapes_val: int = option(300, "images in the built-in dataset's val split")
     workers: int | None = option(None, "data-loading processes per training process (auto: 0 on <= 4 CPU cores)")
@@ -101,6 +102,8 @@ class DetectConfig(ConfigBase):
         tbl = self.trainable_backbone_layers
         if tbl is not None and not 0 <= tbl <= 5:
             fail("trainable_backbone_layers", f"must be in 0..5, got {tbl}")
+        if not 0.0 < self.val_fraction < 1.0:
+            fail("val_fraction", f"must be in (0, 1), got {self.val_fraction}")
         if self.lr is not None and not self.lr > 0:
             fail("lr", f"must be > 0, got {self.lr}")
         if self.ema_decay and not 0.0 < self.ema_decay < 1.0:
