@@ -114,11 +114,12 @@ def evaluate_checkpoint(
             "confusion_matrix": m["confusion"],
         }
         if info.is_main:
-            result["output"] = write_result(result, output, ckpt_dir)
-            png = Path(result["output"]).with_name(Path(result["output"]).stem + "_" + CONFUSION_FILE)
+            json_file = Path(output) if output else ckpt_dir.parent / "eval.json"
+            png = json_file.with_name(f"{json_file.stem}_{CONFUSION_FILE}")
             title = f"{meta['model']} on {where}: top-1 {m['top1']:.2f}%, balanced {m['balanced_accuracy']:.2f}%"
             plot_confusion(m["confusion"], names, png, title=title)
             result["confusion_png"] = str(png)
+            result["output"] = write_result(result, json_file, ckpt_dir)
         return result
     finally:
         cleanup()

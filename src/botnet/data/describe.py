@@ -105,8 +105,9 @@ class DatasetDescription:
         unit = "objects" if self.task == "detection" else "images"
         counts = ", ".join(f"{name} {n}" for name, n in zip(self.classes[:12], self.class_counts[:12], strict=False))
         more = f", ... ({len(self.classes) - 12} more)" if len(self.classes) > 12 else ""
+        plural = "es" if len(self.classes) != 1 else ""
         lines = [
-            f"{self.num_images} images, {len(self.classes)} class{'es' if len(self.classes) != 1 else ''}; {unit} per class: {counts}{more} "
+            f"{self.num_images} images, {len(self.classes)} class{plural}; {unit} per class: {counts}{more} "
             f"(imbalance {self.imbalance:.3g}:1)"
         ]
         if self.widths is not None and self.heights is not None:
