@@ -56,3 +56,20 @@ def test_no_valid_box_is_a_message_before_training(train_only, tmp_path, capsys,
     assert code == 2 and "Traceback" not in err
     assert f"{ann_file} has no valid box to train on" in err and "were dropped as invalid" in err
     assert not (tmp_path / "run" / "last").exists()
+
+
+def test_object_imbalance_is_a_warning(coco_root, tmp_path, capsys):
+    root = shutil.copytree(coco_root, tmp_path / "imbalanced")
+    ann_file = root / "annotations" / "instances_train.json"
+    data = json.loads(ann_file.read_text())
+    cats = sorted(c["id"] for c in data["categories"])
+    for i, ann in enumerate(data["annotations"]):
+        ann["category_id"] = cats[1] if i == 0 else cats[0]  # one object of the second category, none of the rest
+    ann_file.write_text(json.dumps(data))
+    cfg = DetectConfig(data=str(root), image_size=64, workers=0).validate()
+    tr, _ = build_detection_datasets(cfg, DistInfo())
+    err = capsys.readouterr().err
+    names = {c["id"]: c["name"] for c in data["categories"]}
+    n = len(tr.coco.dataset["annotations"])
+    assert f"warning: class imbalance in the training set {ann_file}" in err
+    assert f"{names[cats[0]]!r} has {n - 1} objects" in err and f"{names[cats[2]]} 0" in err
