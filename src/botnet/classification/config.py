@@ -19,7 +19,8 @@ class TrainConfig(ConfigBase):
     model_args: dict = option({}, "BoTNetConfig overrides, e.g. {drop_rate: 0.1} (YAML only)", yaml_only=True)
     img_size: int | None = option(None, "training and evaluation input size (auto: the model's default; 64 for shapes)")
     # data
-    data: str = option(BUILTIN, "ImageFolder root with train/<class>/* and val/<class>/*, or 'shapes' (built in)")
+    data: str = option(BUILTIN, "ImageFolder root with train/<class>/* and val/<class>/* (val optional), or 'shapes'")
+    val_fraction: float = option(0.2, "with no val/ folder: the share of each class held out to validate, by --seed")
     shapes_train: int = option(20000, "images in the built-in dataset's train split")
     shapes_val: int = option(1000, "images in the built-in dataset's val split")
     workers: int | None = option(
@@ -76,6 +77,7 @@ class TrainConfig(ConfigBase):
     # The bounds of every numeric option (botnet.engine.validate.check_option; integer and optional come from the
     # annotations), checked first by validate(): a bad value is refused with its flag before any work.
     BOUNDS = {
+        "val_fraction": dict(minimum=0, min_inclusive=False, maximum=1, max_inclusive=False),
         "img_size": dict(side=True, minimum=8),  # and at most the side of one 4 GiB float32 image
         "shapes_train": dict(minimum=1),
         "shapes_val": dict(minimum=1),

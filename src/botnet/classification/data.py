@@ -8,9 +8,11 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
-from ..data.folder import ImageFolderDataset
 from ..data.shapes import ShapesDataset
+from ..data.split import image_folder_splits
 from ..data.transforms import build_eval_transform, build_train_transform
+from ..engine.distributed import DistInfo
+from ..engine.reporting import log
 from .config import TrainConfig
 
 
@@ -45,8 +47,14 @@ class Preprocess:
         return self.eval_transform()
 
 
-def build_datasets(cfg: TrainConfig, pre: Preprocess, *, train: bool = True) -> tuple[Dataset | None, Dataset]:
-    """(train, val) datasets; ``train=False`` builds val only. Raises DataError for a malformed data directory."""
+def build_datasets(
+    cfg: TrainConfig, pre: Preprocess, *, train: bool = True, info: DistInfo | None = None
+) -> tuple[Dataset | None, Dataset]:
+    """(train, val) datasets; ``train=False`` builds val only. Raises DataError for a malformed data directory.
+
+    An ImageFolder without ``val/`` has ``cfg.val_fraction`` of each class held out (:mod:`botnet.data.split`);
+    that and a class-imbalance warning are logged (by the main process of ``info``).
+    """
     train_tf = build_train_transform(
         pre.img_size,
         scale=cfg.scale,
@@ -64,6 +72,15 @@ def build_datasets(cfg: TrainConfig, pre: Preprocess, *, train: bool = True) -> 
             return None, val
         tr = ShapesDataset("train", train_tf, size=pre.img_size, length=cfg.shapes_train, seed=cfg.seed)
         return tr.preload(cfg.workers), val
-    tr = ImageFolderDataset(cfg.data, "train", train_tf, max_pixels=cfg.max_image_pixels)
-    val = ImageFolderDataset(cfg.data, "val", pre.eval_transform(), classes=tr.classes, max_pixels=cfg.max_image_pixels)
+    tr, val, notes = image_folder_splits(
+        cfg.data,
+        train_tf,
+        pre.eval_transform(),
+        val_fraction=cfg.val_fraction,
+        seed=cfg.seed,
+        max_pixels=cfg.max_image_pixels,
+        need_train=train,
+    )
+    for note in notes:
+        log(note, enabled=info is None or info.is_main)
     return (tr if train else None), val

@@ -20,6 +20,7 @@ from ..models.registry import create_model
 from .config import TrainConfig
 from .data import build_datasets
 from .evaluate import evaluate
+from .metrics import CONFUSION_FILE, plot_confusion
 from .recipe import resolve
 
 __all__ = ["ClassificationTrainer", "train"]
@@ -59,7 +60,7 @@ class ClassificationTrainer(Trainer):
         return cfg
 
     def build_data(self) -> tuple[Dataset, Dataset]:
-        return build_datasets(self.cfg, self.pre)
+        return build_datasets(self.cfg, self.pre, info=self.info)
 
     def build_model(self) -> nn.Module:
         cfg = self.cfg
@@ -91,11 +92,16 @@ class ClassificationTrainer(Trainer):
         kw = dict(amp=cfg.amp, channels_last=cfg.channels_last, num_classes=len(self.classes))
         m = evaluate(self.model, loader, info, desc="val", log_interval=cfg.log_interval, **kw)
         row = {"val_loss": m["loss"], "val_top1": m["top1"], "val_top5": m["top5"], "val_bad_images": m["bad_images"]}
+        row["val_balanced_acc"] = m["balanced_accuracy"]
+        if info.is_main:  # the last validation's stays: the matrix at the end of training
+            title = f"val top-1 {m['top1']:.2f}%, balanced {m['balanced_accuracy']:.2f}% ({m['images']} images)"
+            plot_confusion(m["confusion"], self.classes, self.out / CONFUSION_FILE, title=title)
         if m["bad_images"]:
             log(f"warning: skipped {m['bad_images']} validation images that could not be read", enabled=info.is_main)
         if self.ema is not None:
             e = evaluate(self.ema.module, loader, info, desc="val (EMA)", log_interval=cfg.log_interval, **kw)
             row.update(ema_val_loss=e["loss"], ema_val_top1=e["top1"], ema_val_top5=e["top5"])
+            row["ema_val_balanced_acc"] = e["balanced_accuracy"]
         return row
 
     def metadata(self) -> dict[str, str]:
@@ -112,12 +118,14 @@ class ClassificationTrainer(Trainer):
         text = f"epoch {row['epoch']}/{self.cfg.epochs}: train_loss {row['train_loss']:.4f}"
         if "val_top1" in row:
             text += f" val_loss {row['val_loss']:.4f} val_top1 {row['val_top1']:.2f} val_top5 {row['val_top5']:.2f}"
+            text += f" val_balanced {row['val_balanced_acc']:.2f}"
         if "ema_val_top1" in row:
             text += f" ema_val_top1 {row['ema_val_top1']:.2f}"
         return text + f" lr {row['lr']:.4g} {row['epoch_time_s']:.1f}s {row['images_per_s']:.0f} img/s"
 
     def final_line(self, row: dict[str, Any]) -> str:
         return (
-            f"val top-1 {row['val_top1']:.2f}%  top-5 {row['val_top5']:.2f}%  (best {self.c.best_score:.2f}% "
+            f"val top-1 {row['val_top1']:.2f}%  balanced {row['val_balanced_acc']:.2f}%  top-5 {row['val_top5']:.2f}%"
+            f"  (best {self.c.best_score:.2f}% "
             f"at epoch {self.c.best_epoch})  run: {self.out}"
         )

@@ -1,9 +1,9 @@
-"""``botnet eval``: top-1 / top-5 of a checkpoint on its validation data or on DIR/val; writes a JSON result."""
+"""``botnet eval``: top-1, balanced and per-class accuracy of a checkpoint on its validation data or on DIR/val;
+writes a JSON result and the confusion matrix as a PNG."""
 
 from __future__ import annotations
 
 import argparse
-import json
 
 from ..engine.outputs import check_output
 
@@ -13,7 +13,12 @@ BOUNDS = {"batch_size": dict(minimum=1), "workers": dict(minimum=0, optional=Tru
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint", description=__doc__)
     p.add_argument("--checkpoint", required=True, metavar="PATH", help="a run directory, its last/ or best/")
-    p.add_argument("--data", metavar="DIR", help="ImageFolder root with val/<class>/* (default: the run's own data)")
+    p.add_argument(
+        "--data",
+        metavar="DIR",
+        help="ImageFolder root with val/<class>/*, or without val/ the share of train/ a run holds out "
+        "(default: the run's own data)",
+    )
     p.add_argument("--model", help="fail unless the checkpoint holds this model")
     add_eval_options(p, batch_size=64)
     p.set_defaults(run=run)
@@ -45,8 +50,12 @@ def run(args: argparse.Namespace) -> int:
     r = evaluate_checkpoint(args.checkpoint, args.data, model=args.model, **eval_options(args))
     if "output" in r:
         print(
-            f"{r['model']} on {r['data']}: top-1 {r['top1']:.2f}%  top-5 {r['top5']:.2f}%  ({r['images']} images; "
-            f"checkpoint {r['integrity']})"
+            f"{r['model']} on {r['data']}: top-1 {r['top1']:.2f}%  balanced {r['balanced_accuracy']:.2f}%  "
+            f"top-5 {r['top5']:.2f}%  ({r['images']} images; checkpoint {r['integrity']})"
         )
-        print(json.dumps(r, indent=2))
+        width = max(len(name) for name in r["per_class_accuracy"])
+        for name, acc in r["per_class_accuracy"].items():
+            shown = "-" if acc is None else f"{acc:6.2f}%"
+            print(f"  {name:<{width}}  {shown}  ({r['per_class_images'][name]} images)")
+        print(f"results: {r['output']}; confusion matrix: {r['confusion_png']}")
     return 0

@@ -1,7 +1,8 @@
 """``botnet train``: train a classifier (built-in shapes data by default); works under torchrun for many processes.
 
 Options come from the defaults, then ``--config FILE`` (YAML), then the flags below. The output directory gets
-config.yaml, metrics.jsonl, curves.png and the checkpoints last/ and best/.
+config.yaml, metrics.jsonl, curves.png, confusion.png and the checkpoints last/ and best/. An ImageFolder without
+val/ holds out --val-fraction of each class to validate.
 
 Many processes: ``torchrun --nproc_per_node 2 -m botnet train ...`` (gloo on CPU, nccl on GPU). Several machines:
 ``torchrun --nnodes 2 --nproc_per_node 8 --rdzv-backend c10d --rdzv-endpoint HOST:29400 -m botnet train ...``

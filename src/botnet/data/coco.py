@@ -16,12 +16,13 @@ undecodable file gives a :class:`~botnet.data.folder.BadSample`, as in :class:`~
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 import math
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -130,14 +131,33 @@ class CocoDetection(Dataset):
         if self.dropped:
             warnings.warn(_dropped_message(dropped, len(annotations), self.ann_file), stacklevel=2)
 
+        self._index({**data, "annotations": kept})
+
+    def _index(self, data: dict[str, Any]) -> None:
+        """Set :attr:`coco` to ``data`` (images and their kept annotations) and the per-image training targets."""
         self.coco = COCO()
-        self.coco.dataset = {**data, "annotations": kept}
+        self.coco.dataset = data
         with contextlib.redirect_stdout(io.StringIO()):
             self.coco.createIndex()
         self._anns: dict[int, list[dict[str, Any]]] = {image_id: [] for image_id in self.image_ids}
-        for ann in kept:
-            if not (train and ann["iscrowd"]):
+        for ann in data["annotations"]:
+            if not (self.train and ann["iscrowd"]):
                 self._anns[ann["image_id"]].append(ann)
+
+    def subset(
+        self, image_ids: Collection[int], *, transforms: Callable[[Any, Any], Any] | None, train: bool
+    ) -> CocoDetection:
+        """The images of ``image_ids`` (in this dataset's order) as a dataset of their own, with their annotations
+        as kept at construction, ``transforms`` and ``train``'s crowd handling; its :attr:`coco` holds only them."""
+        keep = set(image_ids)
+        view = copy.copy(self)
+        view.transforms, view.train = transforms, train
+        view.image_ids = [i for i in self.image_ids if i in keep]
+        data = self.coco.dataset
+        images = [img for img in data["images"] if img["id"] in keep]
+        annotations = [ann for ann in data["annotations"] if ann["image_id"] in keep]
+        view._index({**data, "images": images, "annotations": annotations})
+        return view
 
     def _check_file_names(self, images: list[dict[str, Any]]) -> None:
         """Every image inside ``root``, present, and listed once (a file that is not a regular file is left to give
@@ -246,6 +266,15 @@ def _warn_duplicate_names(categories: list[dict[str, Any]], ann_file: Path) -> N
             "separate classes, but their names in pictures and results are ambiguous. Merge them or rename one",
             stacklevel=3,
         )
+
+
+def read_coco_json(ann_file: str | os.PathLike[str]) -> dict[str, Any]:
+    """A COCO instances JSON file (a regular file only), with the keys and types of its three lists checked."""
+    path = Path(ann_file)
+    data = _read_json(path)
+    for section in _REQUIRED_KEYS:
+        _check_entries(data, section, path)
+    return data
 
 
 def _read_json(ann_file: Path) -> dict[str, Any]:

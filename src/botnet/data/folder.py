@@ -10,6 +10,7 @@ when too many are bad (:class:`BadImageTracker`).
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import struct
@@ -180,6 +181,17 @@ class ImageFolderDataset(Dataset):
                 f"Accepted extensions (any case): {', '.join(IMG_EXTENSIONS)}. Add images or remove these folders."
             )
         self.targets: list[int] = [target for _, target in self.samples]
+
+    def subset(
+        self, indices: Sequence[int], transform: Callable[[Image.Image], Any] | None, split: str
+    ) -> ImageFolderDataset:
+        """The samples at ``indices`` as a dataset of their own (same classes), with ``transform``; ``split`` names
+        it in messages (e.g. ``"train (held out)"``)."""
+        view = copy.copy(self)
+        view.samples = [self.samples[i] for i in indices]
+        view.targets = [target for _, target in view.samples]
+        view.transform, view.split = transform, split
+        return view
 
     def __len__(self) -> int:
         return len(self.samples)

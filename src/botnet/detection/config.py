@@ -32,6 +32,7 @@ class DetectConfig(ConfigBase):
     data: str = option(BUILTIN, "COCO-format root (DIR/annotations/instances_<split>.json, DIR/<split>/) or 'shapes'")
     train_split: str = option("train", "split name of the training images and annotations (COCO 2017: train2017)")
     val_split: str = option("val", "split name of the validation images and annotations (COCO 2017: val2017)")
+    val_fraction: float = option(0.2, "with no val split: the share of train images held out to validate, by --seed")
     shapes_train: int = option(3000, "images in the built-in dataset's train split")
     shapes_val: int = option(300, "images in the built-in dataset's val split")
     workers: int | None = option(None, "data-loading processes per training process (auto: 0 on <= 4 CPU cores)")
@@ -73,6 +74,7 @@ class DetectConfig(ConfigBase):
     # The bounds of every numeric option (botnet.engine.validate.check_option; integer and optional come from the
     # annotations), checked first by validate(): a bad value is refused with its flag before any work.
     BOUNDS = {
+        "val_fraction": dict(minimum=0, min_inclusive=False, maximum=1, max_inclusive=False),
         "trainable_backbone_layers": dict(minimum=0, maximum=5),
         "image_size": dict(side=True, minimum=32),  # and at most the side of one 4 GiB float32 image
         "shapes_train": dict(minimum=1),

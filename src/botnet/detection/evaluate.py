@@ -17,10 +17,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..data.checks import check_boxes, imbalance_message
 from ..data.coco import CocoDetection
 from ..data.coco_shapes import builtin_coco_shapes
 from ..data.det_transforms import build_detection_eval_transform, build_detection_train_transform, collate_detection
 from ..data.folder import DataError
+from ..data.split import coco_holdout
 from ..engine import checkpoint as ckpt
 from ..engine.config import BUILTIN, build_config
 from ..engine.data import eval_loader
@@ -34,7 +36,7 @@ from ..engine.distributed import (
     local_world_size,
     setup,
 )
-from ..engine.reporting import Progress, result_path, write_result
+from ..engine.reporting import Progress, log, result_path, write_result
 from ..models.weights import load_weights, read_metadata
 from .coco_eval import IOU_TYPES, METRIC_NAMES, coco_evaluate, to_coco_results
 from .config import DetectConfig
@@ -65,35 +67,50 @@ def builtin_root(cfg: DetectConfig, info: DistInfo) -> Path:
 
 
 def build_detection_datasets(
-    cfg: DetectConfig, info: DistInfo, *, train: bool = True
+    cfg: DetectConfig, info: DistInfo, *, train: bool = True, holdout: bool = True
 ) -> tuple[CocoDetection | None, CocoDetection]:
-    """(train, val) datasets of a run; ``train=False`` builds val only."""
+    """(train, val) datasets of a run; ``train=False`` builds val only.
+
+    With ``holdout`` and no annotation file for ``cfg.val_split``, ``cfg.val_fraction`` of the train images are held
+    out to validate (:func:`~botnet.data.split.coco_holdout`). The training set must have a valid box; a class
+    imbalance above 10:1 (in objects) is a warning.
+    """
     root = builtin_root(cfg, info) if cfg.builtin_data else Path(cfg.data)
     masks = "maskrcnn" in cfg.model
-    val_images, val_ann = split_files(root, cfg.val_split)
-    val = CocoDetection(
-        val_images,
-        val_ann,
-        transforms=build_detection_eval_transform(),
-        max_image_pixels=cfg.max_image_pixels,
-        masks=masks,
-        train=False,
+
+    def load(split: str, transforms: Any, is_train: bool) -> CocoDetection:
+        images, ann = split_files(root, split)
+        return CocoDetection(
+            images, ann, transforms=transforms, max_image_pixels=cfg.max_image_pixels, masks=masks, train=is_train
+        )
+
+    eval_tf = build_detection_eval_transform()
+    train_tf = build_detection_train_transform(
+        cfg.image_size, scale_range=cfg.scale_range, hflip=cfg.hflip, fixed_size=cfg.fixed_size
     )
+    no_val = not (root / "annotations" / f"instances_{cfg.val_split}.json").exists()
+    if holdout and no_val and (root / "annotations" / f"instances_{cfg.train_split}.json").exists():
+        full = load(cfg.train_split, None, True)
+        check_boxes(full)
+        tr, val, note = coco_holdout(
+            full, cfg.val_fraction, cfg.seed, train_transforms=train_tf, val_transforms=eval_tf
+        )
+        log(note, enabled=info.is_main)
+    else:
+        val = load(cfg.val_split, eval_tf, False)
+        if not train:
+            return None, val
+        tr = load(cfg.train_split, train_tf, True)
+        if tr.classes != val.classes:
+            raise DataError(
+                f"the train and val annotation files have different categories: {tr.classes} vs {val.classes}"
+            )
     if not train:
         return None, val
-    train_images, train_ann = split_files(root, cfg.train_split)
-    tr = CocoDetection(
-        train_images,
-        train_ann,
-        transforms=build_detection_train_transform(
-            cfg.image_size, scale_range=cfg.scale_range, hflip=cfg.hflip, fixed_size=cfg.fixed_size
-        ),
-        max_image_pixels=cfg.max_image_pixels,
-        masks=masks,
-        train=True,
-    )
-    if tr.classes != val.classes:
-        raise DataError(f"the train and val annotation files have different categories: {tr.classes} vs {val.classes}")
+    desc = check_boxes(tr)
+    warning = imbalance_message(desc.class_counts, desc.classes, f"the training set {tr.ann_file}", unit="objects")
+    if warning:
+        log(warning, enabled=info.is_main)
     return tr, val
 
 
@@ -241,7 +258,7 @@ def evaluate_detection_checkpoint(
             val_split=split or cfg.val_split,
             workers=workers if workers is not None else auto_workers(info.device, local_world_size()),
         )
-        _, val = build_detection_datasets(cfg, info, train=False)
+        _, val = build_detection_datasets(cfg, info, train=False, holdout=split is None)
         if val.classes != meta["class_names"] or val.cat_ids != meta["category_ids"]:
             raise DataError(
                 f"the checkpoint {ckpt_dir} detects {len(meta['class_names'])} categories "
@@ -252,6 +269,8 @@ def evaluate_detection_checkpoint(
         loader = eval_loader(val, batch_size, cfg.workers, info, collate_fn=collate_detection)
         m = evaluate_detection(model, loader, val, info, amp=amp, desc="eval")
         where = "the built-in dataset" if cfg.builtin_data else str(val.ann_file)
+        if val.ann_file.name != f"instances_{cfg.val_split}.json":
+            where += f" ({100 * cfg.val_fraction:.3g}% of its images held out, seed {cfg.seed})"
         result = {
             "checkpoint": str(ckpt_dir),
             "model": meta["model"],

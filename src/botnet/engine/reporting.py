@@ -107,7 +107,12 @@ def write_result(result: dict[str, Any], output: str | Path | None, ckpt_dir: Pa
 
 
 _CURVES = {  # (metric, label) per task: classification accuracy in %, detection AP in 0..1
-    False: (("val_top1", "val top-1"), ("val_top5", "val top-5"), ("ema_val_top1", "EMA val top-1")),
+    False: (
+        ("val_top1", "val top-1"),
+        ("val_top5", "val top-5"),
+        ("val_balanced_acc", "val balanced"),
+        ("ema_val_top1", "EMA val top-1"),
+    ),
     True: (
         ("val_bbox_AP", "box AP"),
         ("val_bbox_AP50", "box AP50"),
