@@ -87,4 +87,4 @@ def test_bad_data_is_a_message_before_training(tmp_path, cli):
     assert "class folders of" in err and "extra 1: fox" in err
 
     status, _, err = cli("train", "--data", extra, *FAST, "--val-fraction", "1.5", "--output", tmp_path / "r2")
-    assert status == 2 and "val_fraction" in err and "(0, 1)" in err
+    assert status == 2 and "--val-fraction" in err and "(0, 1)" in err
