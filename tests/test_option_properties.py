@@ -54,6 +54,7 @@ TRAINING = {
     "shapes_train": (1, True, INF, False, 10),
     "shapes_val": (1, True, INF, False, 10),
     "hflip": (0, True, 1, True, 0.5),
+    "val_fraction": (0, False, 1, False, 0.2),
 }
 RANGES = {
     ("train",): {
