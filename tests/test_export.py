@@ -148,10 +148,10 @@ def test_export_bad_input_is_a_clear_error(checkpoint, tmp_path, capsys, monkeyp
         (["--checkpoint", str(tmp_path / "nothing")], "does not exist"),
         (["--checkpoint", str(run_dir), "--output", str(tmp_path / "m.onnx"), "--format", "pt2"], "should end in .pt2"),
         (["--checkpoint", str(run_dir), "--output", str(tmp_path / "m.txt")], "unknown export format"),
-        (["--checkpoint", str(run_dir), "--atol", "nan"], "--atol must be >= 0"),
+        (["--checkpoint", str(run_dir), "--atol", "nan"], "--atol must be a finite number >= 0, got nan"),
     ]
     (tmp_path / "dir.onnx").mkdir()
-    cases.append((["--checkpoint", str(run_dir), "--output", str(tmp_path / "dir.onnx")], "is a directory"))
+    cases.append((["--checkpoint", str(run_dir), "--output", str(tmp_path / "dir.onnx")], "is an existing directory"))
     other = tmp_path / "other"
     other.mkdir()
     (other / "model.safetensors").write_bytes(b"not safetensors")

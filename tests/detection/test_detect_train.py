@@ -144,7 +144,7 @@ def test_bad_data_is_a_clear_error_before_training(coco_root, tmp_path, capsys, 
     assert not (tmp_path / "run" / "last").exists()  # nothing was trained or written
 
     code, err = _cli(capsys, "train", "--scale-range", "1.5", "0.5", *opts)
-    assert code == 2 and "scale_range" in err
+    assert code == 2 and "--scale-range must be given as low high with low <= high" in err
 
 
 def test_eval_and_predict_refuse_what_is_not_theirs(coco_root, tmp_path, capsys, monkeypatch):

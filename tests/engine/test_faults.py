@@ -215,13 +215,13 @@ DRIVER = textwrap.dedent(
             pass
         time.sleep(0.02)
     if fault == "full":
-        with open(os.path.join(mnt, "filler"), "wb") as fh:
-            try:
+        try:  # closing the file can fail too, flushing what the full disk did not take
+            with open(os.path.join(mnt, "filler"), "wb") as fh:
                 while True:
                     fh.write(b"\\0" * (1 << 16))
                     fh.flush()
-            except OSError:
-                pass
+        except OSError:
+            pass
     else:
         while subprocess.run(["mount", "-o", "remount,ro", mnt], capture_output=True).returncode != 0:
             time.sleep(0.01)  # busy while a file is open for writing
