@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from ..engine.config import BUILTIN, ConfigBase, option
+from ..engine.validate import check_number
 
 
 @dataclass
@@ -17,7 +18,24 @@ class TrainConfig(ConfigBase):
     # model
     model: str = option("botnet_tiny", "registered model name (botnet list)")
     model_args: dict = option({}, "BoTNetConfig overrides, e.g. {drop_rate: 0.1} (YAML only)", yaml_only=True)
-    img_size: int | None = option(None, "training and evaluation input size (auto: the model's default; 64 for shapes)")
+    img_size: int | None = option(
+        None,
+        "training and evaluation input size (auto: the weights' with --pretrained, else the model's; 64 for shapes)",
+    )
+    pretrained: str | None = option(
+        None,
+        "start from these weights: a file, a botnet train run or checkpoint dir, timm:NAME.TAG or torchvision:WEIGHTS "
+        "(none: random); the head is new for the data's classes",
+    )
+    pretrained_strict: bool = option(
+        True, "missing or unexpected keys of --pretrained (other than the head) are errors"
+    )
+    freeze_stages: int | None = option(
+        None, "with --pretrained: freeze the stem and the first N stages, 0..4 (none: nothing frozen)"
+    )
+    backbone_lr_scale: float | None = option(
+        None, "the backbone's learning rate relative to the head's, in (0, 1] (auto: 1; the recipe's with --pretrained)"
+    )
     # data
     data: str = option(BUILTIN, "ImageFolder root with train/<class>/* and val/<class>/*, or 'shapes' (built in)")
     shapes_train: int = option(20000, "images in the built-in dataset's train split")
@@ -37,8 +55,20 @@ class TrainConfig(ConfigBase):
     mixup_alpha: float = option(0.0, "mixup Beta alpha (0: off)")
     cutmix_alpha: float = option(0.0, "cutmix Beta alpha (0: off)")
     mix_prob: float = option(1.0, "probability of applying mixup/cutmix to a batch")
-    crop_pct: float | None = option(None, "eval center-crop fraction (auto: the model's, 0.875; 1.0 for shapes)")
-    interpolation: str = option("bilinear", "resize interpolation", ("bilinear", "bicubic", "nearest"))
+    crop_pct: float | None = option(
+        None, "eval center-crop fraction (auto: the weights' with --pretrained, else 0.875; 1.0 for shapes)"
+    )
+    interpolation: str | None = option(
+        None,
+        "resize interpolation (auto: the weights' with --pretrained, else bilinear)",
+        ("bilinear", "bicubic", "nearest"),
+    )
+    mean: tuple[float, float, float] | None = option(
+        None, "normalisation mean per channel (auto: the weights' with --pretrained, else ImageNet's)"
+    )
+    std: tuple[float, float, float] | None = option(
+        None, "normalisation std per channel (auto: the weights' with --pretrained, else ImageNet's)"
+    )
     # optimisation
     epochs: int | None = option(None, "training epochs (auto: 90; 6 for shapes)")
     batch_size: int = option(64, "images per optimizer step and process, before accumulation")
@@ -52,7 +82,9 @@ class TrainConfig(ConfigBase):
     nesterov: bool = option(True, "SGD Nesterov momentum")
     betas: tuple[float, float] = option((0.9, 0.999), "AdamW betas")
     weight_decay: float = option(5e-5, "weight decay (never applied to norm weights and biases)")
-    warmup_epochs: float = option(1.0, "linear warm-up length in epochs")
+    warmup_epochs: float | None = option(
+        None, "linear warm-up length in epochs (auto: 1; the recipe's with --pretrained)"
+    )
     warmup_start: float = option(0.01, "warm-up starts at this fraction of the peak learning rate")
     min_lr: float = option(0.0, "learning rate at the end of the cosine schedule")
     label_smoothing: float = option(0.1, "label smoothing of the cross-entropy loss")
@@ -83,7 +115,7 @@ class TrainConfig(ConfigBase):
         for f in fields(self):
             value = getattr(self, f.name)
             choices = f.metadata.get("choices")
-            if choices and value not in choices:
+            if choices and value not in choices and value is not None:
                 fail(f.name, f"{value!r} is not one of {', '.join(choices)}")
         if self.epochs is not None and (not isinstance(self.epochs, int) or self.epochs < 1):
             fail("epochs", f"must be a positive integer, got {self.epochs!r}")
@@ -108,10 +140,20 @@ class TrainConfig(ConfigBase):
         if self.img_size is not None and self.img_size < 8:
             fail("img_size", f"must be at least 8 pixels, got {self.img_size}")
         for name in ("weight_decay", "min_lr", "warmup_epochs", "mixup_alpha", "cutmix_alpha"):
-            if getattr(self, name) < 0:
+            if getattr(self, name) is not None and getattr(self, name) < 0:
                 fail(name, f"must be >= 0, got {getattr(self, name)}")
         if self.clip_grad is not None and not self.clip_grad > 0:
             fail("clip_grad", f"must be > 0 (or none to disable), got {self.clip_grad}")
+        if self.freeze_stages is not None:
+            check_number("--freeze-stages", self.freeze_stages, minimum=0, maximum=4, integer=True)
+            if not self.pretrained:
+                fail("freeze_stages", "freezes pretrained weights: give --pretrained SOURCE too")
+        check_number(
+            "--backbone-lr-scale", self.backbone_lr_scale, minimum=0, maximum=1, min_inclusive=False, optional=True
+        )
+        for name in ("mean", "std"):
+            for v in getattr(self, name) or ():
+                check_number(f"--{name}", v, minimum=0, min_inclusive=name == "mean")
         if not isinstance(self.model_args, dict):
             fail("model_args", f"must be a mapping of BoTNetConfig fields, got {self.model_args!r}")
         return self

@@ -53,8 +53,8 @@ def _plain(value: Any) -> Any:
 # Parsing values from YAML and flags
 
 
-def _field_kind(f: dataclasses.Field, cls: type) -> tuple[type, bool, bool]:
-    """(scalar type, optional?, pair?) of a field of the config class ``cls``, from its annotation."""
+def _field_kind(f: dataclasses.Field, cls: type) -> tuple[type, bool, int]:
+    """(scalar type, optional?, 0 for a scalar or n for a tuple of n) of a field of ``cls``, from its annotation."""
     hint = typing.get_type_hints(cls)[f.name]
     args = typing.get_args(hint)
     optional = type(None) in args
@@ -62,10 +62,10 @@ def _field_kind(f: dataclasses.Field, cls: type) -> tuple[type, bool, bool]:
         hint = next(a for a in args if a is not type(None))
     origin = typing.get_origin(hint)
     if origin is tuple:
-        return typing.get_args(hint)[0], optional, True
+        return typing.get_args(hint)[0], optional, len(typing.get_args(hint))
     if origin is types.UnionType or origin is typing.Union:  # pragma: no cover - not used by the fields
         raise AssertionError(hint)
-    return (hint if isinstance(hint, type) else dict), optional, False
+    return (hint if isinstance(hint, type) else dict), optional, 0
 
 
 def coerce(name: str, value: Any, cls: type) -> Any:
@@ -96,14 +96,15 @@ def coerce(name: str, value: Any, cls: type) -> Any:
             return dict(v)
         return str(v)
 
-    expected = f"two {scalar.__name__} values" if pair else f"a {scalar.__name__}"
+    count = {2: "two", 3: "three"}.get(pair, str(pair))
+    expected = f"{count} {scalar.__name__} values" if pair else f"a {scalar.__name__}"
     try:
         if pair:
             if isinstance(value, str):
                 value = value.replace(",", " ").split()
-            if not isinstance(value, (list, tuple)) or len(value) != 2:
+            if not isinstance(value, (list, tuple)) or len(value) != pair:
                 raise ValueError
-            return (one(value[0]), one(value[1]))
+            return tuple(one(v) for v in value)
         return one(value)
     except (TypeError, ValueError):
         hint = " (or none)" if optional else ""
@@ -156,7 +157,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         if scalar is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
         elif pair:
-            parser.add_argument(flag, nargs=2, metavar=("MIN", "MAX"), **kw)
+            metavar = ("MIN", "MAX") if pair == 2 else ("R", "G", "B") if pair == 3 else None
+            parser.add_argument(flag, nargs=pair, metavar=metavar, **kw)
         else:
             if f.metadata.get("choices"):
                 kw["choices"] = f.metadata["choices"]
