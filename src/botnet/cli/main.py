@@ -9,9 +9,31 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..engine.stopping import TrainingError, TrainingInterrupted
-from . import attention_cmd, detect_cmd, eval_cmd, export_cmd, info_cmd, list_cmd, predict_cmd, table_cmd, train_cmd
+from . import (
+    attention_cmd,
+    convert_cmd,
+    detect_cmd,
+    eval_cmd,
+    export_cmd,
+    info_cmd,
+    list_cmd,
+    predict_cmd,
+    table_cmd,
+    train_cmd,
+)
 
-SUBCOMMANDS = (train_cmd, eval_cmd, predict_cmd, attention_cmd, detect_cmd, export_cmd, table_cmd, list_cmd, info_cmd)
+SUBCOMMANDS = (
+    train_cmd,
+    eval_cmd,
+    predict_cmd,
+    attention_cmd,
+    detect_cmd,
+    export_cmd,
+    convert_cmd,
+    table_cmd,
+    list_cmd,
+    info_cmd,
+)
 # Errors a command reports as a message. CheckpointError is a ValueError; ExportError is added by user_errors() once
 # botnet.export has been imported (an error of that class can only come from a command that imported it).
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, PermissionError, TrainingError)
