@@ -57,14 +57,18 @@ class ClassificationTrainer(Trainer):
         super().__init__(cfg, info, resume=resume, overwrite=overwrite)
 
     def resolve(self, cfg: TrainConfig) -> TrainConfig:
-        # A resumed run's config.yaml holds the resolved preprocessing and its checkpoint the weights: the source is
-        # not read again. A new run reads and loads it here, before anything is written to the output directory.
-        if cfg.pretrained and not self.resuming:
+        # A new run reads the source and loads it here, before anything is written to the output directory. A resumed
+        # run takes its weights from its checkpoint, and its preprocessing from config.yaml (the source is read again
+        # only for preprocessing options left at auto, as when the library is called with the original options).
+        preprocessing_auto = any(
+            getattr(cfg, k) is None for k in ("img_size", "crop_pct", "interpolation", "mean", "std")
+        )
+        if cfg.pretrained and (not self.resuming or preprocessing_auto):
             self.source = finetune.read_source(cfg, verbose=self.info.is_main)
         cfg, self.pre = resolve(
             cfg, self.info, self.source.pretrained_cfg if self.source else None, announce=not self.resuming
         )
-        if self.source is not None:
+        if self.source is not None and not self.resuming:
             self.source_model, self.report = finetune.load_source(cfg, self.source)
         return cfg
 
