@@ -16,6 +16,7 @@ from ..engine.data import eval_loader, train_loader
 from ..engine.distributed import DistInfo, autocast, cleanup, setup
 from ..engine.loop import Trainer
 from ..engine.reporting import log
+from ..models.pretrained import source_preprocessing
 from ..models.registry import create_model
 from . import finetune
 from .config import TrainConfig
@@ -66,7 +67,7 @@ class ClassificationTrainer(Trainer):
         if cfg.pretrained and (not self.resuming or preprocessing_auto):
             self.source = finetune.read_source(cfg, verbose=self.info.is_main)
         cfg, self.pre = resolve(
-            cfg, self.info, self.source.pretrained_cfg if self.source else None, announce=not self.resuming
+            cfg, self.info, source_preprocessing(self.source) if self.source else None, announce=not self.resuming
         )
         if self.source is not None and not self.resuming:
             self.source_model, self.report = finetune.load_source(cfg, self.source)

@@ -48,7 +48,7 @@ def botnet_fpn_backbone(
         weights: backbone weights: any weights SOURCE (see :mod:`botnet.models.sources`): a state dict, a file, a
             ``botnet train`` run or checkpoint directory, ``timm:NAME.TAG``, ``torchvision:WEIGHTS`` or a
             :class:`~botnet.models.Weights` already read. The classifier is ignored and position tables of another
-            reference size are resized; the load's report is kept as ``body.pretrained_report``.
+            reference size are resized; the load's report is kept as the returned module's ``pretrained_report``.
         trainable_layers: stages left trainable counting from c5 (0..5; 5 also trains the stem).
         returned_layers: stages fed to the FPN, 1..4 for c2..c5 (default all four).
         norm_layer: what each BatchNorm2d of the network becomes (its statistics are kept); the default freezes
@@ -66,8 +66,7 @@ def botnet_fpn_backbone(
     if not returned or any(layer not in (1, 2, 3, 4) for layer in returned) or sorted(set(returned)) != returned:
         raise ValueError(f"returned_layers must be increasing stage numbers from 1..4 (c2..c5), got {returned_layers}")
     body = create_model(name, num_classes=0, **overrides)
-    if weights is not None:
-        load_backbone_weights(body, weights)
+    report = load_backbone_weights(body, weights) if weights is not None else None
     if norm_layer is not None and norm_layer is not nn.BatchNorm2d:
         replace_batchnorm(body, norm_layer)
 
@@ -77,7 +76,7 @@ def botnet_fpn_backbone(
 
     stage_channels = [info["num_chs"] for info in body.feature_info[1:]]  # c2..c5
     return_layers = {f"layer{k}": str(i) for i, k in enumerate(returned)}
-    return BackboneWithFPN(
+    fpn = BackboneWithFPN(
         body,
         return_layers=return_layers,
         in_channels_list=[stage_channels[k - 1] for k in returned],
@@ -85,6 +84,8 @@ def botnet_fpn_backbone(
         extra_blocks=extra_blocks if extra_blocks is not None else LastLevelMaxPool(),
         norm_layer=fpn_norm_layer,
     )
+    fpn.pretrained_report = report  # what loading ``weights`` did (None without them)
+    return fpn
 
 
 def replace_batchnorm(module: nn.Module, norm_layer: Callable[[int], nn.Module]) -> nn.Module:
@@ -103,8 +104,7 @@ def replace_batchnorm(module: nn.Module, norm_layer: Callable[[int], nn.Module])
 
 
 def load_backbone_weights(body: BoTNet, source: WeightsSource) -> TransferReport:
-    """Load weights SOURCE (see :mod:`botnet.models.sources`) into a headless network; the report is also kept as
-    ``body.pretrained_report``.
+    """Load weights SOURCE (see :mod:`botnet.models.sources`) into a headless network and report what happened.
 
     The source's classifier is reported unused; for a torchvision ResNet the attention weights it never had are
     reported as not in the source, and position tables of another reference size are resized.
@@ -114,9 +114,7 @@ def load_backbone_weights(body: BoTNet, source: WeightsSource) -> TransferReport
         ValueError: the weights do not fit (another depth or width): the message names the keys and the model they
             look like.
     """
-    report = load_pretrained(body, source)
-    body.pretrained_report = report
-    return report
+    return load_pretrained(body, source)
 
 
 def check_backbone_weights(

@@ -55,6 +55,16 @@ def _hint(weights: Weights) -> str:
     return "They match none of our models."
 
 
+def source_preprocessing(weights: Weights) -> dict:
+    """The preprocessing the weights were trained with: the source's own, or for a timm state dict without it, the
+    published pretrained_cfg of the network it is (from the known-sources table)."""
+    pre = dict(weights.pretrained_cfg)
+    if not pre and weights.kind == "timm":
+        name = weights.model_name or next(iter(looks_like(weights.state_dict)), None)
+        pre = next((dict(r.preprocessing) for r in TIMM_SOURCES if r.model == name), {})
+    return pre
+
+
 def load_pretrained(
     model: nn.Module, source: str | Path | dict[str, Tensor] | Weights, *, strict: bool = True
 ) -> TransferReport:
@@ -89,10 +99,7 @@ def load_pretrained(
         ignorable=ignorable,
         hint=lambda: _hint(weights),
     )
-    pre = dict(weights.pretrained_cfg)
-    if not pre and weights.kind == "timm":
-        name = weights.model_name or next(iter(looks_like(weights.state_dict)), None)
-        pre = next((dict(r.preprocessing) for r in TIMM_SOURCES if r.model == name), {})
+    pre = source_preprocessing(weights)
     if hasattr(model, "pretrained_cfg"):
         model.pretrained_cfg.update(
             {k: pre[k] for k in ("input_size", "mean", "std", "crop_pct", "interpolation") if k in pre}
