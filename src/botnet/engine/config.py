@@ -144,6 +144,22 @@ def save_yaml(cfg: Any, path: str | Path) -> None:
     atomic_write(path, yaml.safe_dump(data, sort_keys=False))
 
 
+class _BoolAction(argparse.BooleanOptionalAction):
+    """``--flag``, ``--flag true|false`` (as in YAML) and ``--no-flag``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.nargs = "?"
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001
+        if option_string is not None and option_string.startswith("--no-"):
+            if values is not None:
+                parser.error(f"{option_string} takes no value")
+            setattr(namespace, self.dest, False)
+        else:
+            setattr(namespace, self.dest, True if values is None else values)  # a value is coerced with the rest
+
+
 def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     """One flag per field (``--batch-size``), defaulting to "not given" so the YAML file's value stands."""
     for f in fields(cls):
@@ -155,7 +171,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         text = f"{f.metadata['help']} [{_plain(default) if default is not None else 'auto'}]"
         kw: dict[str, Any] = {"default": argparse.SUPPRESS, "help": text, "dest": f.name}
         if scalar is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+            parser.add_argument(flag, action=_BoolAction, metavar="true|false", **kw)
         elif pair:
             metavar = ("MIN", "MAX") if pair == 2 else ("R", "G", "B") if pair == 3 else None
             parser.add_argument(flag, nargs=pair, metavar=metavar, **kw)
