@@ -47,7 +47,7 @@ def cli(capsys, monkeypatch, *args) -> tuple[int, str]:
 
 @pytest.mark.parametrize(
     ("batch", "optimizer", "lr"),
-    [(64, "sgd", 0.01), (256, "sgd", 0.04), (16, "sgd", 0.0025), (512, "adamw", 1e-4), (128, "adamw", 2.5e-5)],
+    [(64, "sgd", 0.04), (256, "sgd", 0.16), (16, "sgd", 0.01), (512, "adamw", 1e-3), (128, "adamw", 2.5e-4)],
 )
 def test_finetune_recipe_table(batch, optimizer, lr):
     r = finetune_recipe(batch=batch, optimizer=optimizer)
@@ -76,9 +76,9 @@ def test_resolve_takes_the_source_preprocessing_unless_given(capsys):
         (0.25, 0.25, 0.25),
     )
     # The recipe fills the auto values and says why; given values stand.
-    assert (cfg.lr, cfg.epochs, cfg.warmup_epochs, cfg.scale) == (0.04 * 128 / 256, 10, 0.0, (0.5, 1.0))
+    assert (cfg.lr, cfg.epochs, cfg.warmup_epochs, cfg.scale) == (0.16 * 128 / 256, 10, 0.0, (0.5, 1.0))
     err = capsys.readouterr().err
-    assert "lr 0.02: fine-tuning, sgd 0.04 per 256 images, batch 128" in err and "epochs 10: fine-tuning" in err
+    assert "lr 0.08: fine-tuning, sgd 0.16 per 256 images, batch 128" in err and "epochs 10: fine-tuning" in err
     plain, pre = resolve(build_config(config_cls=TrainConfig, data="x"), info)
     assert (plain.lr, plain.epochs, plain.warmup_epochs, plain.backbone_lr_scale) == (0.1 * 128 / 256, 90, 1.0, 1.0)
     assert (pre.interpolation, pre.crop_pct) == ("bilinear", 0.875)
@@ -93,7 +93,7 @@ def test_finetune_end_to_end_with_another_class_count(tmp_path, capsys, monkeypa
     assert f"weights {source_run} (botnet): loaded" in err
     assert "reinitialised (another class count): 2: fc.weight, fc.bias" in err
     assert "head reinitialised for the data's 3 classes (the weights have 10 classes)" in err
-    assert "lr 0.00125: fine-tuning" in err
+    assert "lr 0.005: fine-tuning, sgd 0.16 per 256 images, batch 8" in err
     src = load_file(source_run / "best" / "model.safetensors")
     ft = load_file(out / "best" / "model.safetensors")
     assert ft["fc.weight"].shape[0] == 3 and src["fc.weight"].shape[0] == 10

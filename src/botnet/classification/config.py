@@ -34,7 +34,7 @@ class TrainConfig(ConfigBase):
         None, "with --pretrained: freeze the stem and the first N stages, 0..4 (none: nothing frozen)"
     )
     backbone_lr_scale: float | None = option(
-        None, "the backbone's learning rate relative to the head's, in (0, 1] (auto: 1; the recipe's with --pretrained)"
+        None, "the backbone's learning rate relative to the head's, in (0, 1] (auto: 1)"
     )
     # data
     data: str = option(BUILTIN, "ImageFolder root with train/<class>/* and val/<class>/*, or 'shapes' (built in)")
@@ -46,7 +46,9 @@ class TrainConfig(ConfigBase):
     max_bad_fraction: float = option(0.01, "stop when more than this fraction of images cannot be read")
     max_image_pixels: int = option(89_478_485, "refuse images whose declared width*height exceeds this")
     # augmentation
-    scale: tuple[float, float] | None = option(None, "RandomResizedCrop area range (auto: 0.08 1; 0.8 1 for shapes)")
+    scale: tuple[float, float] | None = option(
+        None, "RandomResizedCrop area range (auto: 0.08 1; 0.8 1 for shapes; 0.5 1 with --pretrained)"
+    )
     ratio: tuple[float, float] | None = option(
         None, "RandomResizedCrop aspect-ratio range (auto: 0.75 1.333; 1 1 for shapes)"
     )
@@ -70,21 +72,20 @@ class TrainConfig(ConfigBase):
         None, "normalisation std per channel (auto: the weights' with --pretrained, else ImageNet's)"
     )
     # optimisation
-    epochs: int | None = option(None, "training epochs (auto: 90; 6 for shapes)")
+    epochs: int | None = option(None, "training epochs (auto: 90; 6 for shapes; 10 with --pretrained)")
     batch_size: int = option(64, "images per optimizer step and process, before accumulation")
     accumulate: int = option(1, "batches accumulated per optimizer step")
     optimizer: str = option("sgd", "optimizer", ("sgd", "adamw"))
     lr: float | None = option(
         None,
-        "peak learning rate (auto: 0.1 x batch/256 for sgd, 1e-3 x batch/512 for adamw; 0.2 x batch/64 for shapes)",
+        "peak learning rate (auto: 0.1 x batch/256 for sgd, 1e-3 x batch/512 for adamw; 0.2 x batch/64 for shapes; "
+        "0.16 x batch/256 for sgd with --pretrained)",
     )
     momentum: float = option(0.9, "SGD momentum")
     nesterov: bool = option(True, "SGD Nesterov momentum")
     betas: tuple[float, float] = option((0.9, 0.999), "AdamW betas")
     weight_decay: float = option(5e-5, "weight decay (never applied to norm weights and biases)")
-    warmup_epochs: float | None = option(
-        None, "linear warm-up length in epochs (auto: 1; the recipe's with --pretrained)"
-    )
+    warmup_epochs: float | None = option(None, "linear warm-up length in epochs (auto: 1; 0 with --pretrained)")
     warmup_start: float = option(0.01, "warm-up starts at this fraction of the peak learning rate")
     min_lr: float = option(0.0, "learning rate at the end of the cosine schedule")
     label_smoothing: float = option(0.1, "label smoothing of the cross-entropy loss")

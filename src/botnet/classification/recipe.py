@@ -12,10 +12,12 @@ from ..models.registry import get_config
 from .config import TrainConfig
 from .data import Preprocess
 
-# Fine-tuning from pretrained weights (--pretrained): measured on scikit-learn's digits from a network trained on the
-# built-in shapes (README, "Pretrained weights and fine-tuning"). Learning rates per 256 images of the global batch.
-FINETUNE_SGD_LR_PER_256 = 0.04  # a tenth of ... see finetune_recipe
-FINETUNE_ADAMW_LR_PER_512 = 1e-4
+# Fine-tuning from pretrained weights (--pretrained), measured on scikit-learn's digits (1300 train / 497 val images
+# at 32 px, 5 epochs, batch 64) from botnet_tiny trained on the built-in shapes (README, "Pretrained weights and
+# fine-tuning"): SGD at 0.16 per 256 images reached 61.0 % top-1, at 0.04 per 256 35.8 %. AdamW keeps its
+# from-scratch rule (not measured). Learning rates scale linearly with the global batch.
+FINETUNE_SGD_LR_PER_256 = 0.16
+FINETUNE_ADAMW_LR_PER_512 = 1e-3
 FINETUNE_EPOCHS = 10
 FINETUNE_WARMUP_EPOCHS = 0.0
 FINETUNE_SCALE = (0.5, 1.0)
