@@ -41,7 +41,10 @@ def cli(capsys, monkeypatch):
 
 
 def listed_names(stdout: str) -> list[str]:
-    return [line.split()[0] for line in stdout.splitlines() if line.strip()]
+    """The model names of ``botnet list``: the lines not indented (a model's pretrained sources) and not footnotes."""
+    return [
+        line.split()[0] for line in stdout.splitlines() if line.strip() and not line[0].isspace() and line[0] != "["
+    ]
 
 
 def test_table_check_and_json(tmp_path, cli, monkeypatch):

@@ -67,6 +67,10 @@ RANGES = {
         "mix_prob": (0, True, 1, True, 1.0),
         "crop_pct": (0, False, 1, True, 0.875),
         "label_smoothing": (0, True, 1, True, 0.1),
+        "freeze_stages": (0, True, 4, True, 1),
+        "backbone_lr_scale": (0, False, 1, True, 0.1),
+        "mean": (0, True, 1, True, 0.5),
+        "std": (0, False, 1, True, 0.25),
     },
     ("detect", "train"): {
         **TRAINING,
@@ -104,7 +108,7 @@ def leaf_parsers(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
 
 
 def numeric_options() -> dict[tuple[tuple[str, ...], str], tuple[type, bool]]:
-    """{(command, dest): (int or float, takes two values?)} of every numeric option of every command, from the
+    """{(command, dest): (int or float, how many values it takes; 0 for one number)} of every numeric option of every command, from the
     parsers (``type=int/float``) and the options classes (fields typed int/float, or pairs of them)."""
     found = {}
     for command, parser in leaf_parsers(build_parser()):
@@ -117,7 +121,7 @@ def numeric_options() -> dict[tuple[tuple[str, ...], str], tuple[type, bool]]:
                 found[command, action.dest] = (action.type, False)
             elif action.dest in hints:
                 text = str(hints[action.dest].type)
-                pair = text.startswith("tuple")
+                pair = text.split("]")[0].count(",") + 1 if text.startswith("tuple") else 0  # values it takes
                 kind = int if "int" in text else float if "float" in text else None
                 if kind is not None and "bool" not in text:
                     found[command, action.dest] = (kind, pair)
@@ -168,8 +172,9 @@ def bad_option(draw):
         strategies.append(above.map(lambda v: ("above the range", fmt(v))))
     what, value = draw(st.one_of(strategies))
     flag = "--" + dest.replace("_", "-")
-    if pair:  # one bad value of the two, either place
-        values = draw(st.sampled_from([[value, fmt(good)], [fmt(good), value]]))
+    if pair:  # one bad value among the values, in any place
+        place = draw(st.integers(min_value=0, max_value=pair - 1))
+        values = [value if i == place else fmt(good) for i in range(pair)]
         return command, flag, [flag, *values], what
     return command, flag, [f"{flag}={value}"], what
 

@@ -187,3 +187,27 @@ def test_bf16_autocast_and_channels_last_train(coco_root, tmp_path):
     assert torch.isfinite(torch.tensor(row["train_loss"])) and row["val_images"] == 6
     weights = load_file(tmp_path / "run" / "last" / ckpt.MODEL_FILE)
     assert all(t.dtype != torch.bfloat16 for t in weights.values())  # autocast leaves the weights in fp32
+
+
+def test_backbone_from_a_classification_run(coco_root, tmp_path, capsys):
+    """--weights-backbone takes a botnet train run directory: its network fills the detector's backbone."""
+    from botnet import create_model
+    from botnet.models import save_weights
+
+    torch.manual_seed(0)
+    cls = create_model("botnet_tiny", num_classes=10, img_size=64)
+    save_weights(cls, tmp_path / "cls" / "best" / ckpt.MODEL_FILE)
+    cfg = DetectConfig(
+        data=str(coco_root),
+        epochs=1,
+        weights_backbone=str(tmp_path / "cls"),
+        trainable_backbone_layers=0,
+        output=str(tmp_path / "run"),
+        **FAST,
+    ).validate()
+    detect_train(cfg)
+    err = capsys.readouterr().err
+    assert f"weights {tmp_path / 'cls'} (botnet): loaded" in err and "unused by design: 2: fc.bias, fc.weight" in err
+    det = load_file(tmp_path / "run" / "last" / ckpt.MODEL_FILE)
+    for key in ("conv1.weight", "layer2.0.conv1.weight", "layer4.0.attn.qkv.weight"):
+        assert torch.equal(det[f"backbone.body.{key}"], cls.state_dict()[key]), key  # frozen: as loaded

@@ -17,7 +17,24 @@ class TrainConfig(ConfigBase):
     # model
     model: str = option("botnet_tiny", "registered model name (botnet list)")
     model_args: dict = option({}, "BoTNetConfig overrides, e.g. {drop_rate: 0.1} (YAML only)", yaml_only=True)
-    img_size: int | None = option(None, "training and evaluation input size (auto: the model's default; 64 for shapes)")
+    img_size: int | None = option(
+        None,
+        "training and evaluation input size (auto: the weights' with --pretrained, else the model's; 64 for shapes)",
+    )
+    pretrained: str | None = option(
+        None,
+        "start from these weights: a file, a botnet train run or checkpoint dir, timm:NAME.TAG or torchvision:WEIGHTS "
+        "(none: random); the head is new for the data's classes",
+    )
+    pretrained_strict: bool = option(
+        True, "missing or unexpected keys of --pretrained (other than the head) are errors"
+    )
+    freeze_stages: int | None = option(
+        None, "with --pretrained: freeze the stem and the first N stages, 0..4 (none: nothing frozen)"
+    )
+    backbone_lr_scale: float | None = option(
+        None, "the backbone's learning rate relative to the head's, in (0, 1] (auto: 1)"
+    )
     # data
     data: str = option(BUILTIN, "ImageFolder root with train/<class>/* and val/<class>/* (val optional), or 'shapes'")
     val_fraction: float = option(0.2, "with no val/ folder: the share of each class held out to validate, by --seed")
@@ -29,7 +46,9 @@ class TrainConfig(ConfigBase):
     max_bad_fraction: float = option(0.01, "stop when more than this fraction of images cannot be read")
     max_image_pixels: int = option(89_478_485, "refuse images whose declared width*height exceeds this")
     # augmentation
-    scale: tuple[float, float] | None = option(None, "RandomResizedCrop area range (auto: 0.08 1; 0.8 1 for shapes)")
+    scale: tuple[float, float] | None = option(
+        None, "RandomResizedCrop area range (auto: 0.08 1; 0.8 1 for shapes; 0.5 1 with --pretrained)"
+    )
     ratio: tuple[float, float] | None = option(
         None, "RandomResizedCrop aspect-ratio range (auto: 0.75 1.333; 1 1 for shapes)"
     )
@@ -38,22 +57,35 @@ class TrainConfig(ConfigBase):
     mixup_alpha: float = option(0.0, "mixup Beta alpha (0: off)")
     cutmix_alpha: float = option(0.0, "cutmix Beta alpha (0: off)")
     mix_prob: float = option(1.0, "probability of applying mixup/cutmix to a batch")
-    crop_pct: float | None = option(None, "eval center-crop fraction (auto: the model's, 0.875; 1.0 for shapes)")
-    interpolation: str = option("bilinear", "resize interpolation", ("bilinear", "bicubic", "nearest"))
+    crop_pct: float | None = option(
+        None, "eval center-crop fraction (auto: the weights' with --pretrained, else 0.875; 1.0 for shapes)"
+    )
+    interpolation: str | None = option(
+        None,
+        "resize interpolation (auto: the weights' with --pretrained, else bilinear)",
+        ("bilinear", "bicubic", "nearest"),
+    )
+    mean: tuple[float, float, float] | None = option(
+        None, "normalisation mean per channel (auto: the weights' with --pretrained, else ImageNet's)"
+    )
+    std: tuple[float, float, float] | None = option(
+        None, "normalisation std per channel (auto: the weights' with --pretrained, else ImageNet's)"
+    )
     # optimisation
-    epochs: int | None = option(None, "training epochs (auto: 90; 6 for shapes)")
+    epochs: int | None = option(None, "training epochs (auto: 90; 6 for shapes; 10 with --pretrained)")
     batch_size: int = option(64, "images per optimizer step and process, before accumulation")
     accumulate: int = option(1, "batches accumulated per optimizer step")
     optimizer: str = option("sgd", "optimizer", ("sgd", "adamw"))
     lr: float | None = option(
         None,
-        "peak learning rate (auto: 0.1 x batch/256 for sgd, 1e-3 x batch/512 for adamw; 0.2 x batch/64 for shapes)",
+        "peak learning rate (auto: 0.1 x batch/256 for sgd, 1e-3 x batch/512 for adamw; 0.2 x batch/64 for shapes; "
+        "0.16 x batch/256 for sgd with --pretrained)",
     )
     momentum: float = option(0.9, "SGD momentum")
     nesterov: bool = option(True, "SGD Nesterov momentum")
     betas: tuple[float, float] = option((0.9, 0.999), "AdamW betas")
     weight_decay: float = option(5e-5, "weight decay (never applied to norm weights and biases)")
-    warmup_epochs: float = option(1.0, "linear warm-up length in epochs")
+    warmup_epochs: float | None = option(None, "linear warm-up length in epochs (auto: 1; 0 with --pretrained)")
     warmup_start: float = option(0.01, "warm-up starts at this fraction of the peak learning rate")
     min_lr: float = option(0.0, "learning rate at the end of the cosine schedule")
     label_smoothing: float = option(0.1, "label smoothing of the cross-entropy loss")
@@ -77,6 +109,10 @@ class TrainConfig(ConfigBase):
     # The bounds of every numeric option (botnet.engine.validate.check_option; integer and optional come from the
     # annotations), checked first by validate(): a bad value is refused with its flag before any work.
     BOUNDS = {
+        "freeze_stages": dict(minimum=0, maximum=4),
+        "backbone_lr_scale": dict(minimum=0, min_inclusive=False, maximum=1),
+        "mean": dict(minimum=0, maximum=1),
+        "std": dict(minimum=0, min_inclusive=False, maximum=1),
         "val_fraction": dict(minimum=0, min_inclusive=False, maximum=1, max_inclusive=False),
         "img_size": dict(side=True, minimum=8),  # and at most the side of one 4 GiB float32 image
         "shapes_train": dict(minimum=1),
@@ -120,9 +156,11 @@ class TrainConfig(ConfigBase):
         for f in fields(self):
             value = getattr(self, f.name)
             choices = f.metadata.get("choices")
-            if choices and value not in choices:
+            if choices and value not in choices and value is not None:
                 fail(f.name, f"{value!r} is not one of {', '.join(choices)}")
         self.check_bounds()
+        if self.freeze_stages is not None and not self.pretrained:
+            fail("freeze_stages", "freezes pretrained weights: give --pretrained SOURCE too")
         if not isinstance(self.model_args, dict):
             fail("model_args", f"must be a mapping of BoTNetConfig fields, got {self.model_args!r}")
         return self

@@ -16,7 +16,9 @@ from ..engine.data import eval_loader, train_loader
 from ..engine.distributed import DistInfo, autocast, cleanup, setup
 from ..engine.loop import Trainer
 from ..engine.reporting import log
+from ..models.pretrained import source_preprocessing
 from ..models.registry import create_model
+from . import finetune
 from .config import TrainConfig
 from .data import build_datasets
 from .evaluate import evaluate
@@ -53,10 +55,24 @@ class ClassificationTrainer(Trainer):
         self, cfg: TrainConfig, info: DistInfo, *, resume: bool, overwrite: bool, model_fn: Callable | None = None
     ) -> None:
         self.model_fn = model_fn
+        self.resuming = resume
+        self.source = self.source_model = None
         super().__init__(cfg, info, resume=resume, overwrite=overwrite)
 
     def resolve(self, cfg: TrainConfig) -> TrainConfig:
-        cfg, self.pre = resolve(cfg, self.info)
+        # A new run reads the source and loads it here, before anything is written to the output directory. A resumed
+        # run takes its weights from its checkpoint, and its preprocessing from config.yaml (the source is read again
+        # only for preprocessing options left at auto, as when the library is called with the original options).
+        preprocessing_auto = any(
+            getattr(cfg, k) is None for k in ("img_size", "crop_pct", "interpolation", "mean", "std")
+        )
+        if cfg.pretrained and (not self.resuming or preprocessing_auto):
+            self.source = finetune.read_source(cfg, verbose=self.info.is_main)
+        cfg, self.pre = resolve(
+            cfg, self.info, source_preprocessing(self.source) if self.source else None, announce=not self.resuming
+        )
+        if self.source is not None and not self.resuming:
+            self.source_model, self.report = finetune.load_source(cfg, self.source)
         return cfg
 
     def build_data(self) -> tuple[Dataset, Dataset]:
@@ -69,7 +85,17 @@ class ClassificationTrainer(Trainer):
         )
         if self.model_fn is not None:
             return self.model_fn(len(self.classes))
-        return create_model(cfg.model, num_classes=len(self.classes), img_size=cfg.img_size, **cfg.model_args)
+        if self.source_model is not None:
+            model, self.source_model = self.source_model, None
+            head = finetune.fit_head(model, self.report, self.source, self.classes)
+            log(f"{self.report.summary()}\n  {head}", enabled=self.info.is_main)
+        else:
+            model = create_model(cfg.model, num_classes=len(self.classes), img_size=cfg.img_size, **cfg.model_args)
+        finetune.apply_freeze(model, cfg, verbose=self.info.is_main)
+        return model
+
+    def param_groups(self) -> list[dict] | None:
+        return finetune.optimizer_groups(self.model, self.cfg)
 
     def train_loader(self, epoch: int, skip_batches: int) -> DataLoader:
         return train_loader(self.train_ds, self.cfg, self.info, epoch, skip_batches)

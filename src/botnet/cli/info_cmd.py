@@ -32,6 +32,7 @@ def describe(name: str, size: tuple[int, int] | None = None) -> dict:
     import torch
 
     from ..models import count_macs, count_params, create_model, describe_model, get_config
+    from ..models.known_sources import known_sources
 
     cfg = get_config(name)  # an unknown name is a ValueError with suggestions
     size = size or cfg.input_size
@@ -51,6 +52,18 @@ def describe(name: str, size: tuple[int, int] | None = None) -> dict:
         "params_paper_convention": count_params(model, convention="paper"),
         "gmacs": {"input_size": list(size), "value": round(count_macs(model, size) / 1e9, 3)},
         "feature_info": model.feature_info,
+        "pretrained_sources": [
+            {
+                "source": r.source,
+                "imagenet_top1": r.top1,
+                "input_size": r.input_size,
+                "top1_origin": r.top1_origin,
+                "preprocessing": {k: list(v) if isinstance(v, tuple) else v for k, v in r.preprocessing.items()},
+                "preprocessing_origin": r.preprocessing_origin,
+                "note": r.note,
+            }
+            for r in known_sources(name)
+        ],
         "config": cfg.to_dict(),  # as registered (the GMACs use img_size = the counted size)
     }
 
@@ -71,6 +84,17 @@ def run(args: argparse.Namespace) -> int:
     print("feature_info:")
     for f in info["feature_info"]:
         print(f"  {f['module']:8s} {f['num_chs']:5d} channels, stride {f['reduction']}")
+    print(
+        "pretrained weights (botnet train --pretrained SOURCE):"
+        if info["pretrained_sources"]
+        else "pretrained weights: none published for this preset"
+    )
+    for r in info["pretrained_sources"]:
+        pre = r["preprocessing"]
+        print(f"  {r['source']}: ImageNet-1k top-1 {r['imagenet_top1']:g}% at {r['input_size']} ({r['top1_origin']})")
+        print(f"    preprocessing crop_pct {pre['crop_pct']}, {pre['interpolation']} ({r['preprocessing_origin']})")
+        if r["note"]:
+            print(f"    {r['note']}")
     print("config:")
     for key, value in info["config"].items():
         print(f"  {key}: {value}")

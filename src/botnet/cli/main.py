@@ -21,9 +21,31 @@ from pathlib import Path
 from .. import __version__
 from ..engine.stopping import TrainingError, TrainingInterrupted
 from ..engine.validate import check_options
-from . import attention_cmd, detect_cmd, eval_cmd, export_cmd, info_cmd, list_cmd, predict_cmd, table_cmd, train_cmd
+from . import (
+    attention_cmd,
+    convert_cmd,
+    detect_cmd,
+    eval_cmd,
+    export_cmd,
+    info_cmd,
+    list_cmd,
+    predict_cmd,
+    table_cmd,
+    train_cmd,
+)
 
-SUBCOMMANDS = (train_cmd, eval_cmd, predict_cmd, attention_cmd, detect_cmd, export_cmd, table_cmd, list_cmd, info_cmd)
+SUBCOMMANDS = (
+    train_cmd,
+    eval_cmd,
+    predict_cmd,
+    attention_cmd,
+    detect_cmd,
+    export_cmd,
+    convert_cmd,
+    table_cmd,
+    list_cmd,
+    info_cmd,
+)
 # Errors a command reports as a message. CheckpointError is a ValueError; OSError covers a full disk, a path that is a
 # directory and the like (its message names the file); ExportError is added by user_errors() once botnet.export has
 # been imported (an error of that class can only come from a command that imported it).

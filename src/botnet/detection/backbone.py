@@ -16,13 +16,15 @@ from torchvision.ops.feature_pyramid_network import ExtraFPNBlock, LastLevelMaxP
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from ..models.botnet import BoTNet
+from ..models.pretrained import load_pretrained
 from ..models.registry import create_model
-from ..models.weights import _ATTENTION_ONLY, read_state_dict
+from ..models.sources import Weights, read_weights
+from ..models.transfer import TransferReport
 
 # Trainable from the last stage backwards, as torchvision counts them (5: everything, stem BN included).
 _LAYERS_FROM_TOP = ("layer4", "layer3", "layer2", "layer1", "conv1")
 
-WeightsSource = str | Path | dict[str, Tensor]
+WeightsSource = str | Path | dict[str, Tensor] | Weights
 
 
 def botnet_fpn_backbone(
@@ -43,10 +45,10 @@ def botnet_fpn_backbone(
 
     Args:
         name: a model from :func:`botnet.models.list_models`.
-        weights: backbone weights: a state dict, a ``.safetensors`` / ``.pth`` file (read with ``weights_only=True``)
-            or a checkpoint directory of ``botnet train`` (its ``model.safetensors``). Our own classification
-            weights or a torchvision ResNet of the same depth; the classifier is ignored and position tables of
-            another reference size are resized.
+        weights: backbone weights: any weights SOURCE (see :mod:`botnet.models.sources`): a state dict, a file, a
+            ``botnet train`` run or checkpoint directory, ``timm:NAME.TAG``, ``torchvision:WEIGHTS`` or a
+            :class:`~botnet.models.Weights` already read. The classifier is ignored and position tables of another
+            reference size are resized; the load's report is kept as the returned module's ``pretrained_report``.
         trainable_layers: stages left trainable counting from c5 (0..5; 5 also trains the stem).
         returned_layers: stages fed to the FPN, 1..4 for c2..c5 (default all four).
         norm_layer: what each BatchNorm2d of the network becomes (its statistics are kept); the default freezes
@@ -64,8 +66,7 @@ def botnet_fpn_backbone(
     if not returned or any(layer not in (1, 2, 3, 4) for layer in returned) or sorted(set(returned)) != returned:
         raise ValueError(f"returned_layers must be increasing stage numbers from 1..4 (c2..c5), got {returned_layers}")
     body = create_model(name, num_classes=0, **overrides)
-    if weights is not None:
-        load_backbone_weights(body, weights)
+    report = load_backbone_weights(body, weights) if weights is not None else None
     if norm_layer is not None and norm_layer is not nn.BatchNorm2d:
         replace_batchnorm(body, norm_layer)
 
@@ -75,7 +76,7 @@ def botnet_fpn_backbone(
 
     stage_channels = [info["num_chs"] for info in body.feature_info[1:]]  # c2..c5
     return_layers = {f"layer{k}": str(i) for i, k in enumerate(returned)}
-    return BackboneWithFPN(
+    fpn = BackboneWithFPN(
         body,
         return_layers=return_layers,
         in_channels_list=[stage_channels[k - 1] for k in returned],
@@ -83,6 +84,8 @@ def botnet_fpn_backbone(
         extra_blocks=extra_blocks if extra_blocks is not None else LastLevelMaxPool(),
         norm_layer=fpn_norm_layer,
     )
+    fpn.pretrained_report = report  # what loading ``weights`` did (None without them)
+    return fpn
 
 
 def replace_batchnorm(module: nn.Module, norm_layer: Callable[[int], nn.Module]) -> nn.Module:
@@ -100,32 +103,25 @@ def replace_batchnorm(module: nn.Module, norm_layer: Callable[[int], nn.Module])
     return module
 
 
-def load_backbone_weights(body: BoTNet, source: WeightsSource) -> list[str]:
-    """Load classification weights into a headless network; returns the keys the source lacked (attention only).
+def load_backbone_weights(body: BoTNet, source: WeightsSource) -> TransferReport:
+    """Load weights SOURCE (see :mod:`botnet.models.sources`) into a headless network and report what happened.
+
+    The source's classifier is reported unused; for a torchvision ResNet the attention weights it never had are
+    reported as not in the source, and position tables of another reference size are resized.
 
     Raises:
-        ValueError: a non-attention weight is missing or has another shape (another depth or width).
+        WeightsSourceError: the source cannot be read.
+        ValueError: the weights do not fit (another depth or width): the message names the keys and the model they
+            look like.
     """
-    if isinstance(source, (str, Path)) and Path(source).is_dir():
-        source = Path(source) / "model.safetensors"
-    state = {k: v for k, v in read_state_dict(source).items() if not k.startswith("fc.")}
-    own = body.state_dict()
-    missing = [k for k in own if k not in state]
-    required = [k for k in missing if not any(tag in f".{k}" for tag in _ATTENTION_ONLY)]
-    mismatched = [
-        f"{k}: ours {tuple(own[k].shape)}, source {tuple(v.shape)}"
-        for k, v in state.items()
-        if k in own and v.shape != own[k].shape and ".attn." not in f".{k}"  # position tables are resized
-    ]
-    if required or mismatched:
-        details = "; ".join(mismatched[:3] + [f"{k} missing" for k in required[:3]])
-        raise ValueError(
-            f"backbone weights do not fit {body.pretrained_cfg.get('architecture', 'the network')} "
-            f"({len(mismatched)} shape mismatches, {len(required)} missing): {details}. "
-            "Use weights of the same depth and width."
-        )
-    try:
-        body.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
-    except RuntimeError as err:
-        raise ValueError(f"backbone weights do not fit: {err}") from None
-    return missing
+    return load_pretrained(body, source)
+
+
+def check_backbone_weights(
+    backbone: str, source: WeightsSource, *, img_size: int, **overrides: object
+) -> tuple[Weights, TransferReport]:
+    """Read SOURCE and load it into a headless ``backbone`` once, so that a bad source is an error before any data
+    is built or anything written; returns the weights read (to build the detector without reading them again)."""
+    weights = read_weights(source)
+    body = create_model(backbone, num_classes=0, img_size=img_size, **overrides)
+    return weights, load_backbone_weights(body, weights)

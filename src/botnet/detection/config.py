@@ -19,7 +19,9 @@ class DetectConfig(ConfigBase):
         yaml_only=True,
     )
     weights_backbone: str | None = option(
-        None, "classification weights for the backbone: a .safetensors/.pth file or a botnet train checkpoint dir"
+        None,
+        "classification weights for the backbone: a file, a botnet train run or checkpoint dir, timm:NAME.TAG or "
+        "torchvision:WEIGHTS (the matching network: timm's for the *_botnet26t_256_fpn models, ResNet-50 for *50_fpn)",
     )
     trainable_backbone_layers: int | None = option(
         None, "backbone stages trained, counted from c5, 0..5 (auto: 3 with --weights-backbone, else 5)"

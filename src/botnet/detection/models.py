@@ -123,9 +123,10 @@ def maskrcnn_botnet_fpn(backbone: str = "botnet50", **kwargs: Any) -> MaskRCNN:
     Args:
         backbone: a name from :func:`botnet.models.list_models` (``botnet50``, ``resnet101``, ...).
         num_classes: object classes + 1 for the background (91: COCO's ids).
-        weights_backbone: classification weights for the backbone (path or state dict; see
-            :func:`botnet_fpn_backbone`). With them the backbone's BN is frozen and 3 stages train by default;
-            without them everything trains with plain BN (torchvision's rule).
+        weights_backbone: classification weights for the backbone, any weights SOURCE (a file, a run directory,
+            ``timm:NAME.TAG``, ``torchvision:WEIGHTS``, a state dict; see :func:`botnet_fpn_backbone`). With them the
+            backbone's BN is frozen and 3 stages train by default; without them everything trains with plain BN
+            (torchvision's rule).
         trainable_backbone_layers: stages trained counting from c5 (0..5).
         image_size: the longer image side after resizing (torchvision's ``min_size``/``max_size`` both default to
             it) and the reference size of the c5 position tables. The paper: 1024.
@@ -287,6 +288,24 @@ DETECTION_MODELS: dict[str, Callable[..., nn.Module]] = {
         fasterrcnn_botnet_tiny_fpn,
     )
 }
+# timm's ImageNet BoTNet-family networks as backbones (their published weights through --weights-backbone timm:...).
+TIMM_FAMILY_BACKBONES = ("botnet26t_256", "sebotnet33ts_256", "eca_botnext26ts_256")
+
+
+def _preset_builder(kind: str, backbone: str) -> Callable[..., nn.Module]:
+    base = maskrcnn_botnet_fpn if kind == "maskrcnn" else fasterrcnn_botnet_fpn
+
+    def build(**kwargs: Any) -> nn.Module:
+        return base(backbone, **kwargs)
+
+    build.__name__ = build.__qualname__ = f"{kind}_{backbone}_fpn"
+    build.__doc__ = f"{kind} with the {backbone} network + FPN (arguments: :func:`maskrcnn_botnet_fpn`)."
+    return build
+
+
+DETECTION_MODELS.update(
+    (f"{kind}_{b}_fpn", _preset_builder(kind, b)) for b in TIMM_FAMILY_BACKBONES for kind in ("maskrcnn", "fasterrcnn")
+)
 
 
 def list_detection_models() -> list[str]:
@@ -308,6 +327,12 @@ def _builder(name: str) -> Callable[..., nn.Module]:
 def create_detection_model(name: str, **kwargs: Any) -> nn.Module:
     """Build a registered detector: ``create_detection_model("maskrcnn_botnet50_fpn", num_classes=81)``."""
     return _builder(name)(**kwargs)
+
+
+def backbone_name(name: str) -> str:
+    """The registered network under a detector: ``maskrcnn_botnet50_fpn`` -> ``botnet50``."""
+    _builder(name)
+    return name.split("_", 1)[1].removesuffix("_fpn")
 
 
 def default_image_size(name: str) -> int:

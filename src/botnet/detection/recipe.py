@@ -3,10 +3,7 @@ machine, and the built-in recipe."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..engine.distributed import DistInfo, auto_workers, local_world_size
-from ..models.weights import read_state_dict
 from .config import DetectConfig
 from .models import default_image_size
 
@@ -17,9 +14,6 @@ SHAPES_RECIPE = {"epochs": 4, "batch_size": 8, "lr": 0.04}
 def resolve_detect(cfg: DetectConfig, info: DistInfo) -> DetectConfig:
     """Fill the "auto" options from the model, the dataset and the machine."""
     default_image_size(cfg.model)  # unknown model: a clear error before anything else
-    if cfg.weights_backbone:  # missing, unreadable or code-carrying weights: refused before any data is built
-        source = Path(cfg.weights_backbone)
-        read_state_dict(source / "model.safetensors" if source.is_dir() else source)
     shapes = cfg.builtin_data
     batch = cfg.batch_size or (SHAPES_RECIPE["batch_size"] if shapes else 2)
     global_batch = batch * cfg.accumulate * info.world_size

@@ -15,9 +15,10 @@ from ..engine.data import eval_loader, train_loader
 from ..engine.distributed import autocast, cleanup, setup
 from ..engine.loop import Trainer
 from ..engine.reporting import log
+from .backbone import check_backbone_weights
 from .config import DetectConfig
 from .evaluate import build_detection_datasets, detection_metadata, evaluate_detection, flat_metrics
-from .models import create_detection_model
+from .models import backbone_name, create_detection_model
 from .recipe import resolve_detect
 
 TARGET_KEYS = ("boxes", "labels", "masks")  # what torchvision's detection models read from a target
@@ -38,7 +39,16 @@ class DetectionTrainer(Trainer):
     command = "botnet detect train"
 
     def resolve(self, cfg: DetectConfig) -> DetectConfig:
-        return resolve_detect(cfg, self.info)
+        cfg = resolve_detect(cfg, self.info)
+        self.backbone_weights = None
+        if cfg.weights_backbone:  # unreadable or ill-fitting weights: refused before any data is built
+            log(f"reading the backbone weights {cfg.weights_backbone}", enabled=self.info.is_main)
+            body_args = {"img_size": cfg.image_size, **cfg.model_args.get("backbone_args", {})}
+            self.backbone_weights, report = check_backbone_weights(
+                backbone_name(cfg.model), cfg.weights_backbone, **body_args
+            )
+            log(report.summary(), enabled=self.info.is_main)
+        return cfg
 
     def build_data(self) -> tuple[Dataset, Dataset]:
         return build_detection_datasets(self.cfg, self.info)
@@ -54,7 +64,7 @@ class DetectionTrainer(Trainer):
     def build_model(self) -> nn.Module:
         args = self.detector_args()
         if self.cfg.weights_backbone:
-            args["weights_backbone"] = self.cfg.weights_backbone
+            args["weights_backbone"] = self.backbone_weights
         return create_detection_model(self.cfg.model, **args)
 
     def train_loader(self, epoch: int, skip_batches: int) -> DataLoader:

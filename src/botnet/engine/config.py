@@ -74,8 +74,8 @@ def _plain(value: Any) -> Any:
 # Parsing values from YAML and flags
 
 
-def _field_kind(f: dataclasses.Field, cls: type) -> tuple[type, bool, bool]:
-    """(scalar type, optional?, pair?) of a field of the config class ``cls``, from its annotation."""
+def _field_kind(f: dataclasses.Field, cls: type) -> tuple[type, bool, int]:
+    """(scalar type, optional?, 0 for a scalar or n for a tuple of n) of a field of ``cls``, from its annotation."""
     hint = typing.get_type_hints(cls)[f.name]
     args = typing.get_args(hint)
     optional = type(None) in args
@@ -83,10 +83,10 @@ def _field_kind(f: dataclasses.Field, cls: type) -> tuple[type, bool, bool]:
         hint = next(a for a in args if a is not type(None))
     origin = typing.get_origin(hint)
     if origin is tuple:
-        return typing.get_args(hint)[0], optional, True
+        return typing.get_args(hint)[0], optional, len(typing.get_args(hint))
     if origin is types.UnionType or origin is typing.Union:  # pragma: no cover - not used by the fields
         raise AssertionError(hint)
-    return (hint if isinstance(hint, type) else dict), optional, False
+    return (hint if isinstance(hint, type) else dict), optional, 0
 
 
 def coerce(name: str, value: Any, cls: type) -> Any:
@@ -118,14 +118,15 @@ def coerce(name: str, value: Any, cls: type) -> Any:
         return str(v)
 
     what = _TYPE_NAMES.get(scalar, scalar.__name__)
-    expected = f"two {what}s" if pair else f"{'an' if what[0] in 'aeiou' else 'a'} {what}"
+    count = {2: "two", 3: "three"}.get(pair, str(pair))
+    expected = f"{count} {what}s" if pair else f"{'an' if what[0] in 'aeiou' else 'a'} {what}"
     try:
         if pair:
             if isinstance(value, str):
                 value = value.replace(",", " ").split()
-            if not isinstance(value, (list, tuple)) or len(value) != 2:
+            if not isinstance(value, (list, tuple)) or len(value) != pair:
                 raise ValueError
-            return (one(value[0]), one(value[1]))
+            return tuple(one(v) for v in value)
         return one(value)
     except (TypeError, ValueError):
         hint = " (or none)" if optional else ""
@@ -212,6 +213,22 @@ def save_yaml(cfg: Any, path: str | Path) -> None:
     atomic_write(path, yaml.safe_dump(data, sort_keys=False))
 
 
+class _BoolAction(argparse.BooleanOptionalAction):
+    """``--flag``, ``--flag true|false`` (as in YAML) and ``--no-flag``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.nargs = "?"
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001
+        if option_string is not None and option_string.startswith("--no-"):
+            if values is not None:
+                parser.error(f"{option_string} takes no value")
+            setattr(namespace, self.dest, False)
+        else:
+            setattr(namespace, self.dest, True if values is None else values)  # a value is coerced with the rest
+
+
 def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     """One flag per field (``--batch-size``), defaulting to "not given" so the YAML file's value stands."""
     for f in fields(cls):
@@ -223,9 +240,10 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         text = f"{f.metadata['help']} [{_plain(default) if default is not None else 'auto'}]"
         kw: dict[str, Any] = {"default": argparse.SUPPRESS, "help": text, "dest": f.name}
         if scalar is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+            parser.add_argument(flag, action=_BoolAction, metavar="true|false", **kw)
         elif pair:
-            parser.add_argument(flag, nargs=2, metavar=("MIN", "MAX"), **kw)
+            metavar = ("MIN", "MAX") if pair == 2 else ("R", "G", "B") if pair == 3 else None
+            parser.add_argument(flag, nargs=pair, metavar=metavar, **kw)
         else:
             if f.metadata.get("choices"):
                 kw["choices"] = f.metadata["choices"]

@@ -112,7 +112,7 @@ class Trainer(TrainerCheckpoints):
                 f"process ({info.world_size} process(es)); lower --batch-size or add images"
             )
         self.steps_per_epoch = math.ceil(self.batches / cfg.accumulate)
-        self.optimizer = build_optimizer(self.model, cfg, cfg.lr)
+        self.optimizer = build_optimizer(self.model, cfg, cfg.lr, self.param_groups())
         self.scheduler = build_scheduler(self.optimizer, cfg, self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None
         self.c = Counters()
@@ -153,6 +153,10 @@ class Trainer(TrainerCheckpoints):
 
     def build_model(self) -> nn.Module:
         raise NotImplementedError
+
+    def param_groups(self) -> list[dict] | None:
+        """The optimizer's parameter groups (``None``: weights with decay, norm weights and biases without)."""
+        return None
 
     def train_loader(self, epoch: int, skip_batches: int) -> DataLoader:
         """Batches ``(images, targets, bad samples)`` of ``epoch`` for this process, after ``skip_batches``."""

@@ -18,8 +18,9 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def build_optimizer(model: nn.Module, cfg: Any, lr: float) -> torch.optim.Optimizer:
-    groups = param_groups(model, cfg.weight_decay)
+def build_optimizer(model: nn.Module, cfg: Any, lr: float, groups: list[dict] | None = None) -> torch.optim.Optimizer:
+    """SGD or AdamW over ``groups`` (default: :func:`param_groups`); a group's own ``lr`` overrides ``lr``."""
+    groups = groups if groups is not None else param_groups(model, cfg.weight_decay)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
     return torch.optim.AdamW(groups, lr=lr, betas=cfg.betas)

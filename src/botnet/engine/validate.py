@@ -129,13 +129,18 @@ def _range_text(minimum: float | None, maximum: float | None, min_inclusive: boo
 
 def check_option(name: str, value: Any, bounds: dict[str, Any]) -> Any:
     """One entry of an options table: ``bounds`` are :func:`check_number`'s keywords, or with ``side=True``
-    :func:`check_side`'s, or with ``pair=True`` :func:`check_pair`'s (each value of the pair checked alike)."""
+    :func:`check_side`'s, or with ``pair=n`` a tuple of n numbers each checked alike (``n=2``: :func:`check_pair`)."""
     bounds = dict(bounds)
-    if bounds.pop("pair", False):
+    count = int(bounds.pop("pair", 0))  # 0: one number; n: a tuple of n numbers
+    if count:
         if value is None and bounds.get("optional"):
             return None
         bounds.pop("optional", None)
-        return check_pair(name, value, **bounds)
+        if count == 2:
+            return check_pair(name, value, **bounds)
+        if not isinstance(value, (tuple, list)) or len(value) != count:
+            raise TypeError(f"{name} takes {count} numbers, got {value!r}")
+        return tuple(check_number(name, v, **bounds) for v in value)
     if bounds.pop("side", False):
         bounds.pop("integer", None)
         return check_side(name, value, **bounds)

@@ -1,0 +1,79 @@
+"""Fine-tuning runs of ``botnet train --pretrained SOURCE``: the weights read and loaded before anything is written,
+a new head for the data's classes, frozen stages, and the head / backbone learning rates."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from torch import nn
+
+from ..engine.reporting import log
+from ..models.finetune import finetune_param_groups, freeze
+from ..models.pretrained import load_pretrained
+from ..models.registry import create_model
+from ..models.sources import Weights, read_weights
+from ..models.transfer import TransferReport
+from ..models.weights import read_metadata
+from .config import TrainConfig
+
+
+def read_source(cfg: TrainConfig, *, verbose: bool = True) -> Weights:
+    """The ``--pretrained`` weights, read (and fetched into their cache if need be); WeightsSourceError if not."""
+    log(f"reading the weights {cfg.pretrained}", enabled=verbose)
+    return read_weights(cfg.pretrained)
+
+
+def source_classes(weights: Weights) -> tuple[int, list[str] | None]:
+    """The class count of the source's classifier (0: headless) and, for a ``botnet train`` checkpoint, its names."""
+    fc = weights.state_dict.get("fc.weight")
+    names = None
+    if weights.kind == "botnet" and weights.path is not None and weights.path.suffix == ".safetensors":
+        try:
+            names = json.loads(read_metadata(weights.path).get("class_names", "null"))
+        except (ValueError, TypeError):
+            names = None
+    return (int(fc.shape[0]) if fc is not None else 0), names
+
+
+def load_source(cfg: TrainConfig, weights: Weights) -> tuple[nn.Module, TransferReport]:
+    """``cfg.model`` with the source's classifier, the weights loaded into it (errors name keys and models)."""
+    torch.manual_seed(cfg.seed)  # what the source lacks (e.g. attention for a torchvision ResNet) starts seeded
+    n, _ = source_classes(weights)
+    model = create_model(cfg.model, num_classes=n, img_size=cfg.img_size, **cfg.model_args)
+    report = load_pretrained(model, weights, strict=cfg.pretrained_strict)
+    return model, report
+
+
+def fit_head(model: nn.Module, report: TransferReport, weights: Weights, classes: list[str]) -> str:
+    """Give ``model`` a new classifier for ``classes`` unless the source's is for the same classes; say which."""
+    n, names = source_classes(weights)
+    same = n == len(classes) and (names is None or names == list(classes))
+    if same:
+        return f"head kept: the weights' classifier has the data's {n} classes"
+    model.reset_classifier(len(classes))
+    fresh = [k for k in model.state_dict() if k.startswith("fc.")]
+    report.loaded = [k for k in report.loaded if not k.startswith("fc.")]
+    report.reinitialised = fresh
+    why = f"the weights have {n} classes" if n != len(classes) else "the weights were trained on other classes"
+    return f"head reinitialised for the data's {len(classes)} classes ({why})"
+
+
+def apply_freeze(model: nn.Module, cfg: TrainConfig, *, verbose: bool = True) -> None:
+    if cfg.freeze_stages is None:
+        return
+    names = freeze(model, cfg.freeze_stages)
+    stages = f"the stem and the first {cfg.freeze_stages} stages" if cfg.freeze_stages else "the stem"
+    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    log(f"frozen: {stages} ({len(names)} tensors, {frozen} parameters)", enabled=verbose)
+
+
+def optimizer_groups(model: nn.Module, cfg: TrainConfig) -> list[dict] | None:
+    """The head at ``lr``, the backbone at ``lr * backbone_lr_scale``, frozen parameters left out; no decay on norm
+    weights and biases. ``None`` for a run from random weights at one rate (the default groups)."""
+    if not cfg.pretrained and cfg.backbone_lr_scale == 1.0:
+        return None
+    groups = finetune_param_groups(
+        model, lr=cfg.lr, backbone_lr_scale=cfg.backbone_lr_scale, weight_decay=cfg.weight_decay
+    )
+    return sorted(groups, key=lambda g: not g["name"].startswith("head"))  # the logged lr is the head's
