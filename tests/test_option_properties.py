@@ -107,9 +107,10 @@ def leaf_parsers(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
             yield from leaf_parsers(sub, (*path, name))
 
 
-def numeric_options() -> dict[tuple[tuple[str, ...], str], tuple[type, bool]]:
-    """{(command, dest): (int or float, how many values it takes; 0 for one number)} of every numeric option of every command, from the
-    parsers (``type=int/float``) and the options classes (fields typed int/float, or pairs of them)."""
+def numeric_options() -> dict[tuple[tuple[str, ...], str], tuple[type, int]]:
+    """{(command, dest): (int or float, how many values it takes, 0 for one number)} of every numeric option of
+    every command, from the parsers (``type=int/float``) and the options classes (fields typed int/float, or tuples of
+    them)."""
     found = {}
     for command, parser in leaf_parsers(build_parser()):
         cls = OPTION_CLASSES.get(command)
