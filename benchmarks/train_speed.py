@@ -24,12 +24,16 @@ Cases
        forward/backward/optimizer step on one fixed random batch (no loader, no per-step bookkeeping), the upper bound
        of what the loop can deliver.
     2. ``botnet50`` (ours), ``resnet50`` (ours) and torchvision's ``resnet50`` (through ``model_fn``) at 224 px, batch
-       16, 2 batches per epoch.
+       16, 2 batches per epoch, and botnet50's bare step (the loop / bare ratio at 224 px).
+    3. With ``--with-1024``: bare steps of our resnet50 and torchvision's at 1024 px, batch 1.
+    4. The JPEG input pipeline (``jpeg_pipeline.py``): ours, torchvision's and timm's loaders on the same folder of
+       ``--jpeg-images`` photos (default 512; 0 skips it), one core, img/s and ratios.
 
 How to run
-    uv run --locked python benchmarks/train_speed.py            # ~4-5 min on 2 idle CPU cores
+    uv run --locked python benchmarks/train_speed.py            # ~6 min on 2 idle CPU cores
     uv run --locked python benchmarks/train_speed.py --quick    # smoke run, ~1 min
-    Options: ``--repeats N`` (default 3), ``--epochs N`` (per run, >= 2), ``--out DIR`` (default benchmarks/results).
+    Options: ``--repeats N`` (default 3), ``--epochs N`` (per run, >= 2), ``--jpeg-images N``, ``--with-1024``,
+    ``--out DIR`` (default benchmarks/results).
     Writes ``train_speed.json`` (settings, machine, load averages, every epoch of every run) and ``train_speed.csv``
     (the table). On a machine whose cores are shared with other jobs the times grow several-fold and scatter: check
     the printed load average and the min..max spread before trusting a ratio.
@@ -68,6 +72,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+import jpeg_pipeline
 from botnet.classification import TrainConfig, train
 from botnet.engine import build_config
 from botnet.engine.optim import build_optimizer
@@ -78,6 +83,8 @@ DEFAULT = "tiny@64 loop workers=0"  # botnet train's default preset on <= 4 CPU 
 WORKERS2 = "tiny@64 loop workers=2"
 BARE = "tiny@64 bare step"  # its model's step alone: the denominator of the tiny rows' ratio
 REFERENCE = "tv_resnet50@224"  # the denominator of the 224 px rows' ratio
+BARE50 = "botnet50@224 bare step"
+REF1024 = "tv_resnet50@1024 bare step"
 
 
 def tv_resnet50(num_classes: int) -> nn.Module:
@@ -112,12 +119,13 @@ class Samples:
     runs: list[dict[str, Any]] = field(default_factory=list)  # every epoch row of every run, with the load average
 
 
-def build_cases(quick: bool) -> list[Case]:
+def build_cases(quick: bool, with_1024: bool = False) -> list[Case]:
     tiny_train = 128 if quick else 2048  # 2 / 32 batches of 64
     big_batch, big_batches = (4, 1) if quick else (16, 2)
     common = dict(data="shapes", workers=2, log_interval=10**6, eval_interval=10**6, seed=0)
     tiny = dict(common, model="botnet_tiny", img_size=64, batch_size=64, shapes_train=tiny_train, shapes_val=64)
     big = dict(common, img_size=224, batch_size=big_batch, shapes_train=big_batch * big_batches, shapes_val=big_batch)
+    huge = dict(common, img_size=1024, batch_size=1, shapes_train=1, shapes_val=1)
     return [
         Case(DEFAULT, dict(tiny, workers=0), ref=BARE),
         Case(WORKERS2, tiny, ref=BARE),
@@ -125,7 +133,15 @@ def build_cases(quick: bool) -> list[Case]:
         Case("botnet50@224", dict(big, model="botnet50"), ref=REFERENCE),
         Case("resnet50@224", dict(big, model="resnet50"), ref=REFERENCE),
         Case(REFERENCE, dict(big, model="resnet50"), model_fn=tv_resnet50),
-    ]
+        Case(BARE50, dict(big, model="botnet50"), bare=True),
+    ] + (
+        [
+            Case("resnet50@1024 bare step", dict(huge, model="resnet50"), bare=True, ref=REF1024),
+            Case(REF1024, dict(huge, model="resnet50"), model_fn=tv_resnet50, bare=True),
+        ]
+        if with_1024
+        else []
+    )
 
 
 def run_loop(case: Case, epochs: int, workdir: Path) -> tuple[list[dict[str, Any]], float]:
@@ -150,7 +166,7 @@ def run_bare(case: Case, epochs: int) -> tuple[list[dict[str, Any]], float]:
     """The model's forward/backward/optimizer step on one fixed batch, as epochs of the same number of steps."""
     cfg = build_config(config_cls=TrainConfig, **case.options, epochs=epochs)
     torch.manual_seed(cfg.seed)
-    model = create_model(cfg.model, num_classes=10, img_size=cfg.img_size)
+    model = case.model_fn(10) if case.model_fn else create_model(cfg.model, num_classes=10, img_size=cfg.img_size)
     optimizer = build_optimizer(model, cfg, lr=0.01)
     images = torch.randn(cfg.batch_size, 3, cfg.img_size, cfg.img_size)  # (B, 3, H, W)
     targets = torch.arange(cfg.batch_size) % 10
@@ -219,6 +235,7 @@ def summarize(results: dict[str, Samples], repeats: int, epochs: int) -> list[di
         row: dict[str, Any] = {
             "case": name,
             "model": "torchvision resnet50" if s.case.model_fn else o["model"],
+            "bare": s.case.bare,
             "img_size": o["img_size"],
             "batch_size": o["batch_size"],
             "batches_per_epoch": o["shapes_train"] // o["batch_size"],
@@ -277,11 +294,25 @@ def verdicts(table: list[dict[str, Any]]) -> list[str]:
         f"loop / bare step: {loop0['ratio']:.3f} with workers=0, {loop['ratio']:.3f} with 2 workers "
         f"(workers=0 / workers=2: {loop0['images_per_s_median'] / loop['images_per_s_median']:.3f})",
     ]
-    for name in ("botnet50@224", "resnet50@224"):
-        r = by[name]
-        spread = ", ".join(f"{x:.3f}" for x in r["ratio_per_repeat"])
-        lines.append(f"{name} / {REFERENCE}: {r['ratio']:.3f} (per repeat: {spread})")
+    for name in ("botnet50@224", "resnet50@224", "resnet50@1024 bare step"):
+        if name in by:
+            r = by[name]
+            spread = ", ".join(f"{x:.3f}" for x in r["ratio_per_repeat"])
+            lines.append(f"{name} / {r['ratio_to']}: {r['ratio']:.3f} (per repeat: {spread})")
+    loop50, bare50 = by["botnet50@224"], by[BARE50]
+    lines.append(
+        f"botnet50@224 loop / bare step: {loop50['images_per_s_median'] / bare50['images_per_s_median']:.3f} "
+        f"(data wait {loop50['data_wait_pct_median']:.1f}% of the epoch)"
+    )
     return lines
+
+
+def measure_jpeg(images: int, repeats: int) -> list[dict[str, Any]]:
+    """The JPEG input pipelines (``jpeg_pipeline.py``) on a folder of ``images`` photos written for this run."""
+    with tempfile.TemporaryDirectory(prefix="jpeg-") as tmp:
+        root = jpeg_pipeline.make_folder(Path(tmp), images)
+        results = jpeg_pipeline.measure(root, repeats, log=lambda line: print(line, file=sys.stderr, flush=True))
+    return jpeg_pipeline.summarize(results)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -289,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 repeat, smaller epochs")
     parser.add_argument("--repeats", type=int, default=None, help="repeats of every case (default 3; 1 with --quick)")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per run; the first is reported apart (>= 2)")
+    parser.add_argument("--jpeg-images", type=int, default=512, help="photos in the JPEG pipeline folder (0: skip)")
+    parser.add_argument("--with-1024", action="store_true", help="add resnet50 ours vs torchvision at 1024 px, batch 1")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results", help="results dir")
     args = parser.parse_args(argv)
     repeats = args.repeats if args.repeats is not None else (1 if args.quick else 3)
@@ -297,10 +330,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs < 2:
         parser.error(f"--epochs must be at least 2 (the first epoch is excluded), got {args.epochs}")
 
-    cases = build_cases(args.quick)
+    cases = build_cases(args.quick, args.with_1024)
     load_start, t0 = os.getloadavg(), time.perf_counter()
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in load_start)}", file=sys.stderr, flush=True)
     results = measure(cases, repeats, args.epochs)
+    jpeg_rows = measure_jpeg(args.jpeg_images, repeats) if args.jpeg_images > 0 else []
     load_end = os.getloadavg()
     table = summarize(results, repeats, args.epochs)
     loads = [x for s in results.values() for run in s.runs for x in run["load1"]]
@@ -308,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(table))
     for line in verdicts(table):
         print(line)
+    if jpeg_rows:
+        print(jpeg_pipeline.format_rows(jpeg_rows, args.jpeg_images))
     print(
         f"{repeats} repeat(s) x {args.epochs} epochs, {time.perf_counter() - t0:.0f}s; 1-min load average "
         f"{min(loads):.2f}..{max(loads):.2f} (start {load_start[0]:.2f}, end {load_end[0]:.2f}) on "
@@ -323,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(torchvision=torchvision.__version__),
         "load_average": {"start": load_start, "end": load_end, "min_1min": min(loads), "max_1min": max(loads)},
         "table": table,
+        "jpeg_pipeline": {"images": args.jpeg_images, "rows": jpeg_rows},
         "cases": [
             {
                 "case": s.case.name,

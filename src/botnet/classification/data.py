@@ -10,6 +10,7 @@ from torchvision.transforms import v2
 
 from ..data.shapes import ShapesDataset
 from ..data.split import image_folder_splits
+from ..data.tensor_augment import TensorTrainAugment
 from ..data.transforms import build_eval_transform, build_train_transform
 from ..engine.distributed import DistInfo
 from ..engine.reporting import log
@@ -66,6 +67,16 @@ def build_datasets(
         interpolation=pre.interpolation,
     )
     if cfg.builtin_data:
+        if cfg.randaugment is None:  # the same pixels as train_tf, from uint8 tensors at a fraction of the cost
+            train_tf = TensorTrainAugment(
+                pre.img_size,
+                scale=cfg.scale,
+                ratio=cfg.ratio,
+                hflip=cfg.hflip,
+                mean=pre.mean,
+                std=pre.std,
+                interpolation=pre.interpolation,
+            )
         val = ShapesDataset("val", pre.eval_transform(), size=pre.img_size, length=cfg.shapes_val, seed=cfg.seed)
         val.preload(cfg.workers)
         if not train:

@@ -222,8 +222,11 @@ class SeededDataset(Dataset):
     Each ``dataset[i]`` runs with torch's CPU generator (and Python's ``random``, for custom transforms; the v2
     transforms use only torch) seeded from a hash of ``(seed, epoch, i)``, restoring both afterwards, so the result
     is the same whatever the number of DataLoader workers or the access order, and the caller's RNG is untouched.
-    CUDA generators are neither seeded nor touched. With ``persistent_workers=True`` the workers keep the epoch they
-    started with: call :meth:`set_epoch` before creating each epoch's iterator, or do not persist workers.
+    When the dataset's ``transform`` draws only from a ``torch.Generator`` of its own (its ``generator`` attribute,
+    e.g. :class:`~botnet.data.tensor_augment.TensorTrainAugment`), that generator is seeded instead and the global
+    random state is left alone. CUDA generators are neither seeded nor touched. With ``persistent_workers=True`` the
+    workers keep the epoch they started with: call :meth:`set_epoch` before creating each epoch's iterator, or do not
+    persist workers.
 
     Args:
         dataset: map-style dataset whose ``__getitem__`` draws its randomness from torch (or ``random``).
@@ -245,6 +248,10 @@ class SeededDataset(Dataset):
 
     def __getitem__(self, index: int) -> Any:
         seed = self.sample_seed(index)
+        own = getattr(getattr(self.dataset, "transform", None), "generator", None)
+        if isinstance(own, torch.Generator):  # a transform that draws only from its own generator
+            own.manual_seed(seed)
+            return self.dataset[index]
         py_state = random.getstate()
         try:
             with torch.random.fork_rng(devices=[]):

@@ -26,6 +26,15 @@ def _check_stride(stride: int) -> None:
         raise ValueError(f"a block's stride must be 1 or 2, got {stride}")
 
 
+def _add_shortcut(y: Tensor, shortcut: Tensor) -> Tensor:
+    """``y + shortcut``, written into ``y`` as torchvision's ``out += identity`` does: no new activation-sized buffer.
+
+    ``y`` is the fresh output of the last BN (or of the SE multiply); neither saves its output for backward, so the
+    in-place add is autograd-safe. Mixed dtypes (an autocast corner) fall back to the out-of-place add.
+    """
+    return y.add_(shortcut) if y.dtype == shortcut.dtype else y + shortcut
+
+
 class CeilAvgPool2d(nn.Module):
     """2x2 average pool with stride 2 giving ceil(H/2) x ceil(W/2): a window that overhangs an odd edge averages the
     pixels it covers.
@@ -97,8 +106,7 @@ class Bottleneck(nn.Module):
         shortcut = x if self.downsample is None else self.downsample(x)
         y = self.act(self.bn1(self.conv1(x)))
         y = self.gate(self.act(self.bn2(self.conv2(y))))
-        y = self.se(self.bn3(self.conv3(y)))
-        y = self.act(y + shortcut)
+        y = self.act(_add_shortcut(self.se(self.bn3(self.conv3(y))), shortcut))
         return y if self.non_local is None else self.non_local(y)
 
 
@@ -164,5 +172,4 @@ class BoTBlock(nn.Module):
         y = self.act(self.bn1(self.conv1(x)))
         y = self.pool(self.attn(y))
         y = self.act(self.bn2(y))
-        y = self.se(self.bn3(self.conv3(y)))
-        return self.act(y + shortcut)
+        return self.act(_add_shortcut(self.se(self.bn3(self.conv3(y))), shortcut))
