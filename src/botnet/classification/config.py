@@ -5,9 +5,9 @@ Importing this module does not import torch: ``botnet train --help`` and option 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
-from ..engine.config import BUILTIN, ConfigBase, option
+from ..engine.config import BUILTIN, TRAINING_BOUNDS, ConfigBase, option
 
 
 @dataclass
@@ -109,41 +109,19 @@ class TrainConfig(ConfigBase):
     # The bounds of every numeric option (botnet.engine.validate.check_option; integer and optional come from the
     # annotations), checked first by validate(): a bad value is refused with its flag before any work.
     BOUNDS = {
+        **TRAINING_BOUNDS,
         "freeze_stages": dict(minimum=0, maximum=4),
         "backbone_lr_scale": dict(minimum=0, min_inclusive=False, maximum=1),
         "mean": dict(minimum=0, maximum=1),
         "std": dict(minimum=0, min_inclusive=False, maximum=1),
-        "val_fraction": dict(minimum=0, min_inclusive=False, maximum=1, max_inclusive=False),
         "img_size": dict(side=True, minimum=8),  # and at most the side of one 4 GiB float32 image
-        "shapes_train": dict(minimum=1),
-        "shapes_val": dict(minimum=1),
-        "workers": dict(minimum=0),
-        "max_bad_fraction": dict(minimum=0, maximum=1),
-        "max_image_pixels": dict(minimum=1),
         "scale": dict(minimum=0, min_inclusive=False, maximum=1),
         "ratio": dict(minimum=0, min_inclusive=False),
-        "hflip": dict(minimum=0, maximum=1),
         "mixup_alpha": dict(minimum=0),
         "cutmix_alpha": dict(minimum=0),
         "mix_prob": dict(minimum=0, maximum=1),
         "crop_pct": dict(minimum=0, min_inclusive=False, maximum=1),
-        "epochs": dict(minimum=1),
-        "batch_size": dict(minimum=1),
-        "accumulate": dict(minimum=1),
-        "lr": dict(minimum=0, min_inclusive=False),
-        "momentum": dict(minimum=0, maximum=1, max_inclusive=False),
-        "betas": dict(minimum=0, maximum=1, max_inclusive=False, ordered=False),
-        "weight_decay": dict(minimum=0),
-        "warmup_epochs": dict(minimum=0),
-        "warmup_start": dict(minimum=0, maximum=1),
-        "min_lr": dict(minimum=0),
         "label_smoothing": dict(minimum=0, maximum=1),
-        "clip_grad": dict(minimum=0, min_inclusive=False),
-        "ema_decay": dict(minimum=0, maximum=1, max_inclusive=False),  # 0: off
-        "seed": dict(minimum=0, maximum=2**63 - 1),
-        "log_interval": dict(minimum=1),
-        "checkpoint_steps": dict(minimum=0),
-        "eval_interval": dict(minimum=1),
     }
 
     # ----------------------------------------------------------------------------------------------------------
@@ -153,11 +131,7 @@ class TrainConfig(ConfigBase):
         def fail(name: str, msg: str) -> None:
             raise ValueError(f"invalid option {name}: {msg}")
 
-        for f in fields(self):
-            value = getattr(self, f.name)
-            choices = f.metadata.get("choices")
-            if choices and value not in choices and value is not None:
-                fail(f.name, f"{value!r} is not one of {', '.join(choices)}")
+        self.check_choices()
         self.check_bounds()
         if self.freeze_stages is not None and not self.pretrained:
             fail("freeze_stages", "freezes pretrained weights: give --pretrained SOURCE too")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
-from ..engine.config import BUILTIN, ConfigBase, option
+from ..engine.config import BUILTIN, TRAINING_BOUNDS, ConfigBase, option
 
 
 @dataclass
@@ -76,32 +76,10 @@ class DetectConfig(ConfigBase):
     # The bounds of every numeric option (botnet.engine.validate.check_option; integer and optional come from the
     # annotations), checked first by validate(): a bad value is refused with its flag before any work.
     BOUNDS = {
-        "val_fraction": dict(minimum=0, min_inclusive=False, maximum=1, max_inclusive=False),
+        **TRAINING_BOUNDS,
         "trainable_backbone_layers": dict(minimum=0, maximum=5),
         "image_size": dict(side=True, minimum=32),  # and at most the side of one 4 GiB float32 image
-        "shapes_train": dict(minimum=1),
-        "shapes_val": dict(minimum=1),
-        "workers": dict(minimum=0),
-        "max_bad_fraction": dict(minimum=0, maximum=1),
-        "max_image_pixels": dict(minimum=1),
         "scale_range": dict(minimum=0, min_inclusive=False, maximum=4),  # the paper: 0.8 1.25 up to 0.1 2
-        "hflip": dict(minimum=0, maximum=1),
-        "epochs": dict(minimum=1),
-        "batch_size": dict(minimum=1),
-        "accumulate": dict(minimum=1),
-        "lr": dict(minimum=0, min_inclusive=False),
-        "momentum": dict(minimum=0, maximum=1, max_inclusive=False),
-        "betas": dict(minimum=0, maximum=1, max_inclusive=False, ordered=False),
-        "weight_decay": dict(minimum=0),
-        "warmup_epochs": dict(minimum=0),
-        "warmup_start": dict(minimum=0, maximum=1),
-        "min_lr": dict(minimum=0),
-        "clip_grad": dict(minimum=0, min_inclusive=False),
-        "ema_decay": dict(minimum=0, maximum=1, max_inclusive=False),  # 0: off
-        "seed": dict(minimum=0, maximum=2**63 - 1),
-        "log_interval": dict(minimum=1),
-        "checkpoint_steps": dict(minimum=0),
-        "eval_interval": dict(minimum=1),
     }
 
     def validate(self) -> DetectConfig:
@@ -110,10 +88,7 @@ class DetectConfig(ConfigBase):
         def fail(name: str, msg: str) -> None:
             raise ValueError(f"invalid option {name}: {msg}")
 
-        for f in fields(self):
-            choices = f.metadata.get("choices")
-            if choices and getattr(self, f.name) not in choices:
-                fail(f.name, f"{getattr(self, f.name)!r} is not one of {', '.join(choices)}")
+        self.check_choices()
         self.check_bounds()
         if not isinstance(self.model_args, dict):
             fail("model_args", f"must be a mapping of builder arguments, got {self.model_args!r}")

@@ -25,6 +25,34 @@ from .validate import check_option, flag
 
 BUILTIN = "shapes"  # data: the built-in generated dataset
 
+# Bounds of the numeric options every training command has (data, loader, optimizer, schedule, run); each task's
+# options class adds its own to these in its ``BOUNDS``.
+TRAINING_BOUNDS: dict[str, dict[str, Any]] = {
+    "val_fraction": dict(minimum=0, min_inclusive=False, maximum=1, max_inclusive=False),
+    "shapes_train": dict(minimum=1),
+    "shapes_val": dict(minimum=1),
+    "workers": dict(minimum=0),
+    "max_bad_fraction": dict(minimum=0, maximum=1),
+    "max_image_pixels": dict(minimum=1),
+    "hflip": dict(minimum=0, maximum=1),
+    "epochs": dict(minimum=1),
+    "batch_size": dict(minimum=1),
+    "accumulate": dict(minimum=1),
+    "lr": dict(minimum=0, min_inclusive=False),
+    "momentum": dict(minimum=0, maximum=1, max_inclusive=False),
+    "betas": dict(minimum=0, maximum=1, max_inclusive=False, ordered=False),
+    "weight_decay": dict(minimum=0),
+    "warmup_epochs": dict(minimum=0),
+    "warmup_start": dict(minimum=0, maximum=1),
+    "min_lr": dict(minimum=0),
+    "clip_grad": dict(minimum=0, min_inclusive=False),
+    "ema_decay": dict(minimum=0, maximum=1, max_inclusive=False),  # 0: off
+    "seed": dict(minimum=0, maximum=2**63 - 1),
+    "log_interval": dict(minimum=1),
+    "checkpoint_steps": dict(minimum=0),
+    "eval_interval": dict(minimum=1),
+}
+
 
 def option(default: Any, help: str, choices: tuple[str, ...] | None = None, yaml_only: bool = False) -> Any:
     meta = {"help": help, "choices": choices, "yaml_only": yaml_only}
@@ -43,6 +71,13 @@ class ConfigBase:
     """
 
     BOUNDS: typing.ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def check_choices(self) -> None:
+        """Refuse a field outside its ``choices`` (None stands for "auto" and is allowed), naming the field."""
+        for f in fields(self):
+            value, choices = getattr(self, f.name), f.metadata.get("choices")
+            if choices and value is not None and value not in choices:
+                raise ValueError(f"invalid option {f.name}: {value!r} is not one of {', '.join(choices)}")
 
     def check_bounds(self) -> None:
         """Refuse every numeric field that is not a finite number within its bounds, naming it as a flag
