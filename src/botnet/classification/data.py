@@ -56,27 +56,16 @@ def build_datasets(
     An ImageFolder without ``val/`` has ``cfg.val_fraction`` of each class held out (:mod:`botnet.data.split`);
     that and a class-imbalance warning are logged (by the main process of ``info``).
     """
-    train_tf = build_train_transform(
-        pre.img_size,
-        scale=cfg.scale,
-        ratio=cfg.ratio,
-        hflip=cfg.hflip,
-        randaugment=cfg.randaugment,
-        mean=pre.mean,
-        std=pre.std,
-        interpolation=pre.interpolation,
-    )
+    aug = dict(scale=cfg.scale, ratio=cfg.ratio, hflip=cfg.hflip, mean=pre.mean, std=pre.std)
+    if (
+        cfg.builtin_data and cfg.randaugment is None
+    ):  # the v2 pipeline's pixels, from uint8 tensors at a fraction of the cost
+        train_tf = TensorTrainAugment(pre.img_size, interpolation=pre.interpolation, **aug)
+    else:
+        train_tf = build_train_transform(
+            pre.img_size, randaugment=cfg.randaugment, interpolation=pre.interpolation, **aug
+        )
     if cfg.builtin_data:
-        if cfg.randaugment is None:  # the same pixels as train_tf, from uint8 tensors at a fraction of the cost
-            train_tf = TensorTrainAugment(
-                pre.img_size,
-                scale=cfg.scale,
-                ratio=cfg.ratio,
-                hflip=cfg.hflip,
-                mean=pre.mean,
-                std=pre.std,
-                interpolation=pre.interpolation,
-            )
         val = ShapesDataset("val", pre.eval_transform(), size=pre.img_size, length=cfg.shapes_val, seed=cfg.seed)
         val.preload(cfg.workers)
         if not train:

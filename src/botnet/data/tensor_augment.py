@@ -22,7 +22,7 @@ from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
 from ..models.botnet import IMAGENET_MEAN, IMAGENET_STD
-from .transforms import _interpolation, _size_hw
+from .transforms import _interpolation, _size_hw, check_crop_args
 
 
 def crop_params(
@@ -86,12 +86,7 @@ class TensorTrainAugment:
     ) -> None:
         self.size = list(_size_hw(img_size))
         self.mode = _interpolation(interpolation)
-        if not 0.0 < scale[0] <= scale[1]:
-            raise ValueError(f"scale must be (min, max) area fractions with 0 < min <= max, got {scale}")
-        if not 0.0 < ratio[0] <= ratio[1]:
-            raise ValueError(f"ratio must be (min, max) aspect ratios with 0 < min <= max, got {ratio}")
-        if not 0.0 <= hflip <= 1.0:
-            raise ValueError(f"hflip is a probability in [0, 1], got {hflip}")
+        check_crop_args(scale, ratio, hflip)
         self.scale, self.ratio, self.hflip = tuple(scale), tuple(ratio), hflip
         self.mean, self.std, self.normalize = list(mean), list(std), normalize
         self.generator = torch.Generator()

@@ -70,6 +70,16 @@ def _to_normalized_tensor(mean: Sequence[float], std: Sequence[float]) -> list[v
     return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std)), v2.ToPureTensor()]
 
 
+def check_crop_args(scale: tuple[float, float], ratio: tuple[float, float], hflip: float) -> None:
+    """Refuse a random-resized-crop / flip setting that cannot be drawn from, saying what is allowed."""
+    if not 0.0 < scale[0] <= scale[1]:
+        raise ValueError(f"scale must be (min, max) area fractions with 0 < min <= max, got {scale}")
+    if not 0.0 < ratio[0] <= ratio[1]:
+        raise ValueError(f"ratio must be (min, max) aspect ratios with 0 < min <= max, got {ratio}")
+    if not 0.0 <= hflip <= 1.0:
+        raise ValueError(f"hflip is a probability in [0, 1], got {hflip}")
+
+
 def build_train_transform(
     img_size: int | tuple[int, int],
     *,
@@ -95,12 +105,7 @@ def build_train_transform(
     """
     size = _size_hw(img_size)
     mode = _interpolation(interpolation)
-    if not 0.0 < scale[0] <= scale[1]:
-        raise ValueError(f"scale must be (min, max) area fractions with 0 < min <= max, got {scale}")
-    if not 0.0 < ratio[0] <= ratio[1]:
-        raise ValueError(f"ratio must be (min, max) aspect ratios with 0 < min <= max, got {ratio}")
-    if not 0.0 <= hflip <= 1.0:
-        raise ValueError(f"hflip is a probability in [0, 1], got {hflip}")
+    check_crop_args(scale, ratio, hflip)
 
     steps: list[v2.Transform] = [
         v2.RandomResizedCrop(size, scale=scale, ratio=ratio, interpolation=mode, antialias=True)
