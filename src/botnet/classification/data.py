@@ -57,9 +57,7 @@ def build_datasets(
     that and a class-imbalance warning are logged (by the main process of ``info``).
     """
     aug = dict(scale=cfg.scale, ratio=cfg.ratio, hflip=cfg.hflip, mean=pre.mean, std=pre.std)
-    if (
-        cfg.builtin_data and cfg.randaugment is None
-    ):  # the v2 pipeline's pixels, from uint8 tensors at a fraction of the cost
+    if cfg.builtin_data and cfg.randaugment is None:  # the v2 pixels, from uint8 tensors, at a fraction of the cost
         train_tf = TensorTrainAugment(pre.img_size, interpolation=pre.interpolation, **aug)
     else:
         train_tf = build_train_transform(
