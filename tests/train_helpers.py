@@ -26,3 +26,25 @@ def write_image_folder(root: Path, classes=("cat", "dog"), per_class: int = 6, s
                 img = Image.fromarray(arr).convert(modes[i % len(modes)])
                 img.save(d / f"{i}.png")
     return root
+
+
+def train_until_killed(monkeypatch, cfg, steps: int) -> None:
+    """Run ``botnet.classification.train(cfg)`` and stop it with a KeyboardInterrupt right after its ``steps``-th
+    optimizer step, as a kill between two steps would (the run keeps only what it had checkpointed)."""
+    import pytest
+
+    from botnet.classification import train
+    from botnet.engine.loop import Trainer
+
+    done, original = {"n": 0}, Trainer._optimizer_step
+
+    def dying_step(self):
+        original(self)
+        done["n"] += 1
+        if done["n"] == steps:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "_optimizer_step", dying_step)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg)
+    monkeypatch.setattr(Trainer, "_optimizer_step", original)

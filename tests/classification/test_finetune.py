@@ -16,9 +16,8 @@ from botnet.classification.recipe import finetune_recipe, resolve
 from botnet.engine import build_config
 from botnet.engine import checkpoint as ckpt
 from botnet.engine.distributed import DistInfo
-from botnet.engine.loop import Trainer as _Run
 from botnet.models import read_metadata
-from train_helpers import FAST, write_image_folder
+from train_helpers import FAST, train_until_killed, write_image_folder
 
 TINY_FT = ["--batch-size", "8", "--workers", "0", "--epochs", "2", "--log-interval", "1000"]
 
@@ -157,18 +156,7 @@ def test_interrupted_and_resumed_finetuning_is_bitwise_identical(tmp_path, monke
         log_interval=1000,
     )
     train(build_config(config_cls=TrainConfig, **opts, output=str(tmp_path / "a")))
-    steps, original = {"n": 0}, _Run._optimizer_step
-
-    def dying_step(self):
-        original(self)
-        steps["n"] += 1
-        if steps["n"] == 5:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(_Run, "_optimizer_step", dying_step)
-    with pytest.raises(KeyboardInterrupt):
-        train(build_config(config_cls=TrainConfig, **opts, output=str(tmp_path / "b")))
-    monkeypatch.setattr(_Run, "_optimizer_step", original)
+    train_until_killed(monkeypatch, build_config(config_cls=TrainConfig, **opts, output=str(tmp_path / "b")), 5)
     assert ckpt.load_training_state(tmp_path / "b" / "last")["counters"]["global_step"] == 4
     train(build_config(config_cls=TrainConfig, **opts, output=str(tmp_path / "b")), resume=True)
     a, b = load_file(tmp_path / "a/last/model.safetensors"), load_file(tmp_path / "b/last/model.safetensors")

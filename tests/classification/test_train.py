@@ -15,7 +15,7 @@ from botnet.data import DataError
 from botnet.engine import TrainingError, build_config
 from botnet.engine import checkpoint as ckpt
 from botnet.engine.loop import Trainer as _Run
-from train_helpers import FAST, write_image_folder
+from train_helpers import FAST, train_until_killed, write_image_folder
 
 METRIC_KEYS = {"epoch", "train_loss", "val_loss", "val_top1", "val_top5", "lr", "epoch_time_s", "images_per_s"}
 
@@ -83,19 +83,7 @@ def test_interrupted_and_resumed_run_is_bitwise_identical(tmp_path, monkeypatch,
     train(build_config(config_cls=TrainConfig, **opts, output=str(tmp_path / "a")))
 
     # Kill the second run after its 5th optimizer step; its last checkpoint is mid-epoch (step 4 of 6 per epoch...).
-    steps = {"n": 0}
-    original = _Run._optimizer_step
-
-    def dying_step(self):
-        original(self)
-        steps["n"] += 1
-        if steps["n"] == 5:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(_Run, "_optimizer_step", dying_step)
-    with pytest.raises(KeyboardInterrupt):
-        train(build_config(config_cls=TrainConfig, **opts, output=str(tmp_path / "b")))
-    monkeypatch.setattr(_Run, "_optimizer_step", original)
+    train_until_killed(monkeypatch, build_config(config_cls=TrainConfig, **opts, output=str(tmp_path / "b")), 5)
     state = ckpt.load_training_state(tmp_path / "b" / "last")
     assert state["counters"]["global_step"] == 4 and state["counters"]["batch_in_epoch"] > 0
     train(build_config(config_cls=TrainConfig, **opts, output=str(tmp_path / "b")), resume=True)
