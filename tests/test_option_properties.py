@@ -77,6 +77,7 @@ RANGES = {
         "image_size": (32, True, ONE_IMAGE_SIDE, True, 128),
         "trainable_backbone_layers": (0, True, 5, True, 3),
         "scale_range": (0, False, 4, True, 1.0),
+        "anchor_sizes": (1, True, INF, False, 16),
     },
     ("eval",): {"batch_size": (1, True, INF, False, 8), "workers": (0, True, INF, False, 0)},
     ("detect", "eval"): {"batch_size": (1, True, INF, False, 2), "workers": (0, True, INF, False, 0)},

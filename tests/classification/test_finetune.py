@@ -12,7 +12,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from botnet.classification import TrainConfig, train
-from botnet.classification.recipe import finetune_recipe, resolve
+from botnet.classification.recipe import DataFacts, finetune_recipe, resolve
 from botnet.engine import build_config
 from botnet.engine import checkpoint as ckpt
 from botnet.engine.distributed import DistInfo
@@ -66,7 +66,8 @@ def test_resolve_takes_the_source_preprocessing_unless_given(capsys):
         input_size=[3, 256, 256], mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25], crop_pct=0.95, interpolation="bicubic"
     )
     cfg = build_config(config_cls=TrainConfig, data="x", pretrained="timm:botnet26t_256.c1_in1k", crop_pct=0.9)
-    cfg, pre = resolve(cfg, info, src)
+    facts = DataFacts(images=5000, classes=10, side=300.0, mirror=0.9, mirror_images=400)
+    cfg, pre, reasons = resolve(cfg, info, src, facts=facts)
     assert (pre.img_size, pre.crop_pct, pre.interpolation, pre.mean, pre.std) == (
         256,
         0.9,
@@ -78,9 +79,11 @@ def test_resolve_takes_the_source_preprocessing_unless_given(capsys):
     assert (cfg.lr, cfg.epochs, cfg.warmup_epochs, cfg.scale) == (0.16 * 128 / 256, 10, 0.0, (0.5, 1.0))
     err = capsys.readouterr().err
     assert "lr 0.08: fine-tuning, sgd 0.16 per 256 images, batch 128" in err and "epochs 10: fine-tuning" in err
-    plain, pre = resolve(build_config(config_cls=TrainConfig, data="x"), info)
-    assert (plain.lr, plain.epochs, plain.warmup_epochs, plain.backbone_lr_scale) == (0.1 * 128 / 256, 90, 1.0, 1.0)
-    assert (pre.interpolation, pre.crop_pct) == ("bilinear", 0.875)
+    assert reasons["img_size"] == "the pretrained weights' input size" and "crop_pct" not in reasons
+    # From random weights the data's rules apply instead (tests/classification/test_recipe.py has them in full).
+    plain, pre, _ = resolve(build_config(config_cls=TrainConfig, data="x"), info, facts=facts)
+    assert (plain.lr, plain.warmup_epochs, plain.backbone_lr_scale, plain.scale) == (0.2 * 128 / 64, 1.0, 1.0, (0.8, 1))
+    assert (pre.interpolation, pre.crop_pct, pre.img_size) == ("bilinear", 0.875, 64)
 
 
 def test_finetune_end_to_end_with_another_class_count(tmp_path, capsys, monkeypatch, source_run, three_classes):

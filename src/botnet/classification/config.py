@@ -19,7 +19,8 @@ class TrainConfig(ConfigBase):
     model_args: dict = option({}, "BoTNetConfig overrides, e.g. {drop_rate: 0.1} (YAML only)", yaml_only=True)
     img_size: int | None = option(
         None,
-        "training and evaluation input size (auto: the weights' with --pretrained, else the model's; 64 for shapes)",
+        "training and evaluation input size (auto: the weights' with --pretrained, else the data's median side rounded "
+        "up to the network's stride, between 2 strides and the model's size)",
     )
     pretrained: str | None = option(
         None,
@@ -47,18 +48,23 @@ class TrainConfig(ConfigBase):
     max_image_pixels: int = option(89_478_485, "refuse images whose declared width*height exceeds this")
     # augmentation
     scale: tuple[float, float] | None = option(
-        None, "RandomResizedCrop area range (auto: 0.08 1; 0.8 1 for shapes; 0.5 1 with --pretrained)"
+        None, "RandomResizedCrop area range (auto: 0.8 1; 0.08 1 from 100,000 images; 0.5 1 with --pretrained)"
     )
     ratio: tuple[float, float] | None = option(
-        None, "RandomResizedCrop aspect-ratio range (auto: 0.75 1.333; 1 1 for shapes)"
+        None, "RandomResizedCrop aspect-ratio range (auto: 1 1 for square images, else 0.75 1.333)"
     )
-    hflip: float = option(0.5, "horizontal flip probability")
+    hflip: float | None = option(
+        None,
+        "horizontal flip probability (auto: 0.5 when the classes look alike mirrored, measured on the data, else 0)",
+    )
     randaugment: str | None = option(None, "RandAugment policy such as rand-m9-n2 (none: off)")
     mixup_alpha: float = option(0.0, "mixup Beta alpha (0: off)")
     cutmix_alpha: float = option(0.0, "cutmix Beta alpha (0: off)")
     mix_prob: float = option(1.0, "probability of applying mixup/cutmix to a batch")
     crop_pct: float | None = option(
-        None, "eval center-crop fraction (auto: the weights' with --pretrained, else 0.875; 1.0 for shapes)"
+        None,
+        "eval center-crop fraction (auto: the weights' with --pretrained, else 1 for images no larger than img_size, "
+        "0.875 for larger ones)",
     )
     interpolation: str | None = option(
         None,
@@ -72,20 +78,27 @@ class TrainConfig(ConfigBase):
         None, "normalisation std per channel (auto: the weights' with --pretrained, else ImageNet's)"
     )
     # optimisation
-    epochs: int | None = option(None, "training epochs (auto: 90; 6 for shapes; 10 with --pretrained)")
-    batch_size: int = option(64, "images per optimizer step and process, before accumulation")
+    epochs: int | None = option(
+        None, "training epochs (auto: 850 x sqrt(training images) images seen, in whole epochs; 10 with --pretrained)"
+    )
+    batch_size: int | None = option(
+        None,
+        "images per optimizer step and process, before accumulation (auto: 64, halved until an epoch has 10 steps)",
+    )
     accumulate: int = option(1, "batches accumulated per optimizer step")
     optimizer: str = option("sgd", "optimizer", ("sgd", "adamw"))
     lr: float | None = option(
         None,
-        "peak learning rate (auto: 0.1 x batch/256 for sgd, 1e-3 x batch/512 for adamw; 0.2 x batch/64 for shapes; "
-        "0.16 x batch/256 for sgd with --pretrained)",
+        "peak learning rate (auto: sgd 0.2 x batch/64, adamw 1e-3 x batch/512; sgd 0.16 x batch/256 with --pretrained; "
+        "batch is the global batch)",
     )
     momentum: float = option(0.9, "SGD momentum")
     nesterov: bool = option(True, "SGD Nesterov momentum")
     betas: tuple[float, float] = option((0.9, 0.999), "AdamW betas")
     weight_decay: float = option(5e-5, "weight decay (never applied to norm weights and biases)")
-    warmup_epochs: float | None = option(None, "linear warm-up length in epochs (auto: 1; 0 with --pretrained)")
+    warmup_epochs: float | None = option(
+        None, "linear warm-up length in epochs (auto: 1, at most 20% of the schedule; 0 with --pretrained)"
+    )
     warmup_start: float = option(0.01, "warm-up starts at this fraction of the peak learning rate")
     min_lr: float = option(0.0, "learning rate at the end of the cosine schedule")
     label_smoothing: float = option(0.1, "label smoothing of the cross-entropy loss")

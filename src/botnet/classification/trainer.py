@@ -68,7 +68,7 @@ class ClassificationTrainer(Trainer):
         )
         if cfg.pretrained and (not self.resuming or preprocessing_auto):
             self.source = finetune.read_source(cfg, verbose=self.info.is_main)
-        cfg, self.pre = resolve(
+        cfg, self.pre, self.auto_reasons = resolve(
             cfg, self.info, source_preprocessing(self.source) if self.source else None, announce=not self.resuming
         )
         if self.source is not None and not self.resuming:

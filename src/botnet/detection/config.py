@@ -27,7 +27,9 @@ class DetectConfig(ConfigBase):
         None, "backbone stages trained, counted from c5, 0..5 (auto: 3 with --weights-backbone, else 5)"
     )
     image_size: int | None = option(
-        None, "training crop and evaluation size (longer side) (auto: 128 for the small model, else 1024)"
+        None,
+        "training crop and evaluation size (longer side) (auto: the data's median longer side rounded up to 32, "
+        "between 128 and the model's size: 128 for the small model, else 1024)",
     )
     fixed_size: bool = option(True, "pad every batch to image_size x image_size, the paper's setting")
     # data
@@ -42,20 +44,33 @@ class DetectConfig(ConfigBase):
     max_image_pixels: int = option(89_478_485, "refuse images whose declared width*height exceeds this")
     # augmentation
     scale_range: tuple[float, float] = option((0.8, 1.25), "multi-scale jitter range of the longer side (up to 0.1 2)")
+    anchor_sizes: tuple[int, int, int, int, int] | None = option(
+        None,
+        "RPN anchor size per FPN level, 5 values (auto: from the data's small objects, doubling per level; none: the "
+        "model's)",
+    )
     hflip: float = option(0.5, "horizontal flip probability")
     # optimisation
-    epochs: int | None = option(None, "training epochs (auto: 12; 4 for shapes)")
-    batch_size: int | None = option(None, "images per optimizer step and process (auto: 8 for shapes, else 2)")
+    epochs: int | None = option(
+        None, "training epochs (auto: 219 x sqrt(training images) images seen, in whole epochs)"
+    )
+    batch_size: int | None = option(
+        None, "images per optimizer step and process (auto: 8, halved until an epoch has 10 steps)"
+    )
     accumulate: int = option(1, "batches accumulated per optimizer step")
     optimizer: str = option("sgd", "optimizer", ("sgd", "adamw"))
     lr: float | None = option(
-        None, "peak learning rate (auto: sgd 0.02 per 16 images, 0.04 per 8 for shapes; adamw 1e-4 per 16)"
+        None,
+        "peak learning rate (auto: sgd 0.04 per 8 images from random weights, 0.02 per 16 with --weights-backbone; "
+        "adamw 1e-4 per 16)",
     )
     momentum: float = option(0.9, "SGD momentum")
     nesterov: bool = option(False, "SGD Nesterov momentum")
     betas: tuple[float, float] = option((0.9, 0.999), "AdamW betas")
     weight_decay: float = option(1e-4, "weight decay (never applied to norm weights and biases)")
-    warmup_epochs: float = option(0.5, "linear warm-up length in epochs")
+    warmup_epochs: float | None = option(
+        None, "linear warm-up length in epochs (auto: 0.5, at most 20% of the schedule)"
+    )
     warmup_start: float = option(0.001, "warm-up starts at this fraction of the peak learning rate")
     min_lr: float = option(0.0, "learning rate at the end of the cosine schedule")
     clip_grad: float | None = option(None, "clip the gradient norm to this value (none: off)")
@@ -80,6 +95,7 @@ class DetectConfig(ConfigBase):
         "trainable_backbone_layers": dict(minimum=0, maximum=5),
         "image_size": dict(side=True, minimum=32),  # and at most the side of one 4 GiB float32 image
         "scale_range": dict(minimum=0, min_inclusive=False, maximum=4),  # the paper: 0.8 1.25 up to 0.1 2
+        "anchor_sizes": dict(minimum=1),
     }
 
     def validate(self) -> DetectConfig:

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 from ..data.checks import check_boxes, imbalance_message
 from ..data.coco import CocoDetection
 from ..data.coco_shapes import builtin_coco_shapes
+from ..data.describe import describe_coco_file
 from ..data.det_transforms import build_detection_eval_transform, build_detection_train_transform, collate_detection
 from ..data.folder import DataError
 from ..data.split import coco_holdout
@@ -41,6 +42,7 @@ from ..models.weights import load_weights, read_metadata
 from .coco_eval import IOU_TYPES, METRIC_NAMES, coco_evaluate, to_coco_results
 from .config import DetectConfig
 from .models import create_detection_model, has_masks
+from .recipe import DetectFacts, facts_from
 
 
 def split_files(root: str | Path, split: str) -> tuple[Path, Path]:
@@ -58,12 +60,29 @@ def split_files(root: str | Path, split: str) -> tuple[Path, Path]:
     return images, ann
 
 
+SHAPES_SIDE = 128  # the built-in images' native side (the generator draws at any size)
+
+
 def builtin_root(cfg: DetectConfig, info: DistInfo) -> Path:
     """Write the built-in dataset once (rank 0; the others wait) and return its root."""
     kw = dict(num_train=cfg.shapes_train, num_val=cfg.shapes_val, size=cfg.image_size, seed=cfg.seed)
     root = builtin_coco_shapes(**kw) if info.is_main else None
     barrier(info)
     return Path(root) if root is not None else builtin_coco_shapes(**kw)
+
+
+def read_detect_facts(cfg: DetectConfig, info: DistInfo, *, announce: bool = True) -> DetectFacts:
+    """The recipe's facts of a run's training annotations (the built-in dataset's too, written first at its native
+    size when ``image_size`` is auto); with no val split, the held-out share is taken off the image count."""
+    if cfg.builtin_data:
+        root = builtin_root(cfg.replace(image_size=cfg.image_size or SHAPES_SIDE), info)
+    else:
+        root = Path(cfg.data)
+    _, ann = split_files(root, cfg.train_split)
+    desc = describe_coco_file(ann)
+    no_val = not (root / "annotations" / f"instances_{cfg.val_split}.json").exists()
+    log(f"training annotations: {desc.summary()}", enabled=announce)
+    return facts_from(desc, 1 - cfg.val_fraction if no_val else 1.0)
 
 
 def build_detection_datasets(

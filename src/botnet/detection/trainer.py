@@ -38,8 +38,12 @@ class DetectionTrainer(Trainer):
     best_metric = "val_bbox_AP"
     command = "botnet detect train"
 
+    def __init__(self, cfg: DetectConfig, info: Any, *, resume: bool, overwrite: bool) -> None:
+        self.resuming = resume
+        super().__init__(cfg, info, resume=resume, overwrite=overwrite)
+
     def resolve(self, cfg: DetectConfig) -> DetectConfig:
-        cfg = resolve_detect(cfg, self.info)
+        cfg, self.auto_reasons = resolve_detect(cfg, self.info, announce=not self.resuming)
         self.backbone_weights = None
         if cfg.weights_backbone:  # unreadable or ill-fitting weights: refused before any data is built
             log(f"reading the backbone weights {cfg.weights_backbone}", enabled=self.info.is_main)
@@ -59,6 +63,8 @@ class DetectionTrainer(Trainer):
         args = {"num_classes": len(self.classes) + 1, "image_size": cfg.image_size, "fixed_size": cfg.fixed_size}
         if cfg.trainable_backbone_layers is not None:
             args["trainable_backbone_layers"] = cfg.trainable_backbone_layers
+        if cfg.anchor_sizes is not None:
+            args["anchor_sizes"] = tuple(cfg.anchor_sizes)
         return {**args, **cfg.model_args}
 
     def build_model(self) -> nn.Module:

@@ -242,10 +242,35 @@ def build_config(file: str | Path | None = None, *, config_cls: type, **override
     return config_cls(**values).validate()
 
 
-def save_yaml(cfg: Any, path: str | Path) -> None:
-    """Write a config (or a plain dict) as YAML atomically."""
+def save_yaml(cfg: Any, path: str | Path, comments: dict[str, str] | None = None) -> None:
+    """Write a config (or a plain dict) as YAML atomically; ``comments`` ({top-level key: text}) follow their key's
+    line as ``key: value  # auto: text`` (YAML ignores them when the file is read back)."""
     data = cfg if isinstance(cfg, dict) else cfg.to_dict()
-    atomic_write(path, yaml.safe_dump(data, sort_keys=False))
+    text = yaml.safe_dump(data, sort_keys=False)
+    if comments:
+        lines = text.splitlines()
+        for i, line in enumerate(lines):
+            key = line.split(":", 1)[0]
+            if not line.startswith((" ", "-")) and key in comments:
+                lines[i] = f"{line}  {AUTO_COMMENT}{' '.join(comments[key].split())}"
+        text = "\n".join(lines) + "\n"
+    atomic_write(path, text)
+
+
+AUTO_COMMENT = "# auto: "
+
+
+def read_yaml_comments(path: str | Path) -> dict[str, str]:
+    """The ``{key: text}`` comments :func:`save_yaml` wrote into ``path`` (``{}`` when there is none or no file)."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return {}
+    found = {}
+    for line in lines:
+        if not line.startswith((" ", "-")) and f"  {AUTO_COMMENT}" in line:
+            found[line.split(":", 1)[0]] = line.split(f"  {AUTO_COMMENT}", 1)[1]
+    return found
 
 
 class _BoolAction(argparse.BooleanOptionalAction):

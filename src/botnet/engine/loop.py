@@ -26,9 +26,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..data.folder import BadImageTracker, DataError
 from . import checkpoint as ckpt
-from .config import save_yaml
+from .config import read_yaml_comments, save_yaml
 from .data import batches_per_epoch
 from .distributed import DistInfo, all_reduce_sum, broadcast_object
+from .estimate import estimate_line
 from .optim import build_optimizer, build_scheduler
 from .reporting import CURVES_FILE, Progress, log, plot_curves, write_metrics
 from .run_dir import RunLock, claim_output_dir, new_run_dir
@@ -53,6 +54,7 @@ class Trainer(TrainerCheckpoints):
 
     best_metric = "val_top1"  # the row key that decides best/ (higher is better)
     command = "botnet train"  # the command that resumes a run of this task
+    auto_reasons: dict[str, str] = {}  # noqa: RUF012 - set per run by resolve(): {option: why the recipe chose it}
 
     def __init__(self, cfg: Any, info: DistInfo, *, resume: bool, overwrite: bool) -> None:
         if cfg.output is None:
@@ -122,8 +124,10 @@ class Trainer(TrainerCheckpoints):
         self._damaged_last = False  # resumed from last.prev: the next save moves last aside instead of rotating it
         if resume:
             self._resume()
-        if info.is_main:
-            save_yaml(cfg, self.out / ckpt.CONFIG_FILE)
+        if info.is_main:  # the recipe's reasons stay beside its values, also after a resume
+            path = self.out / ckpt.CONFIG_FILE
+            reasons = self.auto_reasons or (read_yaml_comments(path) if resume else {})
+            save_yaml(cfg, path, comments=reasons)
 
     def close(self) -> None:
         """Release the run directory (idempotent); :meth:`fit` does it when it ends."""
@@ -195,6 +199,9 @@ class Trainer(TrainerCheckpoints):
         )
         if self.c.epoch >= cfg.epochs:
             log(f"{self.out} has already finished its {cfg.epochs} epochs", enabled=info.is_main)
+        else:
+            line = estimate_line(self)
+            log(line or "no time estimate: the first batch has no readable image", enabled=info.is_main)
         try:
             with stop_requests() as self._signals:
                 return self._fit_epochs()
