@@ -18,6 +18,7 @@ import torch
 from .optim import build_optimizer
 
 EVAL_STEP_SHARE = 1 / 3  # a validation batch (forward only) against a training step (forward and backward)
+TIMED_STEPS = 3  # the first warms up; the fastest of the others is the estimate
 
 
 def duration(seconds: float) -> str:
@@ -38,22 +39,20 @@ def _sync(device: torch.device) -> None:
 def time_one_step(trainer: Any) -> tuple[float, float] | None:
     """``(seconds of one optimizer step, seconds to load its batch)`` on a copy of ``trainer.model``; ``None`` when
     the first batch is empty (every image unreadable)."""
-    cfg, device = trainer.cfg, trainer.info.device
-    t0 = time.perf_counter()
-    images, targets, _ = next(iter(trainer.train_loader(0, 0)))
-    load = time.perf_counter() - t0
-    if len(targets) == 0:
-        return None
-    net = trainer.net
-    model = copy.deepcopy(trainer.model)
-    model.train()
-    optimizer = build_optimizer(model, cfg, cfg.lr, None)
-    devices = [device] if device.type == "cuda" else []
-    try:
-        trainer.net = model
-        with torch.random.fork_rng(devices=devices):
-            times = []
-            for _ in range(2):  # the first step also warms up the allocator and kernels
+    device = trainer.info.device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # the loader draws a seed too
+        t0 = time.perf_counter()
+        images, targets, _ = next(iter(trainer.train_loader(0, 0)))
+        load = time.perf_counter() - t0
+        if len(targets) == 0:
+            return None
+        net, model = trainer.net, copy.deepcopy(trainer.model)
+        model.train()
+        optimizer = build_optimizer(model, trainer.cfg, trainer.cfg.lr, None)
+        times = []
+        try:
+            trainer.net = model
+            for _ in range(TIMED_STEPS):  # the first step also warms up the allocator and kernels
                 _sync(device)
                 start = time.perf_counter()
                 trainer.compute_loss(images, targets).backward()
@@ -61,9 +60,9 @@ def time_one_step(trainer: Any) -> tuple[float, float] | None:
                 optimizer.zero_grad(set_to_none=True)
                 _sync(device)
                 times.append(time.perf_counter() - start)
-    finally:
-        trainer.net = net
-    return times[-1], load
+        finally:
+            trainer.net = net
+    return min(times[1:]), load
 
 
 def estimate_line(trainer: Any) -> str | None:
