@@ -97,7 +97,7 @@ class TrainConfig(ConfigBase):
     betas: tuple[float, float] = option((0.9, 0.999), "AdamW betas")
     weight_decay: float = option(5e-5, "weight decay (never applied to norm weights and biases)")
     warmup_epochs: float | None = option(
-        None, "linear warm-up length in epochs (auto: 1, at most 20% of the schedule; 0 with --pretrained)"
+        None, "linear warm-up length in epochs (auto: 1, at most 20%% of the schedule; 0 with --pretrained)"
     )
     warmup_start: float = option(0.01, "warm-up starts at this fraction of the peak learning rate")
     min_lr: float = option(0.0, "learning rate at the end of the cosine schedule")
