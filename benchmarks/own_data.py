@@ -1,9 +1,9 @@
 """The default recipe on real datasets, against a short hand search and a scikit-learn reference.
 
 For each dataset written by ``benchmarks/real_datasets.py``: ``botnet train --data DIR`` (or ``botnet detect train``)
-with nothing else; then the hand search, each variant changing one auto value of the default run (the learning rate
-x2 and /2, the crop scale, flips, the anchors) at the same schedule, so in about the same time; then, for
-classification, an RBF support-vector machine on the raw pixels (scikit-learn, C picked from 1, 10, 100 by 3-fold
+with nothing else; then the hand search, each variant changing one value of the default run (the learning rate x2
+and /2, the crop scale, flips, the anchors, the scale jitter) at the same schedule, so in about the same time; then,
+for classification, an RBF support-vector machine on the raw pixels (scikit-learn, C picked from 1, 10, 100 by 3-fold
 cross-validation on the training split). Prints one markdown row per run and writes them to ``OUT/results.jsonl``.
 
     uv run --locked --with scikit-learn python benchmarks/own_data.py DATASETS OUT [--only digits ...] [--skip-search]
@@ -56,6 +56,7 @@ def detection_variants(cfg: dict) -> dict[str, list[str]]:
         "lr x2": ["--lr", f"{cfg['lr'] * 2:g}"],
         "lr /2": ["--lr", f"{cfg['lr'] / 2:g}"],
         "model's anchors": ["--anchor-sizes", "8", "16", "32", "64", "128"],
+        "jitter 0.5-1.5": ["--scale-range", "0.5", "1.5"],
     }
 
 
