@@ -9,7 +9,6 @@ each stated below with the measurement it rests on (README, "Your own data").
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,9 +18,9 @@ from ..engine.auto import (
     cap_batch,
     count,
     fit_image_size,
+    global_batch,
     recipe_lines,
-    sqrt_schedule,
-    warmup,
+    schedule_rules,
 )
 from ..engine.distributed import DistInfo, auto_workers, local_world_size
 from ..engine.reporting import log
@@ -154,12 +153,6 @@ def data_rules(cfg: TrainConfig, facts: DataFacts, world_size: int) -> tuple[Tra
     stride = model_cfg.total_stride
     reasons: dict[str, str] = {}
 
-    def global_batch(c: TrainConfig) -> int:
-        return c.batch_size * c.accumulate * world_size
-
-    def steps_per_epoch(c: TrainConfig) -> int:
-        return math.ceil(max(1, facts.images // (c.batch_size * world_size)) / c.accumulate)
-
     rules = [
         (
             "img_size",
@@ -177,20 +170,13 @@ def data_rules(cfg: TrainConfig, facts: DataFacts, world_size: int) -> tuple[Tra
     ]
     if cfg.pretrained:
         for name in ("lr", "epochs", "warmup_epochs", "scale", "backbone_lr_scale"):
-            rules.append((name, lambda c, n=name: finetune_recipe(batch=global_batch(c), optimizer=c.optimizer)[n]))
+            rules.append(
+                (name, lambda c, n=name: finetune_recipe(batch=global_batch(c, world_size), optimizer=c.optimizer)[n])
+            )
     else:
         rules += [
-            ("lr", lambda c: scratch_lr(global_batch(c), c.optimizer, facts.images)),
-            (
-                "epochs",
-                lambda c: sqrt_schedule(
-                    facts.images,
-                    per_sqrt_image=SCRATCH_IMAGES_PER_SQRT,
-                    global_batch=global_batch(c),
-                    steps_per_epoch=steps_per_epoch(c),
-                ),
-            ),
-            ("warmup_epochs", lambda c: warmup(c.epochs, steps_per_epoch(c))),
+            ("lr", lambda c: scratch_lr(global_batch(c, world_size), c.optimizer, facts.images)),
+            *schedule_rules(facts.images, world_size, per_sqrt_image=SCRATCH_IMAGES_PER_SQRT),
             ("scale", lambda c: crop_scale(facts.images)),
             ("backbone_lr_scale", lambda c: (1.0, "from scratch: one rate for the whole network")),
         ]

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 
 from ..data.describe import DatasetDescription
-from ..engine.auto import Auto, apply_rules, cap_batch, fit_image_size, recipe_lines, sqrt_schedule, warmup
+from ..engine.auto import Auto, apply_rules, cap_batch, fit_image_size, global_batch, recipe_lines, schedule_rules
 from ..engine.distributed import DistInfo, auto_workers, local_world_size
 from ..engine.reporting import log
 from .config import DetectConfig
@@ -83,12 +83,6 @@ def data_rules(cfg: DetectConfig, facts: DetectFacts, world_size: int) -> tuple[
     """Fill the auto options that depend on the data; ``(config, {option: reason})``."""
     reasons: dict[str, str] = {}
 
-    def global_batch(c: DetectConfig) -> int:
-        return c.batch_size * c.accumulate * world_size
-
-    def steps_per_epoch(c: DetectConfig) -> int:
-        return math.ceil(max(1, facts.images // (c.batch_size * world_size)) / c.accumulate)
-
     largest = default_image_size(cfg.model)
     rules = [
         (
@@ -101,17 +95,8 @@ def data_rules(cfg: DetectConfig, facts: DetectFacts, world_size: int) -> tuple[
             "batch_size",
             lambda c: cap_batch(DEFAULT_BATCH, facts.images, processes=world_size, accumulate=c.accumulate, floor=1),
         ),
-        ("lr", lambda c: detection_lr(global_batch(c), c.optimizer, bool(c.weights_backbone))),
-        (
-            "epochs",
-            lambda c: sqrt_schedule(
-                facts.images,
-                per_sqrt_image=IMAGES_PER_SQRT,
-                global_batch=global_batch(c),
-                steps_per_epoch=steps_per_epoch(c),
-            ),
-        ),
-        ("warmup_epochs", lambda c: warmup(c.epochs, steps_per_epoch(c), length=WARMUP_EPOCHS)),
+        ("lr", lambda c: detection_lr(global_batch(c, world_size), c.optimizer, bool(c.weights_backbone))),
+        *schedule_rules(facts.images, world_size, per_sqrt_image=IMAGES_PER_SQRT, warmup_length=WARMUP_EPOCHS),
         ("anchor_sizes", lambda c: anchors(facts.small_object, c.image_size)),
     ]
     return apply_rules(cfg, rules, reasons), reasons

@@ -80,6 +80,34 @@ def sqrt_schedule(images: int, *, per_sqrt_image: float, global_batch: int, step
     )
 
 
+def global_batch(cfg: Any, processes: int) -> int:
+    """Images per optimizer step over all processes."""
+    return cfg.batch_size * cfg.accumulate * processes
+
+
+def steps_per_epoch(cfg: Any, images: int, processes: int) -> int:
+    """Optimizer steps in an epoch of ``images`` (whole batches per process, then accumulation)."""
+    return math.ceil(max(1, images // (cfg.batch_size * processes)) / cfg.accumulate)
+
+
+def schedule_rules(
+    images: int, processes: int, *, per_sqrt_image: float, warmup_length: float = 1.0
+) -> list[tuple[str, Callable[[Any], Auto]]]:
+    """The ``epochs`` (:func:`sqrt_schedule`) and ``warmup_epochs`` (:func:`warmup`) rules of a run on ``images``."""
+    return [
+        (
+            "epochs",
+            lambda c: sqrt_schedule(
+                images,
+                per_sqrt_image=per_sqrt_image,
+                global_batch=global_batch(c, processes),
+                steps_per_epoch=steps_per_epoch(c, images, processes),
+            ),
+        ),
+        ("warmup_epochs", lambda c: warmup(c.epochs, steps_per_epoch(c, images, processes), length=warmup_length)),
+    ]
+
+
 def warmup(epochs: int, steps_per_epoch: int, *, length: float = 1.0) -> Auto:
     """Linear warm-up of ``length`` epochs (the batch-norm statistics and the heads settle before the peak rate), at
     most :data:`WARMUP_MAX_SHARE` of the schedule."""
