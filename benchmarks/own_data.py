@@ -113,7 +113,8 @@ def main() -> None:
             line = {"dataset": name, "run": label, metric: r["last"][metric], "wall_s": r["wall_s"]}
             if not detection:
                 line["val_balanced_acc"] = r["last"]["val_balanced_acc"]
-            print(f"| {name} | {label} | {r['last'][metric]:.2f} | {r['wall_s']:.0f} s |", flush=True)
+            score = r["last"][metric] * (100 if detection else 1)  # box AP is stored as a fraction, top-1 in %
+            print(f"| {name} | {label} | {score:.2f} | {r['wall_s']:.0f} s |", flush=True)
             with results.open("a") as fh:
                 fh.write(json.dumps(line) + "\n")
         if not detection:
