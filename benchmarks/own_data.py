@@ -33,8 +33,9 @@ def run(cmd: list[str], out: Path) -> dict:
     start = time.perf_counter()
     proc = subprocess.run([*cmd, "--output", str(out), "--overwrite"], capture_output=True, text=True)
     wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    if proc.returncode != 0:  # e.g. a learning rate that diverges: a result of the search, reported as such
+        reason = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
+        return {"failed": reason, "wall_s": round(wall, 1)}
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     return {"last": rows[-1], "config": cfg, "wall_s": round(wall, 1)}
@@ -103,6 +104,8 @@ def main() -> None:
         )
         metric = "val_bbox_AP50" if detection else "val_top1"
         default = run(cmd, args.out / name / "default")
+        if "failed" in default:
+            raise SystemExit(f"{name}: the default run failed: {default['failed']}")
         rows = [("defaults", default)]
         if not args.skip_search:
             variants = (detection_variants if detection else classification_variants)(default["config"])
@@ -110,6 +113,11 @@ def main() -> None:
                 slug = label.replace(" ", "_").replace("/", "div").replace("'", "")
                 rows.append((label, run([*cmd, *extra], args.out / name / slug)))
         for label, r in rows:
+            if "failed" in r:
+                print(f"| {name} | {label} | failed: {r['failed']} | {r['wall_s']:.0f} s |", flush=True)
+                with results.open("a") as fh:
+                    fh.write(json.dumps({"dataset": name, "run": label, **r}) + "\n")
+                continue
             line = {"dataset": name, "run": label, metric: r["last"][metric], "wall_s": r["wall_s"]}
             if not detection:
                 line["val_balanced_acc"] = r["last"]["val_balanced_acc"]
