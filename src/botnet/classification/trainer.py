@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..data.tensor_augment import normalize_batch
 from ..data.transforms import BatchMix
 from ..engine.data import eval_loader, train_loader
 from ..engine.distributed import DistInfo, autocast, cleanup, setup
@@ -104,6 +105,8 @@ class ClassificationTrainer(Trainer):
         cfg, device = self.cfg, self.info.device
         images = images.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
+        if images.dtype == torch.uint8:  # crops of the tensor augmentation, normalised here as one batch
+            images = normalize_batch(images, self.pre.mean, self.pre.std)
         if self.mix.enabled:
             images, targets = self.mix(images, targets)
         if cfg.channels_last:
