@@ -27,8 +27,12 @@ def test_builtin_sized_data_gets_the_builtin_recipe():
 
 
 def test_rules_over_the_data():
-    few, _ = rules(DetectFacts(117, 128.0, 0.07))  # 117 microscopy tiles, small nuclei
+    few, reasons = rules(DetectFacts(117, 128.0, 0.07))  # 117 microscopy tiles, small nuclei
     assert (few.batch_size, few.epochs, few.anchor_sizes) == (8, 21, (8, 16, 32, 64, 128))
+    # 14 steps an epoch: the 100-step warm-up floor is cut to a fifth of the 21 epochs.
+    assert few.warmup_epochs == pytest.approx(4.2) and reasons["warmup_epochs"] == "20% of the 21-epoch schedule"
+    photos, reasons = rules(DetectFacts(400, 128.0, 0.19))  # 50 steps an epoch: 100 steps are 2 epochs
+    assert photos.warmup_epochs == 2.0 and reasons["warmup_epochs"] == "100 steps (2 epochs), the least a warm-up gets"
     tiny, _ = rules(DetectFacts(30, 128.0, 0.2))  # 30 images: batch 2 for 10 steps an epoch (floor 1)
     assert tiny.batch_size == 2 and tiny.lr == pytest.approx(0.01)
     big, _ = rules(DetectFacts(5000, 2000.0, 0.05), model="maskrcnn_botnet50_fpn")

@@ -69,7 +69,7 @@ class DetectConfig(ConfigBase):
     betas: tuple[float, float] = option((0.9, 0.999), "AdamW betas")
     weight_decay: float = option(1e-4, "weight decay (never applied to norm weights and biases)")
     warmup_epochs: float | None = option(
-        None, "linear warm-up length in epochs (auto: 0.5, at most 20%% of the schedule)"
+        None, "linear warm-up length in epochs (auto: 0.5 and at least 100 steps, at most 20%% of the schedule)"
     )
     warmup_start: float = option(0.001, "warm-up starts at this fraction of the peak learning rate")
     min_lr: float = option(0.0, "learning rate at the end of the cosine schedule")

@@ -91,7 +91,7 @@ def steps_per_epoch(cfg: Any, images: int, processes: int) -> int:
 
 
 def schedule_rules(
-    images: int, processes: int, *, per_sqrt_image: float, warmup_length: float = 1.0
+    images: int, processes: int, *, per_sqrt_image: float, warmup_length: float = 1.0, warmup_min_steps: int = 0
 ) -> list[tuple[str, Callable[[Any], Auto]]]:
     """The ``epochs`` (:func:`sqrt_schedule`) and ``warmup_epochs`` (:func:`warmup`) rules of a run on ``images``."""
     return [
@@ -104,15 +104,24 @@ def schedule_rules(
                 steps_per_epoch=steps_per_epoch(c, images, processes),
             ),
         ),
-        ("warmup_epochs", lambda c: warmup(c.epochs, steps_per_epoch(c, images, processes), length=warmup_length)),
+        (
+            "warmup_epochs",
+            lambda c: warmup(
+                c.epochs, steps_per_epoch(c, images, processes), length=warmup_length, min_steps=warmup_min_steps
+            ),
+        ),
     ]
 
 
-def warmup(epochs: int, steps_per_epoch: int, *, length: float = 1.0) -> Auto:
-    """Linear warm-up of ``length`` epochs (the batch-norm statistics and the heads settle before the peak rate), at
-    most :data:`WARMUP_MAX_SHARE` of the schedule."""
-    if length <= WARMUP_MAX_SHARE * epochs:
-        steps = count(round(length * steps_per_epoch))
+def warmup(epochs: int, steps_per_epoch: int, *, length: float = 1.0, min_steps: int = 0) -> Auto:
+    """Linear warm-up of ``length`` epochs and at least ``min_steps`` optimizer steps (the batch-norm statistics and
+    the heads settle before the peak rate), at most :data:`WARMUP_MAX_SHARE` of the schedule."""
+    steps_per_epoch = max(1, steps_per_epoch)
+    wanted = max(length, min_steps / steps_per_epoch)
+    if wanted <= WARMUP_MAX_SHARE * epochs:
+        steps = count(round(wanted * steps_per_epoch))
+        if wanted > length:
+            return round(wanted, 4), f"{steps} steps ({wanted:.3g} epochs), the least a warm-up gets"
         return length, f"{'one epoch' if length == 1 else f'{length:g} epoch'} ({steps} steps)"
     return round(WARMUP_MAX_SHARE * epochs, 4), f"{WARMUP_MAX_SHARE:.0%} of the {epochs}-epoch schedule"
 
