@@ -7,6 +7,7 @@ for classification, an RBF support-vector machine on the raw pixels (scikit-lear
 cross-validation on the training split). Prints one markdown row per run and writes them to ``OUT/results.jsonl``.
 
     uv run --locked --with scikit-learn python benchmarks/own_data.py DATASETS OUT [--only digits ...] [--skip-search]
+        [--reuse]
 
 Runs one after the other on all cores; the wall time of each run is its whole command, start-up included.
 """
@@ -28,8 +29,13 @@ CLASSIFICATION = ("digits", "mnist", "fashion_mnist", "lfw_faces", "textures")
 DETECTION = ("fashion_on_photos", "nuclei")
 
 
-def run(cmd: list[str], out: Path) -> dict:
-    """Run a training command into ``out``; its last validation row, config and wall time."""
+def run(cmd: list[str], out: Path, *, reuse: bool = False) -> dict:
+    """Run a training command into ``out``; its last validation row, config and wall time. With ``reuse``, a finished
+    run already in ``out`` (from an earlier call, with its wall time) is read instead of run again."""
+    if reuse and (out / "wall_s.txt").exists():
+        rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        cfg = yaml.safe_load((out / "config.yaml").read_text())
+        return {"last": rows[-1], "config": cfg, "wall_s": float((out / "wall_s.txt").read_text())}
     start = time.perf_counter()
     proc = subprocess.run([*cmd, "--output", str(out), "--overwrite"], capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -38,6 +44,7 @@ def run(cmd: list[str], out: Path) -> dict:
         return {"failed": reason, "wall_s": round(wall, 1)}
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     cfg = yaml.safe_load((out / "config.yaml").read_text())
+    (out / "wall_s.txt").write_text(f"{wall:.1f}")
     return {"last": rows[-1], "config": cfg, "wall_s": round(wall, 1)}
 
 
@@ -89,6 +96,7 @@ def main() -> None:
     p.add_argument("out", type=Path, help="where the runs and results.jsonl go")
     p.add_argument("--only", nargs="+", help="dataset names (default: all found)")
     p.add_argument("--skip-search", action="store_true", help="the default runs (and references) only")
+    p.add_argument("--reuse", action="store_true", help="read the finished runs already in OUT instead of rerunning")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     results = args.out / "results.jsonl"
@@ -103,13 +111,13 @@ def main() -> None:
             [*botnet, "detect", "train", "--data", str(root)] if detection else [*botnet, "train", "--data", str(root)]
         )
         metric = "val_bbox_AP50" if detection else "val_top1"
-        default = run(cmd, args.out / name / "default")
+        default = run(cmd, args.out / name / "default", reuse=args.reuse)
         rows = [("defaults", default)]
         if not args.skip_search and "failed" not in default:  # the variants are taken from the default's values
             variants = (detection_variants if detection else classification_variants)(default["config"])
             for label, extra in variants.items():
                 slug = label.replace(" ", "_").replace("/", "div").replace("'", "")
-                rows.append((label, run([*cmd, *extra], args.out / name / slug)))
+                rows.append((label, run([*cmd, *extra], args.out / name / slug, reuse=args.reuse)))
         for label, r in rows:
             if "failed" in r:
                 print(f"| {name} | {label} | failed: {r['failed']} | {r['wall_s']:.0f} s |", flush=True)
