@@ -11,8 +11,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
+from botnet.data.folder import collate_skip_bad
 from botnet.data.shapes import ShapesDataset
-from botnet.data.tensor_augment import TensorTrainAugment, crop_params, normalize_batch
+from botnet.data.tensor_augment import PendingCrop, TensorTrainAugment, crop_params, normalize_batch, render_crops
 from botnet.data.transforms import SeededDataset, build_train_transform
 from botnet.models.botnet import IMAGENET_MEAN, IMAGENET_STD
 
@@ -32,6 +33,7 @@ class _Images(Dataset):
         return self.transform(self.images[i]), i
 
 
+SOURCES = ((64, 64), (64, 64), (80, 60), (64, 64))  # sizes of the sources: crops of equal size share a resize
 SETTINGS = [
     dict(img_size=64, scale=(0.8, 1.0), ratio=(1.0, 1.0)),  # the built-in dataset's recipe
     dict(img_size=32),  # ImageNet's scale and ratio, downscaling
@@ -63,6 +65,32 @@ def test_deferred_normalisation_gives_the_same_numbers() -> None:
     crops = torch.stack([raw[i][0] for i in range(len(raw))])
     assert crops.dtype == torch.uint8
     assert torch.equal(normalize_batch(crops, IMAGENET_MEAN, IMAGENET_STD), torch.stack([x for x, _ in full]))
+
+
+@pytest.mark.parametrize("kw", SETTINGS)
+def test_crops_made_per_batch_are_the_crops_made_one_by_one(kw) -> None:
+    """defer=True: the same draws, and render_crops (one resize per crop size, through the collate function) gives the
+    per-sample pixels bit for bit, in batch order, with repeated crop sizes batched together."""
+    kw = dict(kw)
+    img_size = kw.pop("img_size")
+    one_by_one = SeededDataset(_Images(TensorTrainAugment(img_size, normalize=False, **kw), sizes=SOURCES), seed=4)
+    deferred = SeededDataset(_Images(TensorTrainAugment(img_size, defer=True, **kw), sizes=SOURCES), seed=4)
+    items = [deferred[i] for i in range(len(deferred))]
+    assert all(isinstance(x, PendingCrop) for x, _ in items)
+    images, targets, bad = collate_skip_bad(items)
+    assert images.dtype == torch.uint8 and not bad and targets.tolist() == list(range(len(items)))
+    assert torch.equal(images, torch.stack([one_by_one[i][0] for i in range(len(one_by_one))]))
+    sides = [x.box[2:] for x, _ in items]
+    if kw.get("scale") == (0.8, 1.0):  # the built-in recipe: crop sizes repeat, so some resize calls are batched
+        assert len(set(sides)) < len(sides)
+
+
+def test_render_crops_refuses_a_mix_of_output_sizes() -> None:
+    img = torch.zeros(3, 10, 10, dtype=torch.uint8)
+    mode = v2.InterpolationMode.BILINEAR
+    crops = [PendingCrop(img, (0, 0, 5, 5), False, (4, 4), mode), PendingCrop(img, (0, 0, 5, 5), False, (6, 6), mode)]
+    with pytest.raises(ValueError, match="one output size"):
+        render_crops(crops)
 
 
 def test_crop_params_match_random_resized_crop() -> None:

@@ -58,8 +58,8 @@ def build_datasets(
     """
     aug = dict(scale=cfg.scale, ratio=cfg.ratio, hflip=cfg.hflip, mean=pre.mean, std=pre.std)
     if cfg.builtin_data and cfg.randaugment is None:  # the v2 pixels, from uint8 tensors, at a fraction of the cost
-        # uint8 crops: the trainer normalises the batch (the same numbers, a quarter of the bytes to collate and move)
-        train_tf = TensorTrainAugment(pre.img_size, interpolation=pre.interpolation, normalize=False, **aug)
+        # crops made per batch by the collate function, uint8; the trainer normalises the batch (the same numbers)
+        train_tf = TensorTrainAugment(pre.img_size, interpolation=pre.interpolation, defer=True, **aug)
     else:
         train_tf = build_train_transform(
             pre.img_size, randaugment=cfg.randaugment, interpolation=pre.interpolation, **aug

@@ -28,6 +28,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, has_file_a
 from torchvision.transforms.v2 import functional as TF
 
 from .scan import NotRegularFile, check_regular, open_regular, scan_class_folders
+from .tensor_augment import PendingCrop, render_crops
 
 DEFAULT_MAX_PIXELS = 89_478_485  # PIL's default Image.MAX_IMAGE_PIXELS
 _LAYOUT = "DIR/train/<class>/*.jpg and DIR/val/<class>/*.jpg"
@@ -263,13 +264,16 @@ def collate_skip_bad(batch: Sequence[tuple[Any, Any] | BadSample]) -> tuple[Tens
     """Collate ``(image, target)`` samples, dropping :class:`BadSample` items.
 
     Returns:
-        ``(images, targets, bad)``: the good samples stacked with ``default_collate`` and the dropped ones. When every
+        ``(images, targets, bad)``: the good samples stacked with ``default_collate`` (crops left to the batch,
+        :class:`~botnet.data.tensor_augment.PendingCrop`, made by ``render_crops``) and the dropped ones. When every
         item is bad, ``images`` and ``targets`` are empty tensors of shape ``(0,)``; skip such a batch.
     """
     bad = [item for item in batch if isinstance(item, BadSample)]
     good = [item for item in batch if not isinstance(item, BadSample)]
     if not good:
         return torch.empty(0), torch.empty(0, dtype=torch.long), bad
+    if isinstance(good[0][0], PendingCrop):
+        return render_crops([image for image, _ in good]), default_collate([target for _, target in good]), bad
     images, targets = default_collate(good)
     return images, targets, bad
 

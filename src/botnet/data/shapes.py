@@ -13,7 +13,6 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 from torch.utils.data import DataLoader, Dataset
-from torchvision import tv_tensors
 
 SHAPE_CLASSES = (
     "circle",
@@ -164,7 +163,7 @@ class ShapesDataset(Dataset):
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for {self.length} images")
         if self._cache is not None:
-            img = tv_tensors.Image(self._cache[index])  # (3, size, size) uint8
+            img = self._cache[index]  # (3, size, size) uint8, a plain tensor: v2 transforms take it as the image
         else:
             img = render_shape_image(self.seed, self.split, index, self.size)[0]
         label = self.targets[index]
