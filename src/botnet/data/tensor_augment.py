@@ -92,7 +92,8 @@ def render_crops(crops: Sequence[PendingCrop]) -> Tensor:
 
 def normalize_batch(images: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
     """uint8 ``(..., 3, H, W)`` -> float32 scaled to 0..1 and normalised: ``v2.ToDtype(scale=True)`` + ``Normalize``."""
-    return TF.normalize(TF.to_dtype(images, torch.float32, scale=True), list(mean), list(std))
+    floats = TF.to_dtype(images, torch.float32, scale=True)  # a new tensor: normalised in place, the same numbers
+    return TF.normalize(floats, list(mean), list(std), inplace=True)  # one batch-sized allocation, not two
 
 
 class TensorTrainAugment:
