@@ -11,10 +11,11 @@ What is measured
     horizontal flip, float conversion, normalisation, batches of 64 -- in the main process (``num_workers=0``) with
     one torch thread, so img/s is per core. Pipelines:
 
-    * ``ours (PIL, v2)``: :class:`botnet.data.ImageFolderDataset` (PIL decode) + ``build_train_transform`` under
-      ``SeededDataset`` through ``botnet.engine.data.train_loader``, as ``botnet train`` runs on a folder;
-    * ``ours (PIL, tensor aug)``: the same, with :class:`~botnet.data.tensor_augment.TensorTrainAugment`;
-    * ``ours (decode_jpeg, tensor aug)``: ``torchvision.io.decode_jpeg`` instead of PIL, then the tensor augmentation;
+    * ``ours``: as ``botnet train`` runs on a folder: :class:`botnet.data.ImageFolderDataset` with ``tensors=True``
+      (JPEGs decoded by TorchCodec into uint8 tensors) + :class:`~botnet.data.tensor_augment.TensorTrainAugment`
+      under ``SeededDataset`` through ``botnet.engine.data.train_loader``, uint8 crops normalised per batch as the
+      trainer does;
+    * ``ours (PIL + v2)``: the former path, PIL images through ``build_train_transform`` (the v2 pipeline);
     * ``torchvision``: ``torchvision.datasets.ImageFolder`` + the v2 transforms, a plain ``DataLoader``;
     * ``timm``: ``timm.data.create_dataset`` + ``create_loader`` (no colour jitter, no prefetcher: the same work).
 
@@ -33,11 +34,11 @@ import numpy as np
 import torch
 import torchvision
 from PIL import Image, ImageEnhance
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
 from botnet.data import ImageFolderDataset, build_train_transform
-from botnet.data.tensor_augment import TensorTrainAugment
+from botnet.data.tensor_augment import TensorTrainAugment, normalize_batch
 from botnet.engine.data import train_loader
 from botnet.engine.distributed import DistInfo
 
@@ -70,30 +71,21 @@ def make_folder(root: Path, images: int, seed: int = 0) -> Path:
     return root
 
 
-class DecodeJpegFolder(Dataset):
-    """Our folder's files and targets, decoded by ``torchvision.io.decode_jpeg`` into uint8 tensors."""
-
-    def __init__(self, folder: ImageFolderDataset, transform) -> None:
-        self.samples, self.transform = folder.samples, transform
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int):
-        path, target = self.samples[index]
-        img = torchvision.io.decode_jpeg(torchvision.io.read_file(path), mode=torchvision.io.ImageReadMode.RGB)
-        return self.transform(img), target
-
-
-def _ours(root: Path, transform, dataset_cls=None) -> DataLoader:
-    folder = ImageFolderDataset(root, "train", transform)
-    dataset = folder if dataset_cls is None else dataset_cls(folder, transform)
+def _ours(root: Path, transform, tensors: bool) -> DataLoader:
+    dataset = ImageFolderDataset(root, "train", transform, tensors=tensors)
     cfg = SimpleNamespace(seed=0, batch_size=BATCH, workers=0)
     return train_loader(dataset, cfg, DistInfo(0, 1, 0, torch.device("cpu")), epoch=0)
 
 
-def _tensor_aug() -> TensorTrainAugment:
-    return TensorTrainAugment(SIZE, mean=MEAN, std=STD)
+class _NormalizedBatches:
+    """uint8 batches of a loader normalised as the trainer normalises them (``normalize_batch``)."""
+
+    def __init__(self, loader: DataLoader) -> None:
+        self.loader = loader
+
+    def __iter__(self):
+        for images, targets, bad in self.loader:
+            yield normalize_batch(images, MEAN, STD), targets, bad
 
 
 def build_pipelines(root: Path) -> dict[str, DataLoader]:
@@ -122,9 +114,8 @@ def build_pipelines(root: Path) -> dict[str, DataLoader]:
         device=torch.device("cpu"),
     )
     return {
-        "ours (PIL, v2)": _ours(root, build_train_transform(SIZE, mean=MEAN, std=STD)),
-        "ours (PIL, tensor aug)": _ours(root, _tensor_aug()),
-        "ours (decode_jpeg, tensor aug)": _ours(root, _tensor_aug(), DecodeJpegFolder),
+        "ours": _NormalizedBatches(_ours(root, TensorTrainAugment(SIZE, normalize=False), tensors=True)),
+        "ours (PIL + v2)": _ours(root, build_train_transform(SIZE, mean=MEAN, std=STD), tensors=False),
         "torchvision": DataLoader(tv, batch_size=BATCH, shuffle=True, drop_last=True),
         "timm": timm_loader,
     }

@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from botnet.data import folder
 from botnet.data.folder import (
     UNREADABLE_IMAGE_ERRORS,
     BadImageTracker,
@@ -21,6 +22,7 @@ from botnet.data.folder import (
     ImageFolderDataset,
     collate_skip_bad,
     load_rgb,
+    read_rgb,
 )
 
 W, H = 7, 5  # non-square on purpose
@@ -121,6 +123,66 @@ def test_unreadable_file_raises_from_load_rgb(tmp_path: Path, kind: str) -> None
         load_rgb(path)
 
 
+def _progressive_jpeg() -> tuple[Image.Image, str, dict]:
+    return Image.fromarray(_rgb_array(3, 40, 56)), ".jpg", dict(progressive=True, quality=80)
+
+
+TENSOR_FILES = {
+    **{mode: lambda make=make: (*make(), {}) for mode, make in MODE_FILES.items()},
+    "RGB 4:2:0 JPEG, odd size": lambda: (Image.fromarray(_rgb_array(1, 33, 47)), ".jpg", dict(quality=75)),
+    "gray JPEG": lambda: (Image.fromarray(_rgb_array(2, 20, 30)).convert("L"), ".jpg", {}),
+    "progressive JPEG": _progressive_jpeg,
+}
+
+
+JPEG_DECODED = {"RGB", "RGB 4:2:0 JPEG, odd size", "gray JPEG", "progressive JPEG"}  # CMYK JPEGs go through PIL
+
+
+@pytest.mark.parametrize("torchcodec", [True, False], ids=["torchcodec", "pil-fallback"])
+@pytest.mark.parametrize("kind", list(TENSOR_FILES))
+def test_read_rgb_gives_the_pixels_of_load_rgb(tmp_path: Path, monkeypatch, kind: str, torchcodec: bool) -> None:
+    """JPEGs through TorchCodec's decode_jpeg (or PIL where it cannot load), the rest through PIL: the pixels of
+    load_rgb, bit for bit."""
+    decoder, calls = folder._jpeg_decoder(), []
+    assert decoder is not None  # a declared dependency: it loads with the locked torch
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return decoder(*args, **kwargs)
+
+    monkeypatch.setattr(folder, "_jpeg_decoder", lambda: counted if torchcodec else None)
+    img, ext, save_kw = TENSOR_FILES[kind]()
+    path = _save(tmp_path / f"img{ext}", img, **save_kw)
+    got = read_rgb(path)
+    expected = torch.from_numpy(np.array(load_rgb(path))).permute(2, 0, 1)  # (3, H, W)
+    assert got.dtype == torch.uint8 and got.shape == expected.shape
+    assert torch.equal(got, expected)
+    assert len(calls) == (torchcodec and kind in JPEG_DECODED)
+
+
+@pytest.mark.parametrize("kind", list(BAD_FILES))
+def test_unreadable_file_raises_from_read_rgb(tmp_path: Path, kind: str) -> None:
+    path = BAD_FILES[kind](tmp_path)
+    with pytest.raises(UNREADABLE_IMAGE_ERRORS):
+        read_rgb(path)
+
+
+def test_read_rgb_checks_max_pixels_before_decoding(tmp_path: Path) -> None:
+    path = _save(tmp_path / "ok.jpg", Image.fromarray(_rgb_array()))
+    with pytest.raises(Image.DecompressionBombError, match="max_pixels=34"):
+        read_rgb(path, max_pixels=W * H - 1)
+    assert read_rgb(path, max_pixels=W * H).shape == (3, H, W)
+
+
+def test_read_rgb_leaves_truncated_jpegs_to_pil_when_allowed(tmp_path: Path, monkeypatch) -> None:
+    """With PIL's LOAD_TRUNCATED_IMAGES on, a cut JPEG decodes as load_rgb decodes it, not as an error."""
+    from PIL import ImageFile
+
+    path = _truncated(tmp_path / "cut.jpg", "JPEG")
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    assert torch.equal(read_rgb(path), torch.from_numpy(np.array(load_rgb(path))).permute(2, 0, 1))
+
+
 def test_pil_bomb_warning_range_is_an_error(tmp_path: Path) -> None:
     # 10_000 x 10_000 is between PIL's warning (89M) and error (179M) thresholds: a warning in PIL, an error here
     path = _png_header_only(tmp_path / "big.png", 10_000, 10_000)
@@ -141,14 +203,16 @@ def _make_split(root: Path, split: str, classes: dict[str, int], seed: int = 0) 
             _save(root / split / name / f"{i}.png", Image.fromarray(_rgb_array(seed + 10 * c + i)))
 
 
-@pytest.fixture
-def dataset_with_bad_files(tmp_path: Path) -> tuple[ImageFolderDataset, set[str]]:
+@pytest.fixture(params=[False, True], ids=["pil", "tensors"])
+def dataset_with_bad_files(tmp_path: Path, request) -> tuple[ImageFolderDataset, set[str]]:
     _make_split(tmp_path, "train", {"cat": 2, "dog": 2})
     _save(tmp_path / "train" / "dog" / "nested" / "deep.JPG", Image.fromarray(_rgb_array(5)))
     (tmp_path / "train" / "dog" / "._0.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")  # hidden: ignored
     (tmp_path / "train" / "cat" / "notes.txt").write_text("ignored: not an image extension")
     bad_dir = tmp_path / "train" / "cat"
     bad = {str(BAD_FILES[kind](bad_dir)) for kind in BAD_FILES}
+    if request.param:
+        return ImageFolderDataset(tmp_path, "train", transform=None, tensors=True), bad
     ds = ImageFolderDataset(tmp_path, "train", transform=lambda img: torch.from_numpy(np.array(img)).permute(2, 0, 1))
     return ds, bad
 

@@ -57,9 +57,14 @@ def build_datasets(
     that and a class-imbalance warning are logged (by the main process of ``info``).
     """
     aug = dict(scale=cfg.scale, ratio=cfg.ratio, hflip=cfg.hflip, mean=pre.mean, std=pre.std)
-    if cfg.builtin_data and cfg.randaugment is None:  # the v2 pixels, from uint8 tensors, at a fraction of the cost
-        # crops made per batch by the collate function, uint8; the trainer normalises the batch (the same numbers)
-        train_tf = TensorTrainAugment(pre.img_size, interpolation=pre.interpolation, defer=True, **aug)
+    # Images travel as uint8 tensors (folders: JPEGs decoded by torchvision.io), so training, validation and
+    # `botnet predict` resize with the same torch kernels. Without RandAugment the augmentation is the v2 pipeline's,
+    # pixel for pixel, without its per-sample overhead; its uint8 crops are normalised by the trainer per batch.
+    if cfg.randaugment is None:
+        # the cached built-in images: crops made per batch by the collate function, one resize per crop size
+        train_tf = TensorTrainAugment(
+            pre.img_size, interpolation=pre.interpolation, normalize=False, defer=cfg.builtin_data, **aug
+        )
     else:
         train_tf = build_train_transform(
             pre.img_size, randaugment=cfg.randaugment, interpolation=pre.interpolation, **aug
@@ -79,6 +84,7 @@ def build_datasets(
         seed=cfg.seed,
         max_pixels=cfg.max_image_pixels,
         need_train=train,
+        tensors=True,
     )
     for note in notes:
         log(note, enabled=info is None or info.is_main)

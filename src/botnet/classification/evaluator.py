@@ -97,7 +97,13 @@ def evaluate_checkpoint(
         else:  # without val/, the images the run held out if it trained on this folder
             split = run_cfg or TrainConfig()
             _, val, notes = image_folder_splits(
-                data, None, pre.eval_transform(), val_fraction=split.val_fraction, seed=split.seed, need_train=False
+                data,
+                None,
+                pre.eval_transform(),
+                val_fraction=split.val_fraction,
+                seed=split.seed,
+                need_train=False,
+                tensors=True,
             )
             for note in notes:
                 log(note, enabled=info.is_main)

@@ -11,6 +11,8 @@ when too many are bad (:class:`BadImageTracker`).
 from __future__ import annotations
 
 import copy
+import functools
+import io
 import os
 import re
 import struct
@@ -21,7 +23,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageFile
 from torch import Tensor
 from torch.utils.data import Dataset, default_collate
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, has_file_allowed_extension
@@ -84,15 +86,54 @@ def load_rgb(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MAX_
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             with open_regular(path) as fh, Image.open(fh) as img:
-                width, height = img.size
-                if max_pixels is not None and width * height > max_pixels:
-                    raise Image.DecompressionBombError(
-                        f"image size {width}x{height} = {width * height} pixels is more than max_pixels={max_pixels}"
-                    )
+                _check_pixels(img, max_pixels)
                 img.load()
                 return _to_rgb(img)
         except Image.DecompressionBombWarning as e:
             raise Image.DecompressionBombError(str(e)) from None
+
+
+def read_rgb(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Tensor:
+    """:func:`load_rgb` as a uint8 ``(3, H, W)`` tensor, the same pixels. JPEGs in RGB or gray (baseline and
+    progressive) are decoded by TorchCodec's ``decode_jpeg``, the same libjpeg-turbo decoding as PIL's without a PIL
+    image and its copies in between; every other file, or every file when TorchCodec cannot be loaded, by
+    :func:`load_rgb`. Raises what :func:`load_rgb` raises."""
+    decode = _jpeg_decoder()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with open_regular(path) as fh:
+                data = bytearray(fh.read())
+            with Image.open(io.BytesIO(data)) as img:  # reads the header only
+                _check_pixels(img, max_pixels)
+                pil = img.format != "JPEG" or img.mode not in ("RGB", "L") or ImageFile.LOAD_TRUNCATED_IMAGES
+                if decode is None or pil:
+                    img.load()
+                    return TF.pil_to_tensor(_to_rgb(img))
+        except Image.DecompressionBombWarning as e:
+            raise Image.DecompressionBombError(str(e)) from None
+    try:
+        return decode(torch.frombuffer(data, dtype=torch.uint8), mode="RGB")  # (3, H, W) uint8
+    except RuntimeError as e:  # a truncated or corrupt file: an unreadable image, as PIL's OSError says
+        raise OSError(f"cannot decode JPEG: {str(e).splitlines()[-1]}") from None
+
+
+@functools.cache
+def _jpeg_decoder() -> Callable[..., Tensor] | None:
+    """TorchCodec's ``decode_jpeg``, or None where its native library does not load (a torch it was not built for)."""
+    try:
+        from torchcodec.decoders import decode_jpeg
+    except (ImportError, OSError, RuntimeError):
+        return None
+    return decode_jpeg
+
+
+def _check_pixels(img: Image.Image, max_pixels: int | None) -> None:
+    width, height = img.size
+    if max_pixels is not None and width * height > max_pixels:
+        raise Image.DecompressionBombError(
+            f"image size {width}x{height} = {width * height} pixels is more than max_pixels={max_pixels}"
+        )
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -142,10 +183,12 @@ class ImageFolderDataset(Dataset):
     Args:
         root: dataset folder holding one folder per split.
         split: split folder name, e.g. ``"train"`` or ``"val"``.
-        transform: applied to the RGB PIL image.
+        transform: applied to the RGB PIL image, or with ``tensors`` to its uint8 ``(3, H, W)`` tensor.
         classes: the class names the split must have (those of the train split, when building val); their order
             sets the target indices. Default: the split's own class folders, sorted.
         max_pixels: passed to :func:`load_rgb`.
+        tensors: decode to uint8 ``(3, H, W)`` tensors with :func:`read_rgb` (the same pixels, JPEGs faster, and
+            torch's resize kernels in tensor transforms) instead of PIL images.
 
     Raises:
         DataError: the root or split is missing, has no class folders or empty class folders, or its classes differ
@@ -160,11 +203,13 @@ class ImageFolderDataset(Dataset):
         *,
         classes: Sequence[str] | None = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        tensors: bool = False,
     ) -> None:
         self.root = Path(root)
         self.split = split
         self.transform = transform
         self.max_pixels = max_pixels
+        self.tensors = tensors
         split_dir = _check_split_dir(self.root, split)
 
         found = _find_class_folders(split_dir)
@@ -200,7 +245,7 @@ class ImageFolderDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[Any, int] | BadSample:
         path, target = self.samples[index]
         try:
-            img = load_rgb(path, max_pixels=self.max_pixels)
+            img = (read_rgb if self.tensors else load_rgb)(path, max_pixels=self.max_pixels)
         except UNREADABLE_IMAGE_ERRORS as e:
             return BadSample(path, f"{type(e).__name__}: {e}")
         if self.transform is not None:
@@ -351,7 +396,7 @@ def read_images(paths: list[str | Path], max_pixels: int = DEFAULT_MAX_PIXELS) -
         except NotRegularFile as err:
             raise ValueError(f"image {err}; give image files") from None
         try:
-            images.append(TF.pil_to_tensor(load_rgb(path, max_pixels)))
+            images.append(read_rgb(path, max_pixels))
         except UNREADABLE_IMAGE_ERRORS as err:
             raise ValueError(f"cannot read {path} as an image: {err}") from None
     return images

@@ -73,13 +73,14 @@ def image_folder_splits(
     seed: int = 0,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     need_train: bool = True,
+    tensors: bool = False,
 ) -> tuple[ImageFolderDataset | None, ImageFolderDataset, list[str]]:
     """``(train, val, notes)`` of an ImageFolder root: ``root/train`` and ``root/val``, or, with no ``val/`` folder,
     ``val_fraction`` of each class of ``root/train`` held out (:func:`stratified_holdout`, ``seed``).
 
     The training classes are checked (:func:`~botnet.data.checks.check_class_counts`); ``notes`` are the lines to
     log: the held-out split and a class-imbalance warning. ``need_train=False`` with a ``val/`` folder reads only it
-    (``train`` is then ``None``).
+    (``train`` is then ``None``). ``tensors``: the datasets decode to uint8 tensors (:class:`ImageFolderDataset`).
 
     Raises:
         DataError: a missing or badly laid-out folder, a class with fewer than 2 images, val classes that differ
@@ -87,11 +88,13 @@ def image_folder_splits(
     """
     root = Path(root)
     if (root / "val").is_dir() and not need_train:
-        return None, ImageFolderDataset(root, "val", val_transform, max_pixels=max_pixels), []
-    train = ImageFolderDataset(root, "train", train_transform, max_pixels=max_pixels)
+        return None, ImageFolderDataset(root, "val", val_transform, max_pixels=max_pixels, tensors=tensors), []
+    train = ImageFolderDataset(root, "train", train_transform, max_pixels=max_pixels, tensors=tensors)
     notes = []
     if (root / "val").is_dir():
-        val = ImageFolderDataset(root, "val", val_transform, classes=train.classes, max_pixels=max_pixels)
+        val = ImageFolderDataset(
+            root, "val", val_transform, classes=train.classes, max_pixels=max_pixels, tensors=tensors
+        )
         check_class_counts(_counts(train), train.classes, str(root / "train"))
     else:
         check_class_counts(_counts(train), train.classes, str(root / "train"), holdout_fraction=val_fraction)
