@@ -30,6 +30,7 @@ from .config import read_yaml_comments, save_yaml
 from .data import batches_per_epoch
 from .distributed import DistInfo, all_reduce_sum, broadcast_object
 from .estimate import estimate_line
+from .heap import keep_freed_memory
 from .optim import build_optimizer, build_scheduler
 from .reporting import CURVES_FILE, Progress, log, plot_curves, write_metrics
 from .run_dir import RunLock, claim_output_dir, new_run_dir
@@ -83,6 +84,7 @@ class Trainer(TrainerCheckpoints):
 
     def _setup(self, resume: bool) -> None:
         cfg, info = self.cfg, self.info
+        keep_freed_memory()  # steps reuse the heap instead of faulting in fresh pages (engine/heap.py)
         log(
             f"{'resuming' if resume else 'starting'} {cfg.model} on {self.data_name()} for {cfg.epochs} epochs, "
             f"{info.world_size} process(es) on {info.device}, output {self.out}; preparing the data",
