@@ -1,15 +1,20 @@
 """Training throughput of the classification loop (``botnet.classification.train``), CPU or GPU, medians over repeats.
 
 What is measured
-    Every case runs the real training loop, ``botnet.classification.train``, exactly as ``botnet train`` does (data
-    loader with the default 2 worker processes, augmentation, optimizer, scheduler, checkpoint after every epoch), on
+    Every loop case runs the real training loop, ``botnet.classification.train``, exactly as ``botnet train`` does
+    (data loader with the worker count it picks, augmentation, optimizer, scheduler, checkpoint after every epoch), on
     the built-in shapes dataset rendered at the case's size, in a fresh temporary output directory. Each epoch appends
     to ``metrics.jsonl``:
 
     * ``images_per_s``: training images / wall time of the epoch's loop (from creating the loader iterator to the last
       optimizer step; validation, checkpoints, metrics and plots are outside it);
     * ``data_wait_s``: time the loop spent waiting for the next batch (includes starting the loader's worker
-      processes, which happens again every epoch).
+      processes, if any, which happens again every epoch).
+
+    A "bare step" case is the model's forward/backward/optimizer step on one fixed random batch, as many steps as the
+    loop's epoch (no loader, no per-step bookkeeping): the upper bound of what the loop can deliver. The process
+    keeps freed heap memory (``botnet.engine.heap``) from the start, as ``botnet train`` does, so loop and bare steps
+    run under the same malloc settings.
 
     A run has ``--epochs`` epochs (default 2). The first epoch carries one-off costs (first-call allocations, oneDNN
     primitive creation) and is reported on its own ("1st ep"); every later epoch is one sample. Cases are interleaved
@@ -18,20 +23,18 @@ What is measured
     checkpoints, plots), per run.
 
 Cases
-    1. ``botnet_tiny`` at 64 px, batch 64: the default preset of ``botnet train`` on a shortened epoch (2048 images),
-       with ``workers=0`` (loading in the main process: the default on a CPU of <= 4 cores) and with 2 worker
-       processes; and the model's bare
-       forward/backward/optimizer step on one fixed random batch (no loader, no per-step bookkeeping), the upper bound
-       of what the loop can deliver.
+    1. ``botnet_tiny`` at 64 px, batch 64, the default run's 20,000 images (312 steps an epoch): the loop with the
+       default worker count (auto: 0 on a CPU of <= 4 cores), the loop with 2 worker processes, and the bare step.
     2. ``botnet50`` (ours), ``resnet50`` (ours) and torchvision's ``resnet50`` (through ``model_fn``) at 224 px, batch
-       16, 2 batches per epoch, and botnet50's bare step (the loop / bare ratio at 224 px).
+       16, 4 batches per epoch, default workers; the bare steps of botnet50 (the loop / bare ratio at 224 px), of our
+       resnet50 and of torchvision's.
     3. With ``--with-1024``: bare steps of our resnet50 and torchvision's at 1024 px, batch 1.
     4. The JPEG input pipeline (``jpeg_pipeline.py``): ours, torchvision's and timm's loaders on the same folder of
        ``--jpeg-images`` photos (default 512; 0 skips it), one core, img/s and ratios.
 
 How to run
-    uv run --locked python benchmarks/train_speed.py            # ~6 min on 2 idle CPU cores
-    uv run --locked python benchmarks/train_speed.py --quick    # smoke run, ~1 min
+    uv run --locked python benchmarks/train_speed.py            # ~12 min on 2 idle CPU cores
+    uv run --locked python benchmarks/train_speed.py --quick    # smoke run, ~2 min
     Options: ``--repeats N`` (default 3), ``--epochs N`` (per run, >= 2), ``--jpeg-images N``, ``--with-1024``,
     ``--out DIR`` (default benchmarks/results).
     Writes ``train_speed.json`` (settings, machine, load averages, every epoch of every run) and ``train_speed.csv``
@@ -44,6 +47,7 @@ How to read the ratio
     faster. BoTNet-50 has slightly fewer MACs than ResNet-50 at 224 px (4.02 vs 4.09 G), so ~1 means its attention
     costs what its FLOPs say, below 1 how much less efficient attention (softmax, relative logits, reshapes) is than
     convolution on this hardware. Ours resnet50 / torchvision resnet50 should be ~1 (the same network).
+    For the bare 224 px resnet50 row it is torchvision's bare step: the same network, ~1 expected.
     For the 64 px loop rows the denominator is the bare step: the share of the model's pure compute speed the loop
     delivers; what is missing is data wait ("wait %") plus whatever else the loop and its loader processes cost.
     The JSON also holds the ratio per repeat (paired within a repeat), whose spread shows how far to trust it.
@@ -75,15 +79,18 @@ from torch import nn
 import jpeg_pipeline
 from botnet.classification import TrainConfig, train
 from botnet.engine import build_config
+from botnet.engine.distributed import auto_workers
+from botnet.engine.heap import keep_freed_memory
 from botnet.engine.optim import build_optimizer
 from botnet.models import create_model
 from machine import machine_info
 
-DEFAULT = "tiny@64 loop workers=0"  # botnet train's default preset on <= 4 CPU cores
+DEFAULT = "tiny@64 loop (default)"  # botnet train with its defaults: workers auto (0 on <= 4 CPU cores)
 WORKERS2 = "tiny@64 loop workers=2"
 BARE = "tiny@64 bare step"  # its model's step alone: the denominator of the tiny rows' ratio
 REFERENCE = "tv_resnet50@224"  # the denominator of the 224 px rows' ratio
 BARE50 = "botnet50@224 bare step"
+REF224 = "tv_resnet50@224 bare step"
 REF1024 = "tv_resnet50@1024 bare step"
 
 
@@ -120,20 +127,22 @@ class Samples:
 
 
 def build_cases(quick: bool, with_1024: bool = False) -> list[Case]:
-    tiny_train = 128 if quick else 2048  # 2 / 32 batches of 64
-    big_batch, big_batches = (4, 1) if quick else (16, 2)
-    common = dict(data="shapes", workers=2, log_interval=10**6, eval_interval=10**6, seed=0)
+    tiny_train = 256 if quick else 20_000  # the default run's train split: 312 batches of 64
+    big_batch, big_batches = (4, 1) if quick else (16, 4)
+    common = dict(data="shapes", workers=None, log_interval=10**6, eval_interval=10**6, seed=0)  # None: auto
     tiny = dict(common, model="botnet_tiny", img_size=64, batch_size=64, shapes_train=tiny_train, shapes_val=64)
     big = dict(common, img_size=224, batch_size=big_batch, shapes_train=big_batch * big_batches, shapes_val=big_batch)
     huge = dict(common, img_size=1024, batch_size=1, shapes_train=1, shapes_val=1)
     return [
-        Case(DEFAULT, dict(tiny, workers=0), ref=BARE),
-        Case(WORKERS2, tiny, ref=BARE),
-        Case(BARE, dict(tiny, shapes_train=tiny_train // 2), bare=True),
+        Case(DEFAULT, tiny, ref=BARE),
+        Case(WORKERS2, dict(tiny, workers=2), ref=BARE),
+        Case(BARE, tiny, bare=True),
         Case("botnet50@224", dict(big, model="botnet50"), ref=REFERENCE),
         Case("resnet50@224", dict(big, model="resnet50"), ref=REFERENCE),
         Case(REFERENCE, dict(big, model="resnet50"), model_fn=tv_resnet50),
         Case(BARE50, dict(big, model="botnet50"), bare=True),
+        Case("resnet50@224 bare step", dict(big, model="resnet50"), bare=True, ref=REF224),
+        Case(REF224, dict(big, model="resnet50"), model_fn=tv_resnet50, bare=True),
     ] + (
         [
             Case("resnet50@1024 bare step", dict(huge, model="resnet50"), bare=True, ref=REF1024),
@@ -170,7 +179,7 @@ def run_bare(case: Case, epochs: int) -> tuple[list[dict[str, Any]], float]:
     optimizer = build_optimizer(model, cfg, lr=0.01)
     images = torch.randn(cfg.batch_size, 3, cfg.img_size, cfg.img_size)  # (B, 3, H, W)
     targets = torch.arange(cfg.batch_size) % 10
-    steps = cfg.shapes_train // cfg.batch_size
+    steps = cfg.shapes_train // cfg.batch_size  # as many steps as the loop's epoch
     model.train()
     rows, t_start = [], time.perf_counter()
     for epoch in range(epochs):
@@ -239,7 +248,7 @@ def summarize(results: dict[str, Samples], repeats: int, epochs: int) -> list[di
             "img_size": o["img_size"],
             "batch_size": o["batch_size"],
             "batches_per_epoch": o["shapes_train"] // o["batch_size"],
-            "workers": 0 if s.case.bare else o["workers"],
+            "workers": 0 if s.case.bare else ("auto" if o["workers"] is None else o["workers"]),
             "samples": len(s.images_per_s),
             "images_per_s_median": statistics.median(s.images_per_s),
             "images_per_s_min": min(s.images_per_s),
@@ -284,27 +293,28 @@ def format_table(table: list[dict[str, Any]]) -> str:
 def verdicts(table: list[dict[str, Any]]) -> list[str]:
     by = {r["case"]: r for r in table}
     loop0, loop = by[DEFAULT], by[WORKERS2]
-    wait = loop["data_wait_pct_median"]
-    keeps_up = "keeps up" if wait < 5 else "does NOT keep up"
     lines = [
-        f"default preset (botnet_tiny@64, batch 64, workers=0 on this machine): {loop0['images_per_s_median']:.1f} "
-        f"img/s, {loop0['data_wait_pct_median']:.1f}% of the epoch spent loading data in the main process",
-        f"with 2 workers: {loop['images_per_s_median']:.1f} img/s, data wait {wait:.1f}% of the epoch "
-        f"({loop['data_wait_s_median']:.2f}s, worker start-up included) -> the workers {keeps_up} (threshold 5%)",
-        f"loop / bare step: {loop0['ratio']:.3f} with workers=0, {loop['ratio']:.3f} with 2 workers "
-        f"(workers=0 / workers=2: {loop0['images_per_s_median'] / loop['images_per_s_median']:.3f})",
+        f"default run (botnet_tiny@64, batch 64, workers auto = {auto_workers(torch.device('cpu'))} here): "
+        f"{loop0['images_per_s_median']:.1f} img/s, {loop0['data_wait_pct_median']:.1f}% of the epoch waiting for "
+        f"data; loop / bare step {loop0['ratio']:.3f} (per repeat: {_spread(loop0)})",
+        f"with 2 workers: {loop['images_per_s_median']:.1f} img/s, data wait {loop['data_wait_pct_median']:.1f}% "
+        f"of the epoch ({loop['data_wait_s_median']:.2f}s, worker start-up included); loop / bare step "
+        f"{loop['ratio']:.3f}; default / workers=2: {loop0['images_per_s_median'] / loop['images_per_s_median']:.3f}",
     ]
-    for name in ("botnet50@224", "resnet50@224", "resnet50@1024 bare step"):
-        if name in by:
-            r = by[name]
-            spread = ", ".join(f"{x:.3f}" for x in r["ratio_per_repeat"])
-            lines.append(f"{name} / {r['ratio_to']}: {r['ratio']:.3f} (per repeat: {spread})")
     loop50, bare50 = by["botnet50@224"], by[BARE50]
     lines.append(
         f"botnet50@224 loop / bare step: {loop50['images_per_s_median'] / bare50['images_per_s_median']:.3f} "
         f"(data wait {loop50['data_wait_pct_median']:.1f}% of the epoch)"
     )
+    for name in ("botnet50@224", "resnet50@224", "resnet50@224 bare step", "resnet50@1024 bare step"):
+        if name in by:
+            r = by[name]
+            lines.append(f"{name} / {r['ratio_to']}: {r['ratio']:.3f} (per repeat: {_spread(r)})")
     return lines
+
+
+def _spread(row: dict[str, Any]) -> str:
+    return ", ".join(f"{x:.3f}" for x in row["ratio_per_repeat"])
 
 
 def measure_jpeg(images: int, repeats: int) -> list[dict[str, Any]]:
@@ -327,10 +337,13 @@ def main(argv: list[str] | None = None) -> int:
     repeats = args.repeats if args.repeats is not None else (1 if args.quick else 3)
     if repeats < 1:
         parser.error(f"--repeats must be at least 1, got {repeats}")
+    if 0 < args.jpeg_images < jpeg_pipeline.BATCH:
+        parser.error(f"--jpeg-images must be 0 or at least one batch ({jpeg_pipeline.BATCH}), got {args.jpeg_images}")
     if args.epochs < 2:
         parser.error(f"--epochs must be at least 2 (the first epoch is excluded), got {args.epochs}")
 
     cases = build_cases(args.quick, args.with_1024)
+    keep_freed_memory()  # as `botnet train` does: the loop and the bare steps run under the same malloc settings
     load_start, t0 = os.getloadavg(), time.perf_counter()
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in load_start)}", file=sys.stderr, flush=True)
     results = measure(cases, repeats, args.epochs)
