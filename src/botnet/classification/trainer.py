@@ -9,11 +9,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from ..data.tensor_augment import normalize_batch
 from ..data.transforms import BatchMix
-from ..engine.data import eval_loader, train_loader
+from ..engine.data import eval_loader
 from ..engine.distributed import DistInfo, autocast, cleanup, setup
 from ..engine.loop import Trainer
 from ..engine.reporting import log
@@ -97,9 +97,6 @@ class ClassificationTrainer(Trainer):
 
     def param_groups(self) -> list[dict] | None:
         return finetune.optimizer_groups(self.model, self.cfg)
-
-    def train_loader(self, epoch: int, skip_batches: int) -> DataLoader:
-        return train_loader(self.train_ds, self.cfg, self.info, epoch, skip_batches)
 
     def compute_loss(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         cfg, device = self.cfg, self.info.device

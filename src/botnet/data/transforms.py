@@ -229,9 +229,9 @@ class SeededDataset(Dataset):
     is the same whatever the number of DataLoader workers or the access order, and the caller's RNG is untouched.
     When the dataset's ``transform`` draws only from a ``torch.Generator`` of its own (its ``generator`` attribute,
     e.g. :class:`~botnet.data.tensor_augment.TensorTrainAugment`), that generator is seeded instead and the global
-    random state is left alone. CUDA generators are neither seeded nor touched. With ``persistent_workers=True`` the
-    workers keep the epoch they started with: call :meth:`set_epoch` before creating each epoch's iterator, or do not
-    persist workers.
+    random state is left alone. CUDA generators are neither seeded nor touched. Worker processes hold a copy of this
+    dataset made when they start: with ``persistent_workers=True`` give the epoch in the key, ``dataset[(epoch, i)]``
+    (:class:`~botnet.engine.data.EpochSampler` does), as a later :meth:`set_epoch` does not reach them.
 
     Args:
         dataset: map-style dataset whose ``__getitem__`` draws its randomness from torch (or ``random``).
@@ -246,13 +246,15 @@ class SeededDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
-    def sample_seed(self, index: int) -> int:
-        """The 63-bit seed of sample ``index`` in the current epoch."""
-        key = f"{self.seed},{self.epoch},{int(index)}".encode()
+    def sample_seed(self, index: int, epoch: int | None = None) -> int:
+        """The 63-bit seed of sample ``index`` in ``epoch`` (default: the current epoch)."""
+        key = f"{self.seed},{self.epoch if epoch is None else int(epoch)},{int(index)}".encode()
         return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
 
-    def __getitem__(self, index: int) -> Any:
-        seed = self.sample_seed(index)
+    def __getitem__(self, key: int | tuple[int, int]) -> Any:
+        """Sample ``key``: an index (of the epoch set by :meth:`set_epoch`) or an ``(epoch, index)`` pair."""
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
+        seed = self.sample_seed(index, epoch)
         own = getattr(getattr(self.dataset, "transform", None), "generator", None)
         if isinstance(own, torch.Generator):  # a transform that draws only from its own generator
             own.manual_seed(seed)

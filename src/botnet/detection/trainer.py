@@ -8,10 +8,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from ..data.det_transforms import collate_detection
-from ..engine.data import eval_loader, train_loader
+from ..engine.data import eval_loader
 from ..engine.distributed import autocast, cleanup, setup
 from ..engine.loop import Trainer
 from ..engine.reporting import log
@@ -37,6 +37,7 @@ def detect_train(cfg: DetectConfig, *, resume: bool = False, overwrite: bool = F
 class DetectionTrainer(Trainer):
     best_metric = "val_bbox_AP"
     command = "botnet detect train"
+    collate_fn = staticmethod(collate_detection)
 
     def __init__(self, cfg: DetectConfig, info: Any, *, resume: bool, overwrite: bool) -> None:
         self.resuming = resume
@@ -72,9 +73,6 @@ class DetectionTrainer(Trainer):
         if self.cfg.weights_backbone:
             args["weights_backbone"] = self.backbone_weights
         return create_detection_model(self.cfg.model, **args)
-
-    def train_loader(self, epoch: int, skip_batches: int) -> DataLoader:
-        return train_loader(self.train_ds, self.cfg, self.info, epoch, skip_batches, collate_fn=collate_detection)
 
     def compute_loss(self, images: list[torch.Tensor], targets: list[dict[str, Any]]) -> torch.Tensor:
         device = self.info.device

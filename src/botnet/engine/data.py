@@ -3,6 +3,11 @@
 Training order comes from ``DistributedSampler`` (seeded, reshuffled per epoch) and each sample's augmentation from
 :class:`~botnet.data.SeededDataset`, so a run is reproducible whatever the worker count, and a resumed run can skip
 the batches it has already seen and continue with exactly the batches an uninterrupted run would have drawn.
+
+A run's training batches come from one :class:`TrainLoader`: its worker processes start once and serve every epoch
+(``persistent_workers``), because the sampler hands them ``(epoch, index)`` keys. Forking them anew each epoch would
+cost their start-up and, on CPU, copy-on-write faults over the training process's memory in the first steps after
+each fork (2.7 s an epoch for botnet50 at 224 px, batch 16, 2 workers).
 """
 
 from __future__ import annotations
@@ -19,14 +24,22 @@ from ..data.transforms import SeededDataset
 from .distributed import DistInfo
 
 
-class SkipSampler(Sampler[int]):
-    """The indices of ``sampler`` after the first ``skip`` (resuming in the middle of an epoch)."""
+class EpochSampler(Sampler[tuple[int, int]]):
+    """``(epoch, index)`` keys of ``sampler``'s shard of one epoch, after the first ``skip`` (resuming mid-epoch).
 
-    def __init__(self, sampler: DistributedSampler, skip: int = 0) -> None:
-        self.sampler, self.skip = sampler, skip
+    The epoch travels with every index, so worker processes kept from one epoch to the next augment each sample as
+    ``(seed, epoch, index)`` says (:class:`~botnet.data.SeededDataset` reads the key).
+    """
 
-    def __iter__(self) -> Iterator[int]:
-        return itertools.islice(iter(self.sampler), self.skip, None)
+    def __init__(self, sampler: DistributedSampler) -> None:
+        self.sampler, self.epoch, self.skip = sampler, 0, 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.sampler.set_epoch(epoch)
+        self.epoch, self.skip = epoch, skip
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return ((self.epoch, i) for i in itertools.islice(iter(self.sampler), self.skip, None))
 
     def __len__(self) -> int:
         return max(len(self.sampler) - self.skip, 0)
@@ -45,27 +58,47 @@ class ShardSampler(Sampler[int]):
         return len(self.indices)
 
 
+class TrainLoader:
+    """The training batches of every epoch of a run, from one ``DataLoader`` whose workers live for the whole run.
+
+    :meth:`epoch` arms it for an epoch and returns the ``DataLoader`` to iterate; :meth:`close` stops the workers.
+    The caller checks that the dataset holds at least one batch per process (:func:`batches_per_epoch`).
+    """
+
+    def __init__(self, dataset: Dataset, cfg: Any, info: DistInfo, collate_fn=collate_skip_bad) -> None:
+        seeded = SeededDataset(dataset, cfg.seed)
+        shard = DistributedSampler(seeded, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=cfg.seed)
+        self.sampler, self.batch_size = EpochSampler(shard), cfg.batch_size
+        self.loader: DataLoader | None = DataLoader(
+            seeded,
+            batch_size=cfg.batch_size,
+            sampler=self.sampler,
+            num_workers=cfg.workers,
+            collate_fn=collate_fn,
+            pin_memory=info.device.type == "cuda",
+            drop_last=True,
+            worker_init_fn=ignore_stop_signals,
+            persistent_workers=cfg.workers > 0,
+        )
+
+    def epoch(self, epoch: int, skip_batches: int = 0) -> DataLoader:
+        """The loader of ``epoch``, starting after ``skip_batches`` batches of this process."""
+        if self.loader is None:
+            raise RuntimeError("this TrainLoader is closed")
+        self.sampler.set_epoch(epoch, skip_batches * self.batch_size)
+        return self.loader
+
+    def close(self) -> None:
+        """Stop the worker processes (idempotent)."""
+        self.loader = None  # the last reference to the DataLoader and its iterator: its workers shut down
+
+
 def train_loader(
     dataset: Dataset, cfg: Any, info: DistInfo, epoch: int, skip_batches: int = 0, collate_fn=collate_skip_bad
 ) -> DataLoader:
-    """The loader of one epoch, starting after ``skip_batches`` batches of this process.
-
-    The caller checks that the dataset holds at least one batch per process (:func:`batches_per_epoch`).
-    """
-    seeded = SeededDataset(dataset, cfg.seed)
-    seeded.set_epoch(epoch)
-    sampler = DistributedSampler(seeded, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=cfg.seed)
-    sampler.set_epoch(epoch)
-    return DataLoader(
-        seeded,
-        batch_size=cfg.batch_size,
-        sampler=SkipSampler(sampler, skip_batches * cfg.batch_size),
-        num_workers=cfg.workers,
-        collate_fn=collate_fn,
-        pin_memory=info.device.type == "cuda",
-        drop_last=True,
-        worker_init_fn=ignore_stop_signals,
-    )
+    """The loader of one epoch, starting after ``skip_batches`` batches of this process (a :class:`TrainLoader` of
+    its own: workers, if any, start for this epoch and stop when it is dropped)."""
+    return TrainLoader(dataset, cfg, info, collate_fn).epoch(epoch, skip_batches)
 
 
 def ignore_stop_signals(_worker_id: int) -> None:

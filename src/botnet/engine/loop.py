@@ -24,10 +24,10 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset
 
-from ..data.folder import BadImageTracker, DataError
+from ..data.folder import BadImageTracker, DataError, collate_skip_bad
 from . import checkpoint as ckpt
 from .config import read_yaml_comments, save_yaml
-from .data import batches_per_epoch
+from .data import TrainLoader, batches_per_epoch
 from .distributed import DistInfo, all_reduce_sum, broadcast_object
 from .estimate import estimate_line
 from .heap import keep_freed_memory
@@ -55,6 +55,7 @@ class Trainer(TrainerCheckpoints):
 
     best_metric = "val_top1"  # the row key that decides best/ (higher is better)
     command = "botnet train"  # the command that resumes a run of this task
+    collate_fn = staticmethod(collate_skip_bad)  # how the task's training samples are batched
     auto_reasons: dict[str, str] = {}  # noqa: RUF012 - set per run by resolve(): {option: why the recipe chose it}
 
     def __init__(self, cfg: Any, info: DistInfo, *, resume: bool, overwrite: bool) -> None:
@@ -67,6 +68,7 @@ class Trainer(TrainerCheckpoints):
         if cfg.sync_bn and info.device.type != "cuda":
             raise ValueError("--sync-bn needs CUDA devices; drop it for CPU runs")
         self._run_lock: RunLock | None = None
+        self._train_loader: TrainLoader | None = None
         error = None
         if info.is_main:  # one writer per run directory: only the main process writes, and it holds the lock
             try:
@@ -132,7 +134,10 @@ class Trainer(TrainerCheckpoints):
             save_yaml(cfg, path, comments=reasons)
 
     def close(self) -> None:
-        """Release the run directory (idempotent); :meth:`fit` does it when it ends."""
+        """Stop the data loader's workers and release the run directory (idempotent); :meth:`fit` does it when it
+        ends."""
+        if self._train_loader is not None:
+            self._train_loader.close()
         if self._run_lock is not None:
             self._run_lock.release()
 
@@ -165,8 +170,11 @@ class Trainer(TrainerCheckpoints):
         return None
 
     def train_loader(self, epoch: int, skip_batches: int) -> DataLoader:
-        """Batches ``(images, targets, bad samples)`` of ``epoch`` for this process, after ``skip_batches``."""
-        raise NotImplementedError
+        """Batches ``(images, targets, bad samples)`` of ``epoch`` for this process, after ``skip_batches``: from the
+        run's one :class:`~botnet.engine.data.TrainLoader`, collated by :attr:`collate_fn`."""
+        if self._train_loader is None:
+            self._train_loader = TrainLoader(self.train_ds, self.cfg, self.info, collate_fn=self.collate_fn)
+        return self._train_loader.epoch(epoch, skip_batches)
 
     def compute_loss(self, images: Any, targets: Any) -> torch.Tensor:
         """The scalar training loss of a batch (called under autocast, with the step's seed set)."""
