@@ -4,11 +4,13 @@ and torchvision weight compatibility."""
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import pytest
 import torch
 import torchvision
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import botnet
 from botnet.layers import BoTBlock, NonLocal2d, SqueezeExcite
@@ -315,6 +317,31 @@ def test_botnet50_takes_every_non_attention_weight(tv_resnet50):
     assert any("rel_h" in key for key in report.not_in_source)
     assert sorted(report.unused) == [f"layer4.{i}.conv2.weight" for i in range(3)]
     assert set(report.loaded) | set(report.not_in_source) == set(own)
+
+
+class _OpCounter(TorchDispatchMode):
+    """Counts every aten op that runs under it (forward and autograd's backward)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: Counter[str] = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops[str(func)] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_resnet50_training_step_runs_torchvisions_ops():
+    """The same network does the same work: a training step of our resnet50 runs exactly the aten ops of
+    torchvision's, op for op in count (no extra copies, checks or layout changes in the shared blocks)."""
+    counts = []
+    for model in (botnet.create_model("resnet50", num_classes=10), torchvision.models.resnet50(num_classes=10)):
+        x = torch.randn(2, 3, 64, 64)
+        with _OpCounter() as counter:
+            model.train()(x).sum().backward()
+        counts.append(counter.ops)
+    assert counts[0] == counts[1]
+    assert counts[0]["aten.convolution.default"] == 53
 
 
 def test_torchvision_weights_of_another_depth_are_refused(tv_resnet50):
