@@ -35,8 +35,10 @@ Cases
 How to run
     uv run --locked python benchmarks/train_speed.py            # ~12 min on 2 idle CPU cores
     uv run --locked python benchmarks/train_speed.py --quick    # smoke run, ~2 min
+    uv run --locked python benchmarks/train_speed.py --only 1024 --jpeg-images 0   # resnet50 at 1024 px alone
     Options: ``--repeats N`` (default 3), ``--epochs N`` (per run, >= 2), ``--jpeg-images N``, ``--with-1024``,
-    ``--out DIR`` (default benchmarks/results).
+    ``--only TEXT ...`` (the cases whose name contains TEXT, with their references), ``--out DIR`` (default
+    benchmarks/results).
     Writes ``train_speed.json`` (settings, machine, load averages, every epoch of every run) and ``train_speed.csv``
     (the table). On a machine whose cores are shared with other jobs the times grow several-fold and scatter: check
     the printed load average and the min..max spread before trusting a ratio.
@@ -132,7 +134,7 @@ def build_cases(quick: bool, with_1024: bool = False) -> list[Case]:
     common = dict(data="shapes", workers=None, log_interval=10**6, eval_interval=10**6, seed=0)  # None: auto
     tiny = dict(common, model="botnet_tiny", img_size=64, batch_size=64, shapes_train=tiny_train, shapes_val=64)
     big = dict(common, img_size=224, batch_size=big_batch, shapes_train=big_batch * big_batches, shapes_val=big_batch)
-    huge = dict(common, img_size=1024, batch_size=1, shapes_train=1, shapes_val=1)
+    huge = dict(common, img_size=1024, batch_size=1, shapes_train=4, shapes_val=1)  # 4 steps an epoch
     return [
         Case(DEFAULT, tiny, ref=BARE),
         Case(WORKERS2, dict(tiny, workers=2), ref=BARE),
@@ -292,22 +294,30 @@ def format_table(table: list[dict[str, Any]]) -> str:
 
 def verdicts(table: list[dict[str, Any]]) -> list[str]:
     by = {r["case"]: r for r in table}
-    loop0, loop = by[DEFAULT], by[WORKERS2]
-    lines = [
-        f"default run (botnet_tiny@64, batch 64, workers auto = {auto_workers(torch.device('cpu'))} here): "
-        f"{loop0['images_per_s_median']:.1f} img/s, {loop0['data_wait_pct_median']:.1f}% of the epoch waiting for "
-        f"data; loop / bare step {loop0['ratio']:.3f} (per repeat: {_spread(loop0)})",
-        f"with 2 workers: {loop['images_per_s_median']:.1f} img/s, data wait {loop['data_wait_pct_median']:.1f}% "
-        f"of the epoch ({loop['data_wait_s_median']:.2f}s, worker start-up included); loop / bare step "
-        f"{loop['ratio']:.3f}; default / workers=2: {loop0['images_per_s_median'] / loop['images_per_s_median']:.3f}",
-    ]
-    loop50, bare50 = by["botnet50@224"], by[BARE50]
-    lines.append(
-        f"botnet50@224 loop / bare step: {loop50['images_per_s_median'] / bare50['images_per_s_median']:.3f} "
-        f"(data wait {loop50['data_wait_pct_median']:.1f}% of the epoch)"
-    )
+    lines = []
+    if DEFAULT in by and BARE in by:
+        loop0 = by[DEFAULT]
+        lines.append(
+            f"default run (botnet_tiny@64, batch 64, workers auto = {auto_workers(torch.device('cpu'))} here): "
+            f"{loop0['images_per_s_median']:.1f} img/s, {loop0['data_wait_pct_median']:.1f}% of the epoch waiting "
+            f"for data; loop / bare step {loop0['ratio']:.3f} (per repeat: {_spread(loop0)})"
+        )
+    if DEFAULT in by and WORKERS2 in by and BARE in by:
+        loop0, loop = by[DEFAULT], by[WORKERS2]
+        lines.append(
+            f"with 2 workers: {loop['images_per_s_median']:.1f} img/s, data wait {loop['data_wait_pct_median']:.1f}% "
+            f"of the epoch ({loop['data_wait_s_median']:.2f}s, worker start-up included); loop / bare step "
+            f"{loop['ratio']:.3f}; default / workers=2: "
+            f"{loop0['images_per_s_median'] / loop['images_per_s_median']:.3f}"
+        )
+    if "botnet50@224" in by and BARE50 in by:
+        loop50, bare50 = by["botnet50@224"], by[BARE50]
+        lines.append(
+            f"botnet50@224 loop / bare step: {loop50['images_per_s_median'] / bare50['images_per_s_median']:.3f} "
+            f"(data wait {loop50['data_wait_pct_median']:.1f}% of the epoch)"
+        )
     for name in ("botnet50@224", "resnet50@224", "resnet50@224 bare step", "resnet50@1024 bare step"):
-        if name in by:
+        if name in by and by[name]["ratio"] is not None:
             r = by[name]
             lines.append(f"{name} / {r['ratio_to']}: {r['ratio']:.3f} (per repeat: {_spread(r)})")
     return lines
@@ -332,6 +342,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=2, help="epochs per run; the first is reported apart (>= 2)")
     parser.add_argument("--jpeg-images", type=int, default=512, help="photos in the JPEG pipeline folder (0: skip)")
     parser.add_argument("--with-1024", action="store_true", help="add resnet50 ours vs torchvision at 1024 px, batch 1")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="TEXT",
+        help="run only the cases whose name contains one of these (with the "
+        "cases their ratios divide by), e.g. --only 1024",
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results", help="results dir")
     args = parser.parse_args(argv)
     repeats = args.repeats if args.repeats is not None else (1 if args.quick else 3)
@@ -342,7 +359,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs < 2:
         parser.error(f"--epochs must be at least 2 (the first epoch is excluded), got {args.epochs}")
 
-    cases = build_cases(args.quick, args.with_1024)
+    cases = build_cases(args.quick, args.with_1024 or any("1024" in text for text in args.only or ()))
+    if args.only:
+        chosen = {c.name for c in cases if any(text in c.name for text in args.only)}
+        chosen |= {c.ref for c in cases if c.name in chosen and c.ref is not None}
+        cases = [c for c in cases if c.name in chosen]
+        if not cases:
+            parser.error(
+                f"no case name contains any of {args.only}; cases: {[c.name for c in build_cases(False, True)]}"
+            )
     keep_freed_memory()  # as `botnet train` does: the loop and the bare steps run under the same malloc settings
     load_start, t0 = os.getloadavg(), time.perf_counter()
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in load_start)}", file=sys.stderr, flush=True)
