@@ -9,7 +9,7 @@ Duplicates are named. One image file under several image ids is an error: its an
 the ids, so each copy would teach (and be evaluated against) an incomplete set of objects, the missing ones as
 background. Two categories with the same name are a warning: annotations and evaluation go by category id, so
 training is still right (COCO-style data can legitimately reuse a name under two supercategories), but the names in
-pictures and results are ambiguous. Images are decoded with :func:`~botnet.data.folder.load_rgb`; an
+pictures and results are ambiguous. Images are decoded with :func:`~botnet.data.folder.read_rgb`; an
 undecodable file gives a :class:`~botnet.data.folder.BadSample`, as in :class:`~botnet.data.folder.ImageFolderDataset`.
 """
 
@@ -32,9 +32,8 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
-from torchvision.transforms.v2 import functional as TF
 
-from .folder import DEFAULT_MAX_PIXELS, UNREADABLE_IMAGE_ERRORS, BadSample, DataError, load_rgb
+from .folder import DEFAULT_MAX_PIXELS, UNREADABLE_IMAGE_ERRORS, BadSample, DataError, read_rgb
 from .scan import NotRegularFile, file_kind, open_regular
 
 _REQUIRED_KEYS = {
@@ -71,7 +70,7 @@ class CocoDetection(Dataset):
         root: folder the images' ``file_name`` are relative to.
         ann_file: COCO instances JSON.
         transforms: called as ``transforms(image, target)``, e.g. a ``torchvision.transforms.v2`` pipeline.
-        max_image_pixels: passed to :func:`~botnet.data.folder.load_rgb`.
+        max_image_pixels: passed to :func:`~botnet.data.folder.read_rgb`.
         masks: decode instance masks into ``target["masks"]``; every annotation then needs a ``segmentation``.
         train: leave crowd annotations out of the targets (torchvision's reference scripts). With ``False`` they
             are kept, flagged in ``target["iscrowd"]``.
@@ -206,16 +205,17 @@ class CocoDetection(Dataset):
         info = self.coco.imgs[image_id]
         path = self.root / info["file_name"]
         try:
-            img = load_rgb(path, max_pixels=self.max_image_pixels)
+            pixels = read_rgb(path, max_pixels=self.max_image_pixels)  # (3, H, W) uint8
         except UNREADABLE_IMAGE_ERRORS as e:
             return BadSample(str(path), f"{type(e).__name__}: {e}")
-        if img.size != (info["width"], info["height"]):
+        height, width = pixels.shape[-2:]
+        if (width, height) != (info["width"], info["height"]):
             raise DataError(
-                f"image {path} is {img.width}x{img.height} pixels but {self.ann_file} gives width {info['width']} "
+                f"image {path} is {width}x{height} pixels but {self.ann_file} gives width {info['width']} "
                 f"and height {info['height']} for image id {image_id}"
             )
-        image = tv_tensors.Image(TF.pil_to_tensor(img))  # (3, H, W) uint8
-        target = self._target(image_id, img.height, img.width)
+        image = tv_tensors.Image(pixels)
+        target = self._target(image_id, height, width)
         if self.transforms is not None:
             return self.transforms(image, target)
         return image, target
