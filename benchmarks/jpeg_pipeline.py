@@ -19,7 +19,12 @@ What is measured
     * ``torchvision``: ``torchvision.datasets.ImageFolder`` + the v2 transforms, a plain ``DataLoader``;
     * ``timm``: ``timm.data.create_dataset`` + ``create_loader`` (no colour jitter, no prefetcher: the same work).
 
-    Pipelines are interleaved across repeats; the ratio is ours / the reference in the same repeat.
+    Pipelines are interleaved across repeats; the ratio is ours / the reference in the same repeat (the median over
+    repeats).
+
+How to run
+    uv run --locked python benchmarks/jpeg_pipeline.py [--images 2048] [--repeats 3]   # about 2 min on 2 cores
+    (``benchmarks/train_speed.py`` runs it too, after its training cases.)
 """
 
 from __future__ import annotations
@@ -167,3 +172,23 @@ def format_rows(rows: list[dict], images: int) -> str:
             f"{r['ratio_to_timm']:8.3f}"
         )
     return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import tempfile
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--images", type=int, default=2048, help="photos in the folder (at least one batch)")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved passes over the folder per pipeline")
+    args = parser.parse_args(argv)
+    if args.images < BATCH or args.repeats < 1:
+        parser.error(f"--images must be at least {BATCH} (one batch) and --repeats at least 1")
+    with tempfile.TemporaryDirectory(prefix="jpeg-") as tmp:
+        results = measure(make_folder(Path(tmp), args.images), args.repeats)
+    print(format_rows(summarize(results), args.images))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -30,7 +30,7 @@ Cases
        resnet50 and of torchvision's.
     3. With ``--with-1024``: bare steps of our resnet50 and torchvision's at 1024 px, batch 1.
     4. The JPEG input pipeline (``jpeg_pipeline.py``): ours, torchvision's and timm's loaders on the same folder of
-       ``--jpeg-images`` photos (default 512; 0 skips it), one core, img/s and ratios.
+       ``--jpeg-images`` photos (default 2048; 0 skips it), one core, img/s and ratios.
 
 How to run
     uv run --locked python benchmarks/train_speed.py            # ~12 min on 2 idle CPU cores
@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 repeat, smaller epochs")
     parser.add_argument("--repeats", type=int, default=None, help="repeats of every case (default 3; 1 with --quick)")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per run; the first is reported apart (>= 2)")
-    parser.add_argument("--jpeg-images", type=int, default=512, help="photos in the JPEG pipeline folder (0: skip)")
+    parser.add_argument("--jpeg-images", type=int, default=2048, help="photos in the JPEG pipeline folder (0: skip)")
     parser.add_argument("--with-1024", action="store_true", help="add resnet50 ours vs torchvision at 1024 px, batch 1")
     parser.add_argument(
         "--only",
