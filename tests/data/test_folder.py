@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import struct
 import warnings
@@ -144,7 +145,9 @@ def test_read_rgb_gives_the_pixels_of_load_rgb(tmp_path: Path, monkeypatch, kind
     """JPEGs through TorchCodec's decode_jpeg (or PIL where it cannot load), the rest through PIL: the pixels of
     load_rgb, bit for bit."""
     decoder, calls = folder._jpeg_decoder(), []
-    assert decoder is not None  # a declared dependency: it loads with the locked torch
+    if torchcodec and importlib.util.find_spec("torchcodec") is None:
+        pytest.skip("TorchCodec has no wheel for this platform: PIL decodes")
+    assert decoder is not None or not torchcodec  # installed, it loads with the locked torch
 
     def counted(*args, **kwargs):
         calls.append(1)
