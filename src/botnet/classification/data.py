@@ -57,7 +57,7 @@ def build_datasets(
     that and a class-imbalance warning are logged (by the main process of ``info``).
     """
     aug = dict(scale=cfg.scale, ratio=cfg.ratio, hflip=cfg.hflip, mean=pre.mean, std=pre.std)
-    # Images travel as uint8 tensors (folders: JPEGs decoded by torchvision.io), so training, validation and
+    # Images travel as uint8 tensors (folders: read_rgb, JPEGs decoded by TorchCodec), so training, validation and
     # `botnet predict` resize with the same torch kernels. Without RandAugment the augmentation is the v2 pipeline's,
     # pixel for pixel, without its per-sample overhead; its uint8 crops are normalised by the trainer per batch.
     if cfg.randaugment is None:

@@ -86,15 +86,13 @@ def image_folder_splits(
         DataError: a missing or badly laid-out folder, a class with fewer than 2 images, val classes that differ
             from train's.
     """
-    root = Path(root)
+    root, decoding = Path(root), dict(max_pixels=max_pixels, tensors=tensors)
     if (root / "val").is_dir() and not need_train:
-        return None, ImageFolderDataset(root, "val", val_transform, max_pixels=max_pixels, tensors=tensors), []
-    train = ImageFolderDataset(root, "train", train_transform, max_pixels=max_pixels, tensors=tensors)
+        return None, ImageFolderDataset(root, "val", val_transform, **decoding), []
+    train = ImageFolderDataset(root, "train", train_transform, **decoding)
     notes = []
     if (root / "val").is_dir():
-        val = ImageFolderDataset(
-            root, "val", val_transform, classes=train.classes, max_pixels=max_pixels, tensors=tensors
-        )
+        val = ImageFolderDataset(root, "val", val_transform, classes=train.classes, **decoding)
         check_class_counts(_counts(train), train.classes, str(root / "train"))
     else:
         check_class_counts(_counts(train), train.classes, str(root / "train"), holdout_fraction=val_fraction)
