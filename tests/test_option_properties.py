@@ -46,6 +46,7 @@ TRAINING = {
     "checkpoint_steps": (0, True, INF, False, 0),
     "eval_interval": (1, True, INF, False, 1),
     "epochs": (1, True, INF, False, 1),
+    "time": (0, False, INF, False, 10.0),
     "batch_size": (1, True, INF, False, 8),
     "accumulate": (1, True, INF, False, 1),
     "workers": (0, True, INF, False, 0),

@@ -7,42 +7,61 @@ import torch
 
 from botnet.data.describe import describe_coco
 from botnet.detection.config import DetectConfig
-from botnet.detection.recipe import DetectFacts, anchors, data_rules, facts_from, resolve_detect
+from botnet.detection.recipe import (
+    DetectFacts,
+    anchors,
+    data_rules,
+    detection_image_size,
+    facts_from,
+    memory_ceiling,
+    resolve_detect,
+)
 from botnet.engine.config import build_config
 from botnet.engine.distributed import DistInfo
 
 CPU = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
 
 
-def rules(facts, **given):
-    return data_rules(build_config(config_cls=DetectConfig, **given).replace(workers=0), facts, 1)
+def rules(facts, memory=16 * 2**30, **given):
+    return data_rules(build_config(config_cls=DetectConfig, **given).replace(workers=0), facts, 1, memory=memory)
+
+
+def facts(images, side, small, objects=None, masked=None):
+    """Facts of ``images`` images with 3 objects each (all with masks unless ``masked`` says otherwise)."""
+    objects = 3 * images if objects is None else objects
+    return DetectFacts(images, side, small, objects, objects if masked is None else masked)
 
 
 def test_builtin_sized_data_gets_the_builtin_recipe():
     # The built-in dataset's facts (3,000 images of 128 px, small objects at 0.148 of the side).
-    cfg, reasons = rules(DetectFacts(3000, 128.0, 0.1484375))
+    cfg, reasons = rules(facts(3000, 128.0, 0.1484375))
     assert (cfg.image_size, cfg.batch_size, cfg.lr, cfg.epochs, cfg.warmup_epochs) == (128, 8, 0.04, 4, 0.5)
     assert cfg.anchor_sizes == (16, 32, 64, 128, 256) and "19 px at 128 px" in reasons["anchor_sizes"]
     assert "from random weights" in reasons["lr"]
 
 
 def test_rules_over_the_data():
-    few, reasons = rules(DetectFacts(117, 128.0, 0.07))  # 117 microscopy tiles, small nuclei
+    few, reasons = rules(facts(117, 128.0, 0.07))  # 117 microscopy tiles, small nuclei
     assert (few.batch_size, few.epochs, few.anchor_sizes) == (8, 21, (8, 16, 32, 64, 128))
     # 14 steps an epoch: the 100-step warm-up floor is cut to a fifth of the 21 epochs.
     assert few.warmup_epochs == pytest.approx(4.2) and reasons["warmup_epochs"] == "20% of the 21-epoch schedule"
-    photos, reasons = rules(DetectFacts(400, 128.0, 0.19))  # 50 steps an epoch: 100 steps are 2 epochs
+    photos, reasons = rules(facts(400, 128.0, 0.19))  # 50 steps an epoch: 100 steps are 2 epochs
     assert photos.warmup_epochs == 2.0 and reasons["warmup_epochs"] == "100 steps (2 epochs), the least a warm-up gets"
-    tiny, _ = rules(DetectFacts(30, 128.0, 0.2))  # 30 images: batch 2 for 10 steps an epoch (floor 1)
+    tiny, _ = rules(facts(30, 128.0, 0.2))  # 30 images: batch 2 for 10 steps an epoch (floor 1)
     assert tiny.batch_size == 2 and tiny.lr == pytest.approx(0.01)
-    big, _ = rules(DetectFacts(5000, 2000.0, 0.05), model="maskrcnn_botnet50_fpn")
-    assert big.image_size == 1024 and big.anchor_sizes == (32, 64, 128, 256, 512)  # scaled down to the model's size
-    pre, reasons = rules(DetectFacts(400, 128.0, 0.2), weights_backbone="some.safetensors")
+    # Large images scaled down to where the small objects are 32 px: 640 px, if memory allows (200 GiB); botnet50
+    # at batch 8 in 16 GiB is capped at 352 px.
+    big, reasons = rules(facts(5000, 2000.0, 0.05), memory=200 * 2**30, model="maskrcnn_botnet50_fpn")
+    assert big.image_size == 640 and big.anchor_sizes == (32, 64, 128, 256, 512)
+    assert "scaled down to where the small objects (10th percentile, 100 px) are 32 px" in reasons["image_size"]
+    capped, reasons = rules(facts(5000, 2000.0, 0.05), model="maskrcnn_botnet50_fpn")
+    assert capped.image_size == 352 and "capped at 352 px by memory" in reasons["image_size"]
+    pre, reasons = rules(facts(400, 128.0, 0.2), weights_backbone="some.safetensors")
     assert pre.lr == pytest.approx(0.02 / 16 * 8) and "pretrained" in reasons["lr"]
 
 
 def test_given_values_stand():
-    cfg, reasons = rules(DetectFacts(400, 128.0, 0.2), batch_size=4, anchor_sizes=(8, 16, 32, 64, 128), epochs=3)
+    cfg, reasons = rules(facts(400, 128.0, 0.2), batch_size=4, anchor_sizes=(8, 16, 32, 64, 128), epochs=3)
     assert (cfg.batch_size, cfg.anchor_sizes, cfg.epochs, cfg.lr) == (4, (8, 16, 32, 64, 128), 3, 0.02)
     assert not {"batch_size", "anchor_sizes", "epochs"} & set(reasons)
 
@@ -50,6 +69,50 @@ def test_given_values_stand():
 def test_anchor_rule_never_goes_below_the_finest_stride():
     assert anchors(0.001, 128)[0] == (4, 8, 16, 32, 64)
     assert anchors(None, 128)[0] is None
+
+
+def test_image_size_from_the_objects_and_the_images():
+    # Tiny objects in large photos: the images' own size is what it takes, and memory caps it.
+    size, reason = detection_image_size(4000.0, 0.005, ceiling=704, fallback=128)
+    assert size == 704 and "the images' own size" in reason and "below 32 px" in reason and "capped at 704" in reason
+    # Small objects in 400 px photos: their own size, rounded up to the stride (never the model's nominal 128).
+    size, reason = detection_image_size(400.0, 0.04, ceiling=2048, fallback=128)
+    assert size == 416 and "where the small objects (10th percentile) are 16 px" in reason
+    # Large objects in small images: scaled down, but not below 128 px.
+    assert detection_image_size(200.0, 0.5, ceiling=2048, fallback=128) == (
+        128,
+        "images of median longer side 200 px scaled down to where the small objects (10th percentile, 100 px) are "
+        "64 px (at least 128 px)",
+    )
+    # Images smaller than 128 px keep their size; no objects: the images' size; unknown sizes: the fallback.
+    assert detection_image_size(64.0, 0.3, ceiling=2048, fallback=128)[0] == 64
+    assert detection_image_size(300.0, None, ceiling=2048, fallback=128)[0] == 320
+    assert detection_image_size(None, 0.1, ceiling=2048, fallback=1024)[0] == 1024
+    # The memory ceiling: a quarter of the memory for a batch at the measured bytes per pixel, a multiple of 32.
+    assert memory_ceiling(16 * 2**30, 8, 1024) == 704  # sqrt(4 GiB / 8 KiB) = 724
+    assert memory_ceiling(16 * 2**30, 1, 1024) == 2048
+    assert memory_ceiling(2**20, 8, 4096) == 32
+
+
+def test_the_head_follows_the_annotations():
+    cfg, reasons = rules(facts(100, 400.0, 0.1))
+    assert (
+        cfg.model == "maskrcnn_botnet_tiny_fpn"
+        and "every one of the 300 training objects has a mask" in reasons["model"]
+    )
+    cfg, reasons = rules(facts(100, 400.0, 0.1, masked=0))
+    assert cfg.model == "fasterrcnn_botnet_tiny_fpn" and "have boxes and no masks: boxes only" in reasons["model"]
+    cfg, reasons = rules(facts(100, 400.0, 0.1, masked=120))
+    assert cfg.model == "fasterrcnn_botnet_tiny_fpn"
+    assert reasons["model"].startswith("180 of the 300 training objects have no mask (120 have one): boxes only")
+    cfg, reasons = rules(facts(100, 400.0, 0.1, masked=0), model="fasterrcnn_botnet50_fpn")
+    assert cfg.model == "fasterrcnn_botnet50_fpn" and "model" not in reasons
+    with pytest.raises(
+        ValueError,
+        match=r"--model maskrcnn_botnet50_fpn predicts masks, but 300 of the 300 .* no "
+        r"segmentation; leave --model out .* or give --model fasterrcnn_botnet50_fpn",
+    ):
+        rules(facts(100, 400.0, 0.1, masked=0), model="maskrcnn_botnet50_fpn")
 
 
 def test_facts_from_annotations_take_off_the_held_out_share():
@@ -60,13 +123,18 @@ def test_facts_from_annotations_take_off_the_held_out_share():
             {"id": i, "image_id": i, "category_id": 1, "bbox": [0, 0, 20 + i, 10], "iscrowd": 0} for i in range(10)
         ],
     }
-    facts = facts_from(describe_coco(data), 0.8)
-    assert (facts.images, facts.side) == (8, 200.0)
-    assert facts.small_object == pytest.approx(describe_coco(data).object_sizes.p10)
+    data["annotations"][0]["segmentation"] = [[0, 0, 20, 0, 20, 10]]
+    data["annotations"][1]["segmentation"] = []  # what box-only exporters write: no mask
+    found = facts_from(describe_coco(data), 0.8)
+    assert (found.images, found.side, found.objects, found.masked_objects) == (8, 200.0, 8, 1)
+    # The small objects' side relative to the longer image side: 10th percentile of sqrt(w * h) / 200, interpolated
+    # between the two smallest boxes.
+    small, next_small = (20 * 10) ** 0.5 / 200, (21 * 10) ** 0.5 / 200
+    assert found.small_object == pytest.approx(small + 0.9 * (next_small - small))
 
 
 def test_resolve_announces_the_recipe(capsys):
-    cfg, reasons = resolve_detect(build_config(config_cls=DetectConfig), CPU, facts=DetectFacts(400, 128.0, 0.19))
+    cfg, reasons = resolve_detect(build_config(config_cls=DetectConfig), CPU, facts=facts(400, 128.0, 0.19))
     err = capsys.readouterr().err
     assert "recipe (auto values; set any option to override)" in err
     assert "lr 0.04: sgd 0.04 per 8 images, batch 8, from random weights" in err

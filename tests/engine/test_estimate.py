@@ -8,7 +8,7 @@ from botnet.classification.config import TrainConfig
 from botnet.classification.trainer import ClassificationTrainer
 from botnet.engine.config import build_config
 from botnet.engine.distributed import DistInfo
-from botnet.engine.estimate import duration, estimate_line
+from botnet.engine.estimate import duration, estimate_line, time_one_step
 
 
 def test_estimate_leaves_weights_buffers_and_random_state_alone(tmp_path):
@@ -20,13 +20,14 @@ def test_estimate_leaves_weights_buffers_and_random_state_alone(tmp_path):
         before = {k: v.clone() for k, v in trainer.model.state_dict().items()}  # weights and BN statistics
         torch.manual_seed(123)
         rng = torch.get_rng_state()
-        line = estimate_line(trainer)
+        line, seconds = estimate_line(trainer, time_one_step(trainer))
         assert torch.equal(torch.get_rng_state(), rng)
         after = trainer.model.state_dict()
         assert all(torch.equal(before[k], after[k]) for k in before)
         assert trainer.net is trainer.model and not any(p.grad is not None for p in trainer.model.parameters())
         # 3 epochs of 4 steps, each validated.
         assert line.startswith("time estimate: about ") and "12 optimizer steps" in line and "3 validation(s)" in line
+        assert seconds > 0
 
 
 def test_duration_reads_naturally():

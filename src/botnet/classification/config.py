@@ -81,6 +81,11 @@ class TrainConfig(ConfigBase):
     epochs: int | None = option(
         None, "training epochs (auto: 850 x sqrt(training images) images seen, in whole epochs; 10 with --pretrained)"
     )
+    time: float | None = option(
+        None,
+        "upper bound on the run's wall time in minutes: an auto --epochs is shortened to fit, from a timed step "
+        "(none: no bound; a given --epochs stands)",
+    )
     batch_size: int | None = option(
         None,
         "images per optimizer step and process, before accumulation (auto: 64, halved until an epoch has 10 steps)",

@@ -72,6 +72,7 @@ class CocoDetection(Dataset):
         transforms: called as ``transforms(image, target)``, e.g. a ``torchvision.transforms.v2`` pipeline.
         max_image_pixels: passed to :func:`~botnet.data.folder.read_rgb`.
         masks: decode instance masks into ``target["masks"]``; every annotation then needs a ``segmentation``.
+            ``None``: masks when every annotation has one (:attr:`masks` says which was chosen).
         train: leave crowd annotations out of the targets (torchvision's reference scripts). With ``False`` they
             are kept, flagged in ``target["iscrowd"]``.
 
@@ -95,14 +96,13 @@ class CocoDetection(Dataset):
         *,
         transforms: Callable[[Any, Any], Any] | None = None,
         max_image_pixels: int | None = DEFAULT_MAX_PIXELS,
-        masks: bool = True,
+        masks: bool | None = True,
         train: bool = True,
     ) -> None:
         self.root = Path(root)
         self.ann_file = Path(ann_file)
         self.transforms = transforms
         self.max_image_pixels = max_image_pixels
-        self.masks = masks
         self.train = train
         if not self.root.is_dir():
             raise DataError(f"COCO image folder {self.root} does not exist or is not a folder")
@@ -117,6 +117,9 @@ class CocoDetection(Dataset):
                 'to detect; add entries such as {"id": 1, "name": "cat"} and refer to their ids in the annotations'
             )
         _warn_duplicate_names(categories, self.ann_file)
+        if masks is None:
+            masks = bool(annotations) and all(has_segmentation(ann) for ann in annotations)
+        self.masks = masks
         self.image_ids: list[int] = [img["id"] for img in images]
         self.cat_ids: list[int] = sorted(cat["id"] for cat in categories)
         names = {cat["id"]: cat["name"] for cat in categories}
@@ -369,11 +372,6 @@ def _clean_annotations(
         img = images.get(ann["image_id"])
         if img is None:
             raise DataError(f"{ann_file}: {who} has image_id {ann['image_id']}, which is not in 'images'")
-        if masks and "segmentation" not in ann:
-            raise DataError(
-                f"{ann_file}: {who} has no 'segmentation'; masks need one per annotation (pass masks=False for "
-                "box-only data)"
-            )
         x, y, w, h = ann["bbox"]
         if not all(math.isfinite(v) for v in (x, y, w, h)):
             dropped[NON_FINITE_BOX].append(ann["id"])
@@ -386,8 +384,15 @@ def _clean_annotations(
         if x1 <= x0 or y1 <= y0:
             dropped[OUTSIDE_IMAGE].append(ann["id"])
             continue
-        cleaned = {**ann, "bbox": [x0, y0, x1 - x0, y1 - y0], "iscrowd": int(ann.get("iscrowd", 0))}
-        if "segmentation" in ann:
+        if masks and not has_segmentation(ann):
+            raise DataError(
+                f"{ann_file}: {who} has no segmentation (or an empty one); a mask head needs one per annotation. "
+                "Train a box-only detector: leave --model out (botnet detect train then picks one from the "
+                "annotations) or give a fasterrcnn_* model (botnet detect list)"
+            )
+        cleaned = {k: v for k, v in ann.items() if k != "segmentation"}  # an empty one is no segmentation
+        cleaned.update(bbox=[x0, y0, x1 - x0, y1 - y0], iscrowd=int(ann.get("iscrowd", 0)))
+        if has_segmentation(ann):
             segmentation = _check_segmentation(ann["segmentation"], img, f"{ann_file}: {who}")
             if segmentation is None:
                 dropped[DEGENERATE_POLYGON].append(ann["id"])
@@ -397,6 +402,12 @@ def _clean_annotations(
             cleaned["area"] = _area(cleaned, img)
         kept.append(cleaned)
     return kept, dropped
+
+
+def has_segmentation(ann: dict[str, Any]) -> bool:
+    """Whether an annotation has a mask: a ``segmentation`` that is not missing, ``null`` or empty (box-only
+    exporters often write ``"segmentation": []``)."""
+    return ann.get("segmentation") not in (None, [], {})
 
 
 def _check_segmentation(segm: Any, img: dict[str, Any], who: str) -> Any:

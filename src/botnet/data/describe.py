@@ -17,7 +17,7 @@ from typing import Any
 
 from PIL import Image
 
-from .coco import read_coco_json
+from .coco import has_segmentation, read_coco_json
 from .folder import UNREADABLE_IMAGE_ERRORS, ImageFolderDataset
 from .scan import open_regular
 
@@ -74,7 +74,11 @@ class DatasetDescription:
         unreadable: of those, files whose header could not be read (left out of ``widths`` / ``heights``).
         objects_per_image: detection: objects (valid, non-crowd boxes) per image, images without objects included.
         object_sizes: detection: each object's size relative to its image, ``sqrt(box area / image area)``.
+        object_sides: detection: each object's side relative to its image's longer side,
+            ``sqrt(box area) / max(width, height)``: its size in pixels once the longer side is resized to ``S`` is
+            this times ``S``.
         images_without_objects: detection: images with no valid box.
+        objects_with_masks: detection: of the objects, those with a segmentation (a mask).
     """
 
     task: str
@@ -87,7 +91,14 @@ class DatasetDescription:
     unreadable: int = 0
     objects_per_image: Spread | None = None
     object_sizes: Spread | None = None
+    object_sides: Spread | None = None
     images_without_objects: int = 0
+    objects_with_masks: int = 0
+
+    @property
+    def num_objects(self) -> int:
+        """Objects (detection) or images (classification) over all classes."""
+        return sum(self.class_counts)
 
     @property
     def imbalance(self) -> float:
@@ -116,7 +127,10 @@ class DatasetDescription:
         if self.unreadable:
             lines.append(f"{self.unreadable} of {self.sizes_read} image headers could not be read")
         if self.objects_per_image is not None:
-            lines.append(f"objects per image {self.objects_per_image}; {self.images_without_objects} images without")
+            lines.append(
+                f"{self.num_objects} objects, {self.objects_with_masks} of them with masks; objects per image "
+                f"{self.objects_per_image}; {self.images_without_objects} images without"
+            )
         if self.object_sizes is not None:
             lines.append(f"object size (sqrt of box area / image area) {self.object_sizes}")
         return "\n".join(lines)
@@ -204,14 +218,18 @@ def describe_coco(data: dict[str, Any]) -> DatasetDescription:
     names = {cat["id"]: cat["name"] for cat in data["categories"]}
     per_class = dict.fromkeys(cat_ids, 0)
     per_image = dict.fromkeys(images, 0)
-    sizes = []
+    sizes, sides = [], []
+    with_masks = 0
     for ann in data["annotations"]:
         img = images.get(ann["image_id"])
         if img is None or ann["category_id"] not in per_class or not is_valid_box(ann, img):
             continue
         per_class[ann["category_id"]] += 1
         per_image[ann["image_id"]] += 1
-        sizes.append(math.sqrt(ann["bbox"][2] * ann["bbox"][3] / (img["width"] * img["height"])))
+        with_masks += has_segmentation(ann)
+        side = math.sqrt(ann["bbox"][2] * ann["bbox"][3])
+        sizes.append(side / math.sqrt(img["width"] * img["height"]))
+        sides.append(side / max(img["width"], img["height"]))
     return DatasetDescription(
         task="detection",
         num_images=len(images),
@@ -222,7 +240,9 @@ def describe_coco(data: dict[str, Any]) -> DatasetDescription:
         sizes_read=len(images),
         objects_per_image=Spread.of(per_image.values()),
         object_sizes=Spread.of(sizes),
+        object_sides=Spread.of(sides),
         images_without_objects=sum(1 for n in per_image.values() if n == 0),
+        objects_with_masks=with_masks,
     )
 
 

@@ -17,6 +17,8 @@ __all__ = lazy_exports(
             "PadToSizeTransform",
             "create_detection_model",
             "default_image_size",
+            "detector_has_masks",
+            "detector_name",
             "fasterrcnn_botnet50_fpn",
             "fasterrcnn_botnet101_fpn",
             "fasterrcnn_botnet152_fpn",

@@ -12,7 +12,11 @@ class DetectConfig(ConfigBase):
     """All options of ``botnet detect train``; see each field's help (``botnet detect train --help``)."""
 
     # model
-    model: str = option("maskrcnn_botnet_tiny_fpn", "detection model (botnet detect list)")
+    model: str | None = option(
+        None,
+        "detection model (botnet detect list) (auto: the small BoTNet detector, maskrcnn_botnet_tiny_fpn when every "
+        "training object has a segmentation, else fasterrcnn_botnet_tiny_fpn for boxes only)",
+    )
     model_args: dict = option(
         {},
         "builder arguments, e.g. {fpn_channels: 128, backbone_args: {attn_backend: chunked}}",
@@ -28,8 +32,8 @@ class DetectConfig(ConfigBase):
     )
     image_size: int | None = option(
         None,
-        "training crop and evaluation size (longer side) (auto: the data's median longer side rounded up to 32, "
-        "between 128 and the model's size: 128 for the small model, else 1024)",
+        "training crop and evaluation size (longer side) (auto: where the small objects, the 10th percentile, are 32 "
+        "px, between 128 and the images' median longer side, rounded up to 32; capped by memory)",
     )
     fixed_size: bool = option(True, "pad every batch to image_size x image_size, the paper's setting")
     # data
@@ -53,6 +57,11 @@ class DetectConfig(ConfigBase):
     # optimisation
     epochs: int | None = option(
         None, "training epochs (auto: 219 x sqrt(training images) images seen, in whole epochs)"
+    )
+    time: float | None = option(
+        None,
+        "upper bound on the run's wall time in minutes: an auto --epochs is shortened to fit, from a timed step "
+        "(none: no bound; a given --epochs stands)",
     )
     batch_size: int | None = option(
         None, "images per optimizer step and process (auto: 8, halved until an epoch has 10 steps)"

@@ -41,7 +41,7 @@ from ..engine.reporting import Progress, log, result_path, write_result
 from ..models.weights import load_weights, read_metadata
 from .coco_eval import IOU_TYPES, METRIC_NAMES, coco_evaluate, to_coco_results
 from .config import DetectConfig
-from .models import create_detection_model, has_masks
+from .models import create_detection_model, detector_has_masks, has_masks
 from .recipe import DetectFacts, facts_from
 
 
@@ -95,10 +95,12 @@ def build_detection_datasets(
     imbalance above 10:1 (in objects) is a warning.
     """
     root = builtin_root(cfg, info) if cfg.builtin_data else Path(cfg.data)
-    masks = "maskrcnn" in cfg.model
+    model_masks = None if cfg.model is None else detector_has_masks(cfg.model)  # None: not chosen yet, as the data
 
     def load(split: str, transforms: Any, is_train: bool) -> CocoDetection:
         images, ann = split_files(root, split)
+        # Training a mask model needs every mask; validation reports mask AP only where the annotations have masks.
+        masks = model_masks if is_train and train else (False if model_masks is False else None)
         return CocoDetection(
             images, ann, transforms=transforms, max_image_pixels=cfg.max_image_pixels, masks=masks, train=is_train
         )
@@ -180,7 +182,7 @@ def evaluate_detection(
         elapsed = max(part[3] for part in gathered)
     metrics = None
     if info.is_main:
-        iou_types = IOU_TYPES if has_masks(model) else ("bbox",)
+        iou_types = IOU_TYPES if has_masks(model) and dataset.masks else ("bbox",)
         if seen:
             metrics = coco_evaluate(dataset.coco, results, iou_types, image_ids=seen)
         else:

@@ -335,6 +335,20 @@ def backbone_name(name: str) -> str:
     return name.split("_", 1)[1].removesuffix("_fpn")
 
 
+DEFAULT_BACKBONE = "botnet_tiny"  # the detector botnet detect train builds when --model is left out
+
+
+def detector_name(masks: bool, backbone: str = DEFAULT_BACKBONE) -> str:
+    """The registered detector with ``backbone`` and a mask head (Mask R-CNN) or boxes only (Faster R-CNN)."""
+    return _builder(f"{'maskrcnn' if masks else 'fasterrcnn'}_{backbone}_fpn").__name__
+
+
+def detector_has_masks(name: str) -> bool:
+    """Whether the registered detector ``name`` predicts masks (a Mask R-CNN) or boxes only."""
+    _builder(name)
+    return name.startswith("maskrcnn_")
+
+
 def default_image_size(name: str) -> int:
     """The input size a registered detector is built for: 128 for the small ones, the paper's 1024 otherwise."""
     _builder(name)

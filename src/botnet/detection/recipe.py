@@ -2,8 +2,8 @@
 machine.
 
 Every option left at auto gets its value from one rule over what the training annotations say (image count and
-size, object sizes), printed with its reason; the built-in dataset goes through the same rules. A run from random
-weights and one with ``--weights-backbone`` differ in the learning rate.
+size, objects, their sizes and whether they have masks), printed with its reason; the built-in dataset goes through
+the same rules. A run from random weights and one with ``--weights-backbone`` differ in the learning rate.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import math
 from dataclasses import dataclass
 
 from ..data.describe import DatasetDescription
-from ..engine.auto import Auto, apply_rules, cap_batch, fit_image_size, global_batch, recipe_lines, schedule_rules
-from ..engine.distributed import DistInfo, auto_workers, local_world_size
+from ..engine.auto import Auto, apply_rules, cap_batch, count, global_batch, recipe_lines, schedule_rules
+from ..engine.distributed import DistInfo, auto_workers, device_memory, local_world_size
 from ..engine.reporting import log
 from .config import DetectConfig
-from .models import default_image_size
+from .models import backbone_name, default_image_size, detector_has_masks, detector_name
 
 DEFAULT_BATCH = 8  # images per process, before the small-dataset cap (engine.auto.cap_batch)
 # SGD: 0.04 per 8 images from random weights (the built-in recipe's; on a few hundred photos 42.8 box AP50 against
@@ -31,10 +31,19 @@ IMAGES_PER_SQRT = 219
 # microscopy tiles the default rate diverged at step 20 after a 7-step one (box AP50 89.9 with 56 steps).
 WARMUP_EPOCHS = 0.5
 WARMUP_MIN_STEPS = 100
+# Training size: the small objects (10th percentile) at least this many pixels across: COCO's boundary between
+# small and medium objects, below which detectors lose about half their AP (8 cells of the finest FPN level).
+SMALL_OBJECT_PX = 32
 SMALLEST_SIZE = 128  # the smallest training size: 4x4 cells at c5 (stride 32)
+STRIDE = 32  # the total stride: sizes are multiples of it
+# Memory ceiling: a training batch may take this share of the device's memory (the rest: the loader, validation, the
+# time estimate's model copy, other processes), at the peak bytes per input pixel of a training step, measured on
+# CPU with 15 boxes an image: 620-750 for the small detector (Faster / Mask R-CNN, 512-1024 px), 3,840 for botnet50.
+MEMORY_SHARE = 0.25
+TRAIN_BYTES_PER_PIXEL = {"botnet_tiny": 1024}
+WIDE_BYTES_PER_PIXEL = 4096  # every other backbone
 # Anchors: one size per FPN level (strides 4..64), doubling; the smallest is the largest power of two at or below the
-# small objects' size (10th percentile of sqrt(box area), in pixels at the training size), at least the finest
-# level's stride.
+# small objects' size (in pixels at the training size), at least the finest level's stride.
 FINEST_STRIDE = 4
 
 
@@ -45,12 +54,17 @@ class DetectFacts:
     Attributes:
         images: training images (after any held-out share).
         side: median longer image side in pixels (``None``: no images).
-        small_object: 10th percentile of the objects' size, ``sqrt(box area / image area)`` (``None``: no objects).
+        small_object: 10th percentile of the objects' side relative to their image's longer side,
+            ``sqrt(box area) / max(width, height)`` (``None``: no objects).
+        objects: training objects (valid, non-crowd boxes; after any held-out share).
+        masked_objects: of those, the objects with a segmentation.
     """
 
     images: int
     side: float | None
     small_object: float | None
+    objects: int
+    masked_objects: int
 
 
 def facts_from(desc: DatasetDescription, train_share: float = 1.0) -> DetectFacts:
@@ -58,8 +72,87 @@ def facts_from(desc: DatasetDescription, train_share: float = 1.0) -> DetectFact
     side = None
     if desc.widths is not None and desc.heights is not None:
         side = max(desc.widths.median, desc.heights.median)
-    small = desc.object_sizes.p10 if desc.object_sizes is not None else None
-    return DetectFacts(max(1, round(desc.num_images * train_share)), side, small)
+    small = desc.object_sides.p10 if desc.object_sides is not None else None
+    return DetectFacts(
+        images=max(1, round(desc.num_images * train_share)),
+        side=side,
+        small_object=small,
+        objects=round(desc.num_objects * train_share),
+        masked_objects=round(desc.objects_with_masks * train_share),
+    )
+
+
+def detector(facts: DetectFacts) -> Auto:
+    """The default detector with the head the annotations can teach: masks only when every object has one."""
+    n, m = count(facts.objects), count(facts.masked_objects)
+    if facts.objects and facts.masked_objects == facts.objects:
+        return detector_name(True), f"every one of the {n} training objects has a mask: boxes and masks"
+    if facts.masked_objects == 0:
+        return detector_name(False), f"the {n} training objects have boxes and no masks: boxes only"
+    return detector_name(False), (
+        f"{count(facts.objects - facts.masked_objects)} of the {n} training objects have no mask ({m} have one): "
+        "boxes only, for all (give every object a segmentation to train masks)"
+    )
+
+
+def check_head(model: str, facts: DetectFacts) -> None:
+    """Refuse a mask model for annotations that do not all have masks, naming the way out."""
+    if detector_has_masks(model) and facts.masked_objects < facts.objects:
+        box_model = model.replace("maskrcnn_", "fasterrcnn_", 1)
+        raise ValueError(
+            f"--model {model} predicts masks, but {count(facts.objects - facts.masked_objects)} of the "
+            f"{count(facts.objects)} training objects have no segmentation; leave --model out (a box detector is "
+            f"chosen from the annotations) or give --model {box_model}"
+        )
+
+
+def train_bytes_per_pixel(model: str) -> int:
+    """Peak memory of a training step per input pixel, for the memory ceiling of the image size."""
+    return TRAIN_BYTES_PER_PIXEL.get(backbone_name(model), WIDE_BYTES_PER_PIXEL)
+
+
+def memory_ceiling(memory: int, batch: int, bytes_per_pixel: int) -> int:
+    """The largest square side (a multiple of the stride) whose batch fits :data:`MEMORY_SHARE` of ``memory``."""
+    side = math.sqrt(MEMORY_SHARE * memory / (batch * bytes_per_pixel))
+    return max(STRIDE, math.floor(side / STRIDE) * STRIDE)
+
+
+def detection_image_size(side: float | None, small_object: float | None, *, ceiling: int, fallback: int) -> Auto:
+    """The training and evaluation size (longer side) from the images and their small objects.
+
+    The small objects (10th percentile) should be :data:`SMALL_OBJECT_PX` across; larger images are scaled down to
+    that, never below :data:`SMALLEST_SIZE` (or the images' own size if smaller), and never above the images' own
+    size (upscaling adds no detail). ``ceiling`` (from memory) caps the result.
+
+    Args:
+        side: median longer image side in pixels (``None``: unknown, ``fallback`` is used).
+        small_object: the small objects' side relative to the longer image side (``None``: no objects).
+    """
+    if side is None:
+        size, reason = fallback, "the model's size (the image sizes could not be read)"
+    else:
+        native = max(STRIDE, math.ceil(side / STRIDE) * STRIDE)
+        if small_object is None:
+            size, reason = native, f"the images' own size (median longer side {side:g} px); no objects to size by"
+        else:
+            at_native = small_object * side
+            needed = math.ceil(SMALL_OBJECT_PX / small_object / STRIDE) * STRIDE
+            size = min(native, max(needed, SMALLEST_SIZE))
+            if needed >= native:
+                reason = (
+                    f"the images' own size (median longer side {side:g} px), where the small objects (10th "
+                    f"percentile) are {at_native:.3g} px"
+                    + (f", below {SMALL_OBJECT_PX} px (upscaling adds no detail)" if needed > native else "")
+                )
+            else:
+                reason = (
+                    f"images of median longer side {side:g} px scaled down to where the small objects (10th "
+                    f"percentile, {at_native:.3g} px) are {small_object * size:.3g} px"
+                    + (f" (at least {SMALLEST_SIZE} px)" if needed < SMALLEST_SIZE else f", {SMALL_OBJECT_PX} or more")
+                )
+    if size > ceiling:
+        return ceiling, f"{reason}; capped at {ceiling} px by memory (a batch within {MEMORY_SHARE:.0%} of it)"
+    return size, reason
 
 
 def detection_lr(batch: int, optimizer: str, pretrained: bool) -> Auto:
@@ -83,22 +176,26 @@ def anchors(small_object: float | None, image_size: int) -> Auto:
     return sizes, f"small objects (10th percentile) are {pixels:.3g} px at {image_size} px; doubling per FPN level"
 
 
-def data_rules(cfg: DetectConfig, facts: DetectFacts, world_size: int) -> tuple[DetectConfig, dict[str, str]]:
-    """Fill the auto options that depend on the data; ``(config, {option: reason})``."""
+def data_rules(
+    cfg: DetectConfig, facts: DetectFacts, world_size: int, *, memory: int = 16 * 2**30
+) -> tuple[DetectConfig, dict[str, str]]:
+    """Fill the auto options that depend on the data; ``(config, {option: reason})``. ``memory``: bytes of memory
+    per process on the training device."""
     reasons: dict[str, str] = {}
 
-    largest = default_image_size(cfg.model)
+    def image_size(c: DetectConfig) -> Auto:
+        ceiling = memory_ceiling(memory, c.batch_size * c.accumulate, train_bytes_per_pixel(c.model))
+        return detection_image_size(
+            facts.side, facts.small_object, ceiling=ceiling, fallback=default_image_size(c.model)
+        )
+
     rules = [
-        (
-            "image_size",
-            lambda c: fit_image_size(
-                facts.side, stride=32, smallest=min(SMALLEST_SIZE, largest), largest=largest, what="median longer side"
-            ),
-        ),
+        ("model", lambda c: detector(facts)),
         (
             "batch_size",
             lambda c: cap_batch(DEFAULT_BATCH, facts.images, processes=world_size, accumulate=c.accumulate, floor=1),
         ),
+        ("image_size", image_size),
         ("lr", lambda c: detection_lr(global_batch(c, world_size), c.optimizer, bool(c.weights_backbone))),
         *schedule_rules(
             facts.images,
@@ -109,7 +206,12 @@ def data_rules(cfg: DetectConfig, facts: DetectFacts, world_size: int) -> tuple[
         ),
         ("anchor_sizes", lambda c: anchors(facts.small_object, c.image_size)),
     ]
-    return apply_rules(cfg, rules, reasons), reasons
+    cfg = apply_rules(cfg, rules, reasons)
+    check_head(cfg.model, facts)
+    return cfg, reasons
+
+
+AUTO_OPTIONS = ("model", "image_size", "batch_size", "lr", "epochs", "warmup_epochs", "anchor_sizes")
 
 
 def resolve_detect(
@@ -118,20 +220,23 @@ def resolve_detect(
     """Fill the "auto" options from the data, the model and the machine; ``(config, {option: reason})``.
 
     ``facts`` are read from ``cfg.data`` (:func:`botnet.detection.evaluate.read_detect_facts`) when a rule needs
-    them and none are given.
+    them (or a mask model must be checked against the annotations) and none are given.
     """
-    default_image_size(cfg.model)  # unknown model: a clear error before anything else
+    if cfg.model is not None:
+        default_image_size(cfg.model)  # unknown model: a clear error before anything else
     cfg = cfg.replace(
         workers=cfg.workers if cfg.workers is not None else auto_workers(info.device, local_world_size()),
     )
     reasons: dict[str, str] = {}
-    auto = ("image_size", "batch_size", "lr", "epochs", "warmup_epochs", "anchor_sizes")
-    if any(getattr(cfg, name) is None for name in auto):
+    needs_facts = cfg.model is None or detector_has_masks(cfg.model)  # a mask model is checked against the data
+    needs_facts = needs_facts or any(getattr(cfg, name) is None for name in AUTO_OPTIONS)
+    if needs_facts:
         if facts is None:
             from .evaluate import read_detect_facts  # reads the annotations: only when a rule needs them
 
             facts = read_detect_facts(cfg, info, announce=announce and info.is_main)
-        cfg, reasons = data_rules(cfg, facts, info.world_size)
-        if announce and info.is_main:
+        memory = device_memory(info.device) // (local_world_size() if info.device.type == "cpu" else 1)
+        cfg, reasons = data_rules(cfg, facts, info.world_size, memory=memory)
+        if announce and info.is_main and reasons:
             log("recipe (auto values; set any option to override):\n" + "\n".join(recipe_lines(cfg, reasons)))
     return cfg.validate(), reasons

@@ -18,7 +18,7 @@ from ..engine.reporting import log
 from .backbone import check_backbone_weights
 from .config import DetectConfig
 from .evaluate import build_detection_datasets, detection_metadata, evaluate_detection, flat_metrics
-from .models import backbone_name, create_detection_model
+from .models import DEFAULT_BACKBONE, backbone_name, create_detection_model
 from .recipe import resolve_detect
 
 TARGET_KEYS = ("boxes", "labels", "masks")  # what torchvision's detection models read from a target
@@ -42,6 +42,9 @@ class DetectionTrainer(Trainer):
     def __init__(self, cfg: DetectConfig, info: Any, *, resume: bool, overwrite: bool) -> None:
         self.resuming = resume
         super().__init__(cfg, info, resume=resume, overwrite=overwrite)
+
+    def run_name(self, cfg: DetectConfig) -> str:
+        return cfg.model or f"{DEFAULT_BACKBONE}_fpn"  # the head is chosen from the data later
 
     def resolve(self, cfg: DetectConfig) -> DetectConfig:
         cfg, self.auto_reasons = resolve_detect(cfg, self.info, announce=not self.resuming)

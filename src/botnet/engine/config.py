@@ -36,6 +36,7 @@ TRAINING_BOUNDS: dict[str, dict[str, Any]] = {
     "max_image_pixels": dict(minimum=1),
     "hflip": dict(minimum=0, maximum=1),
     "epochs": dict(minimum=1),
+    "time": dict(minimum=0, min_inclusive=False),
     "batch_size": dict(minimum=1),
     "accumulate": dict(minimum=1),
     "lr": dict(minimum=0, min_inclusive=False),

@@ -78,6 +78,17 @@ def auto_workers(device: torch.device, local_world_size: int = 1) -> int:
     return max(0, min(8, cores // max(local_world_size, 1) - 1))
 
 
+def device_memory(device: torch.device) -> int:
+    """Bytes of memory on ``device``: the GPU's own, or the machine's physical memory for the CPU (16 GiB when the
+    system does not say)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 16 * 2**30
+
+
 def cleanup() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()

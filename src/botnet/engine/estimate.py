@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -65,21 +66,54 @@ def time_one_step(trainer: Any) -> tuple[float, float] | None:
     return min(times[1:]), load
 
 
-def estimate_line(trainer: Any) -> str | None:
-    """One log line with the time the rest of the run should take, or ``None`` when it cannot be timed."""
-    cfg, c = trainer.cfg, trainer.c
-    timed = time_one_step(trainer)
+@dataclass(frozen=True)
+class StepCost:
+    """What one optimizer step and one validation of a run cost, in seconds, from :func:`time_one_step`."""
+
+    step: float  # an optimizer step, its batches' loading included when the main process loads them
+    validation: float  # one validation pass
+
+    def run_seconds(self, *, steps: int, validations: int) -> float:
+        return steps * self.step + validations * self.validation
+
+
+def step_cost(trainer: Any, timed: tuple[float, float]) -> StepCost:
+    """The :class:`StepCost` of ``trainer``'s run from a timed step ``(step seconds, load seconds)``."""
+    cfg = trainer.cfg
+    step, load = timed
+    loading = load if cfg.workers == 0 else 0.0
+    val_batches = math.ceil(len(trainer.val_ds) / trainer.info.world_size / cfg.batch_size)
+    return StepCost(cfg.accumulate * (step + loading), val_batches * (step * EVAL_STEP_SHARE + loading))
+
+
+def validations(first_epoch: int, epochs: int, eval_interval: int) -> int:
+    """Validations of epochs ``first_epoch + 1 .. epochs``: every ``eval_interval``-th and the last."""
+    return sum(1 for e in range(first_epoch, epochs) if e + 1 == epochs or (e + 1) % eval_interval == 0)
+
+
+def epochs_within(seconds: float, cost: StepCost, *, steps_per_epoch: int, eval_interval: int, most: int) -> int:
+    """The most epochs (up to ``most``, at least 0) whose steps and validations fit in ``seconds``."""
+    fit = 0
+    for epochs in range(1, most + 1):
+        total = cost.run_seconds(steps=epochs * steps_per_epoch, validations=validations(0, epochs, eval_interval))
+        if total > seconds:
+            break
+        fit = epochs
+    return fit
+
+
+def estimate_line(trainer: Any, timed: tuple[float, float] | None) -> tuple[str, float] | None:
+    """One log line with the time the rest of the run should take and that time in seconds, or ``None`` when it
+    cannot be timed (``timed``: :func:`time_one_step`'s result)."""
     if timed is None:
         return None
-    step, load = timed
-    per_step = step * cfg.accumulate + (load * cfg.accumulate if cfg.workers == 0 else 0.0)
+    cfg, c = trainer.cfg, trainer.c
+    cost = step_cost(trainer, timed)
     steps = (cfg.epochs - c.epoch) * trainer.steps_per_epoch - (c.global_step % trainer.steps_per_epoch)
-    epochs_left = range(c.epoch, cfg.epochs)
-    evals = sum(1 for e in epochs_left if e + 1 == cfg.epochs or (e + 1) % cfg.eval_interval == 0)
-    val_batches = math.ceil(len(trainer.val_ds) / trainer.info.world_size / cfg.batch_size)
-    val_time = evals * val_batches * (step * EVAL_STEP_SHARE + (load if cfg.workers == 0 else 0.0))
-    total = steps * per_step + val_time
-    return (
-        f"time estimate: about {duration(total)} for {steps:,} optimizer steps ({per_step:.3g} s each, timed on one "
+    evals = validations(c.epoch, cfg.epochs, cfg.eval_interval)
+    total = cost.run_seconds(steps=steps, validations=evals)
+    line = (
+        f"time estimate: about {duration(total)} for {steps:,} optimizer steps ({cost.step:.3g} s each, timed on one "
         f"batch) and {evals} validation(s)"
     )
+    return line, total

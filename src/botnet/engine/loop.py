@@ -26,16 +26,21 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..data.folder import BadImageTracker, DataError, collate_skip_bad
 from . import checkpoint as ckpt
+from .auto import WARMUP_MAX_SHARE
 from .config import read_yaml_comments, save_yaml
 from .data import TrainLoader, batches_per_epoch
 from .distributed import DistInfo, all_reduce_sum, broadcast_object
-from .estimate import estimate_line
+from .estimate import duration, epochs_within, estimate_line, step_cost, time_one_step
 from .heap import keep_freed_memory
 from .optim import build_optimizer, build_scheduler
 from .reporting import CURVES_FILE, Progress, log, plot_curves, write_metrics
 from .run_dir import RunLock, claim_output_dir, new_run_dir
 from .stopping import TrainingError, TrainingInterrupted, stop_requests
 from .trainer_state import Counters, TrainerCheckpoints
+
+# A training loss above this many times the first step's (or above this many, when the first was below 1: a model
+# already fitted to its data starts near 0) has left its range: the run diverged.
+DIVERGED_FACTOR = 20.0
 
 
 def mix_seed(*parts: int) -> int:
@@ -62,6 +67,8 @@ class Trainer(TrainerCheckpoints):
         if cfg.output is None:
             cfg = cfg.replace(output=broadcast_object(new_run_dir(self.run_name(cfg)), info))
         self.info, self.out = info, Path(cfg.output)
+        self._started = time.perf_counter()  # --time counts from here
+        self._timed: tuple[float, float] | None = None  # a timed step (time_one_step), once measured
         self.cfg = cfg = self.resolve(cfg)  # unknown model etc.: fail before touching the disk
         if cfg.amp == "fp16" and info.device.type != "cuda":
             raise ValueError("--amp fp16 needs a CUDA device (it uses a grad scaler); use --amp bf16 on CPU")
@@ -70,6 +77,7 @@ class Trainer(TrainerCheckpoints):
         self._run_lock: RunLock | None = None
         self._train_loader: TrainLoader | None = None
         error = None
+        created = not self.out.exists()
         if info.is_main:  # one writer per run directory: only the main process writes, and it holds the lock
             try:
                 self._run_lock = claim_output_dir(self.out, resume=resume, overwrite=overwrite)
@@ -82,6 +90,9 @@ class Trainer(TrainerCheckpoints):
             self._setup(resume)
         except BaseException:
             self.close()
+            if created and info.is_main:  # a run refused while it set up leaves no empty directory behind
+                with contextlib.suppress(OSError):
+                    self.out.rmdir()
             raise
 
     def _setup(self, resume: bool) -> None:
@@ -118,6 +129,8 @@ class Trainer(TrainerCheckpoints):
                 f"process ({info.world_size} process(es)); lower --batch-size or add images"
             )
         self.steps_per_epoch = math.ceil(self.batches / cfg.accumulate)
+        if cfg.time is not None and not resume:
+            self.cfg = cfg = self._fit_time(cfg)
         self.optimizer = build_optimizer(self.model, cfg, cfg.lr, self.param_groups())
         self.scheduler = build_scheduler(self.optimizer, cfg, self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None
@@ -207,16 +220,25 @@ class Trainer(TrainerCheckpoints):
             f"batches x {cfg.batch_size} x {info.world_size} process(es), {info.device}, output {self.out}",
             enabled=info.is_main,
         )
+        planned = None
         if self.c.epoch >= cfg.epochs:
             log(f"{self.out} has already finished its {cfg.epochs} epochs", enabled=info.is_main)
         else:
-            line = estimate_line(self)
-            log(line or "no time estimate: the first batch has no readable image", enabled=info.is_main)
+            estimate = estimate_line(self, self._timed or time_one_step(self))
+            if estimate is not None:
+                line, planned = estimate
+                planned += time.perf_counter() - self._started
+            log(line if estimate else "no time estimate: the first batch has no readable image", enabled=info.is_main)
         try:
             with stop_requests() as self._signals:
-                return self._fit_epochs()
+                summary = self._fit_epochs()
         finally:
             self.close()
+        took = time.perf_counter() - self._started
+        if planned is not None:
+            bound = f", within --time {cfg.time:g} min" if cfg.time is not None else ""
+            log(f"wall time {duration(took)}; planned {duration(planned)}{bound}", enabled=info.is_main)
+        return {**summary, "wall_time_s": took, "planned_time_s": planned}
 
     def _fit_epochs(self) -> dict[str, Any]:
         cfg, info = self.cfg, self.info
@@ -331,15 +353,25 @@ class Trainer(TrainerCheckpoints):
         return loss.item()
 
     def _check_finite(self, loss: float, epoch: int) -> None:
-        bad = all_reduce_sum([float(not math.isfinite(loss))], self.info).item() > 0
-        if not bad:
+        """Stop when the loss is non-finite or has left its range (:data:`DIVERGED_FACTOR`): a diverging run stops
+        before it writes the diverged weights as a checkpoint, so the last one is good."""
+        finite = math.isfinite(loss)
+        flags = all_reduce_sum([float(not finite), loss if finite else 0.0], self.info).tolist()
+        c = self.c
+        if not flags[0] and c.first_loss == 0.0:
+            c.first_loss = flags[1] / self.info.world_size
+        mean = flags[1] / self.info.world_size
+        if not flags[0] and mean <= DIVERGED_FACTOR * max(c.first_loss, 1.0):
             return
-        where = f"epoch {epoch + 1}, batch {self.c.batch_in_epoch}/{self.batches} (optimizer step {self.c.global_step})"
-        kept = self._last_checkpoint("the last good checkpoint is")
-        raise TrainingError(
-            f"the loss became non-finite ({loss}) at {where}; stopped, {kept}. Lower --lr, set --clip-grad, or "
-            f"check the data"
+        where = f"epoch {epoch + 1}, batch {c.batch_in_epoch}/{self.batches} (optimizer step {c.global_step})"
+        what = (
+            f"the loss became non-finite ({loss})"
+            if flags[0]
+            else f"the loss left its range ({mean:,.4g}, more than {DIVERGED_FACTOR:g} x the first step's "
+            f"{c.first_loss:.4g}, or x 1): the run diverged"
         )
+        kept = self._last_checkpoint("the last good checkpoint is")  # every loss before it was in range
+        raise TrainingError(f"{what} at {where}; stopped, {kept}. Lower --lr, set --clip-grad, or check the data")
 
     def _check_weights_finite(self) -> None:
         """Refuse to checkpoint non-finite weights (a step can overflow them while its loss was still finite)."""
@@ -373,6 +405,37 @@ class Trainer(TrainerCheckpoints):
         self.c.global_step += 1
 
     # --------------------------------------------------------------------------------------------------------------
+    def _fit_time(self, cfg: Any) -> Any:
+        """Shorten an auto-length schedule to end within ``--time`` minutes, from a timed training step; refuse a
+        bound too short for one epoch. Epochs the user gave stand."""
+        self._timed = time_one_step(self)
+        if self._timed is None:
+            log("--time not applied: the first batch has no readable image to time", enabled=self.info.is_main)
+            return cfg
+        cost = step_cost(self, self._timed)
+        budget = 60 * cfg.time - (time.perf_counter() - self._started)
+        kw = dict(steps_per_epoch=self.steps_per_epoch, eval_interval=cfg.eval_interval)
+        fit = epochs_within(budget, cost, most=cfg.epochs, **kw)
+        one = cost.run_seconds(steps=self.steps_per_epoch, validations=1) + time.perf_counter() - self._started
+        if fit == 0:
+            raise ValueError(
+                f"--time {cfg.time:g} is too short for one epoch of this run: one epoch of {self.steps_per_epoch:,} "
+                f"steps ({cost.step:.3g} s each, timed) and its validation take about {duration(one)}; give --time "
+                f"{math.ceil(one / 60)} or more, or lower --image-size"
+            )
+        if fit >= cfg.epochs or "epochs" not in self.auto_reasons:
+            return cfg  # it fits, or the user's --epochs stands (the estimate says how long it takes)
+        changes: dict[str, Any] = {"epochs": fit}
+        if "warmup_epochs" in self.auto_reasons:  # the warm-up rule's cap, a share of the schedule, shrinks with it
+            changes["warmup_epochs"] = round(min(cfg.warmup_epochs, WARMUP_MAX_SHARE * fit), 4)
+        self.auto_reasons = {
+            **self.auto_reasons,
+            "epochs": f"{fit} of the rule's {cfg.epochs} epochs, to end within --time {cfg.time:g} min "
+            f"({cost.step:.3g} s a step, timed); the rule: {self.auto_reasons['epochs']}",
+        }
+        log(f"--time {cfg.time:g} min: {fit} epochs instead of {cfg.epochs}", enabled=self.info.is_main)
+        return cfg.replace(**changes)
+
     def _stop_agreed(self) -> bool:
         self._stopping = self._stopping or all_reduce_sum([float(bool(self._signals))], self.info).item() > 0
         return self._stopping

@@ -35,6 +35,7 @@ class Counters:
     loss_count: float = 0.0
     best_score: float = -1.0  # best value of the task's main validation metric (Trainer.best_metric)
     best_epoch: int = 0
+    first_loss: float = 0.0  # the training loss of the first step (mean over processes): the loss's range (0: none yet)
 
 
 class TrainerCheckpoints:
