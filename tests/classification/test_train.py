@@ -183,7 +183,9 @@ def test_non_finite_loss_or_weights_stop_the_run_and_keep_the_last_good_checkpoi
     # A learning rate that blows the loss up: the run stops at the first loss out of its range (more than 20 times
     # the first step's), before a checkpoint of the diverged weights; nothing non-finite is saved.
     out = tmp_path / "diverged"
-    with pytest.raises(TrainingError, match=r"the loss left its range \(.*, more than 20 x the first step's .*\): the "):
+    with pytest.raises(
+        TrainingError, match=r"the loss left its range \(.*, more than 20 x the first step's .*\): the "
+    ):
         train(
             build_config(
                 config_cls=TrainConfig, **dict(FAST, lr=1e12, warmup_epochs=0), checkpoint_steps=1, output=str(out)

@@ -103,3 +103,23 @@ def test_coco_file(tmp_path):
     path.write_text(json.dumps(data))
     with pytest.raises(DataError, match="image id 1 has no 'width' key"):
         describe_coco_file(path)
+
+
+def test_box_orientation_is_per_class_and_masks_are_counted():
+    # Class 1 all wider than tall, class 2 all taller than wide: half the boxes are wide, but each class is one way.
+    data = {
+        "images": [{"id": 1, "width": 100, "height": 100, "file_name": "a.png"}],
+        "categories": [{"id": 1, "name": "car"}, {"id": 2, "name": "person"}],
+        "annotations": [
+            {"id": i, "image_id": 1, "category_id": 1 + i % 2, "bbox": [0, 0, 30, 10] if i % 2 == 0 else [0, 0, 10, 30]}
+            for i in range(8)
+        ],
+    }
+    assert describe_coco(data).box_orientation == 1.0
+    for i, ann in enumerate(data["annotations"]):  # each class: 2 wide, 1 tall, 1 square -> |2 * 2.5/4 - 1| = 0.25
+        ann["bbox"] = [[0, 0, 30, 10], [0, 0, 30, 10], [0, 0, 10, 30], [0, 0, 20, 20]][i // 2]
+    data["annotations"][0]["segmentation"] = [[0, 0, 30, 0, 30, 10]]
+    data["annotations"][1]["segmentation"] = []
+    desc = describe_coco(data)
+    assert desc.box_orientation == pytest.approx(0.25)
+    assert (desc.num_objects, desc.objects_with_masks) == (8, 1)

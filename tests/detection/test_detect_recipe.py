@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from botnet.data.describe import describe_coco
+from botnet.data.symmetry import layout_asymmetry
 from botnet.detection.config import DetectConfig
 from botnet.detection.recipe import (
     DetectFacts,
@@ -13,6 +15,7 @@ from botnet.detection.recipe import (
     data_rules,
     detection_image_size,
     facts_from,
+    max_detections,
     memory_ceiling,
     resolve_detect,
 )
@@ -139,3 +142,38 @@ def test_resolve_announces_the_recipe(capsys):
     assert "recipe (auto values; set any option to override)" in err
     assert "lr 0.04: sgd 0.04 per 8 images, batch 8, from random weights" in err
     assert cfg.epochs == 11 and set(reasons) >= {"image_size", "batch_size", "lr", "epochs", "anchor_sizes"}
+
+
+def test_turns_and_flips_when_the_data_looks_alike_turned():
+    overhead = DetectFacts(40, 400.0, 0.05, 800, 0, 60, box_orientation=0.17, layout=None)
+    cfg, reasons = rules(overhead)
+    assert (cfg.rot90, cfg.vflip) == (True, 0.0)
+    assert "looks alike turned" in reasons["rot90"] and "no common layout" in reasons["rot90"]
+    assert reasons["vflip"] == "quarter turns and horizontal flips give every flip already"
+    assert rules(overhead, hflip=0.0)[0].vflip == 0.5
+    # Upright objects (most boxes of a class taller than wide), or photos with a top and a bottom: neither.
+    upright, reasons = rules(DetectFacts(40, 400.0, 0.05, 800, 0, 60, box_orientation=0.7))
+    assert (upright.rot90, upright.vflip) == (False, 0.0) and "mostly one way (orientation 0.70" in reasons["rot90"]
+    sky, reasons = rules(DetectFacts(40, 400.0, 0.05, 800, 0, 60, box_orientation=0.1, layout=(0.9, 0.2)))
+    assert not sky.rot90 and "have a top and a bottom" in reasons["rot90"] and reasons["vflip"].startswith("off: ")
+    assert rules(overhead, rot90=False, vflip=0.25)[0].vflip == 0.25  # given values stand
+
+
+def test_detections_per_image_follow_the_densest_image():
+    assert max_detections(15) == (100, "torchvision's 100 (a training image has at most 15 objects)")
+    assert max_detections(67)[0] == 200 and max_detections(183)[0] == 300
+    cfg, reasons = rules(DetectFacts(16, 1100.0, 0.02, 2500, 0, 183))
+    assert cfg.max_detections == 300 and "up to 183 objects: 1.5 x that" in reasons["max_detections"]
+
+
+def test_layout_asymmetry_of_constructed_images():
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 1, 16)[:, None] * np.ones((1, 16))  # bright at the bottom: sky-and-ground photos
+    photos = [ramp + 0.05 * rng.standard_normal((16, 16)) for _ in range(40)]
+    up_down, left_right = layout_asymmetry(photos)
+    assert up_down > 0.9 and left_right < 0.1
+    anywhere = [rng.random((16, 16)) for _ in range(40)]  # content anywhere: no common layout
+    assert layout_asymmetry(anywhere) is None
+    blob = np.zeros((16, 16))
+    blob[6:10, 6:10] = 1  # a centred layout: the same flipped either way
+    assert layout_asymmetry([blob + 0.05 * rng.standard_normal((16, 16)) for _ in range(40)])[0] < 0.05

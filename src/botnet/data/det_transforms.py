@@ -44,11 +44,38 @@ class FlooredScaleJitter(v2.ScaleJitter):
         return {"size": (max(1, height), max(1, width))}
 
 
+class RandomRot90(v2.Transform):
+    """Turn the image, its boxes and masks by a random multiple of 90 degrees (each of 0, 90, 180, 270 equally
+    likely), exactly: pixels are moved, never interpolated, and a turned box is the same box."""
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        return {"k": int(torch.randint(4, ()))}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        k = params["k"]
+        if k == 0:
+            return inpt
+        if isinstance(inpt, tv_tensors.BoundingBoxes):
+            if inpt.format != tv_tensors.BoundingBoxFormat.XYXY:
+                raise ValueError(f"RandomRot90 takes XYXY boxes, got {inpt.format}")
+            height, width = inpt.canvas_size
+            x0, y0, x1, y1 = inpt.as_subclass(Tensor).unbind(-1)
+            for _ in range(k):  # a quarter turn counter-clockwise (torch.rot90): (x, y) -> (y, width - x)
+                x0, y0, x1, y1 = y0, width - x1, y1, width - x0
+                height, width = width, height
+            return tv_tensors.wrap(torch.stack([x0, y0, x1, y1], -1), like=inpt, canvas_size=(height, width))
+        if isinstance(inpt, (tv_tensors.Image, tv_tensors.Mask)):
+            return tv_tensors.wrap(torch.rot90(inpt.as_subclass(Tensor), k, dims=(-2, -1)), like=inpt)
+        return inpt
+
+
 def build_detection_train_transform(
     size: int,
     *,
     scale_range: tuple[float, float] = (0.8, 1.25),
     hflip: float = 0.5,
+    vflip: float = 0.0,
+    rot90: bool = False,
     fixed_size: bool = True,
 ) -> v2.Compose:
     """Multi-scale jitter for ``(image, target)`` samples of :class:`~botnet.data.coco.CocoDetection`.
@@ -57,6 +84,8 @@ def build_detection_train_transform(
         size: target size; the longer image side is resized to ``size * s`` with ``s`` drawn from ``scale_range``.
         scale_range: ``(min, max)`` of the jitter scale, ``0 < min <= max <= 4``.
         hflip: probability of a horizontal flip; 0 leaves it out.
+        vflip: probability of a vertical flip; 0 leaves it out.
+        rot90: turn by a random multiple of 90 degrees (:class:`RandomRot90`).
         fixed_size: crop (or pad with zeros, masks too) to ``size x size`` after the jitter, so every image in a
             batch has the same size. Without it the jittered image keeps its aspect ratio.
 
@@ -71,12 +100,17 @@ def build_detection_train_transform(
             f"scale_range must be (min, max) with 0 < min <= max <= {_MAX_SCALE:g}, e.g. (0.8, 1.25) or (0.1, 2.0); "
             f"got {tuple(scale_range)}"
         )
-    if not 0.0 <= hflip <= 1.0:
-        raise ValueError(f"hflip is a probability in [0, 1], got {hflip}")
+    for name, p in (("hflip", hflip), ("vflip", vflip)):
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"{name} is a probability in [0, 1], got {p}")
 
     steps: list[v2.Transform] = []
     if hflip > 0:
         steps.append(v2.RandomHorizontalFlip(hflip))
+    if vflip > 0:
+        steps.append(v2.RandomVerticalFlip(vflip))
+    if rot90:
+        steps.append(RandomRot90())
     steps.append(FlooredScaleJitter(target_size=(size, size), scale_range=tuple(scale_range), antialias=True))
     if fixed_size:
         steps.append(v2.RandomCrop(size, pad_if_needed=True, fill=0))  # fill 0 for the image and the masks

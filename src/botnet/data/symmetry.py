@@ -67,6 +67,41 @@ def mirror_correlation(class_images: Sequence[Sequence[np.ndarray]]) -> float | 
     return mirrored / same
 
 
+def layout_asymmetry(images: Sequence[np.ndarray]) -> tuple[float, float] | None:
+    """How much of a set of images' common layout differs between top and bottom, and between left and right.
+
+    Split-half, as :func:`mirror_correlation`: with ``A``, ``B`` the two halves' mean images minus their mean value,
+    the layout the halves agree on is ``<A, B>``, and its up-down asymmetric part ``<a, b>`` with
+    ``a = (A - flipud(A)) / 2`` (left-right: ``fliplr``). Returns ``(up-down share, left-right share)`` of the
+    layout: each near 0 for a layout the same flipped that way, about 0.5 for a layout without a direction (the
+    same content anywhere), near 1 for one that is all top-vs-bottom (sky above, ground below) or left-vs-right.
+    ``None`` when the halves agree on no layout (split-half correlation below ``MIN_CLASS_SIGNAL``).
+    """
+    if len(images) < 4:
+        return None
+    stack = np.stack(images)
+    a, b = (h - h.mean() for h in (stack[0::2].mean(axis=0), stack[1::2].mean(axis=0)))
+    same = float((a * b).sum())
+    if same <= MIN_CLASS_SIGNAL * np.sqrt(float((a * a).sum()) * float((b * b).sum())):
+        return None
+    updown = float(((a - a[::-1]) * (b - b[::-1])).sum()) / 4
+    leftright = float(((a - a[:, ::-1]) * (b - b[:, ::-1])).sum()) / 4
+    return updown / same, leftright / same
+
+
+def measure_layout_asymmetry(
+    paths: Sequence[str | os.PathLike[str]], *, sample: int = 2 * MIRROR_PER_CLASS
+) -> tuple[float, float] | None:
+    """:func:`layout_asymmetry` of ``sample`` image files spread evenly over ``paths`` (unreadable ones skipped)."""
+    images = []
+    for i in even_sample(len(paths), sample):
+        try:
+            images.append(small_grey(paths[i]))
+        except UNREADABLE_IMAGE_ERRORS:
+            continue
+    return layout_asymmetry(images)
+
+
 def measure_mirror_correlation(
     samples: Sequence[tuple[str, int]], num_classes: int, *, per_class: int = MIRROR_PER_CLASS
 ) -> tuple[float | None, int]:

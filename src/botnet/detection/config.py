@@ -53,7 +53,18 @@ class DetectConfig(ConfigBase):
         "RPN anchor size per FPN level, 5 values (auto: from the data's small objects, doubling per level; none: the "
         "model's)",
     )
+    max_detections: int | None = option(
+        None, "detections kept per image (auto: 100, or 1.5 x the most objects of a training image, in hundreds)"
+    )
     hflip: float = option(0.5, "horizontal flip probability")
+    vflip: float | None = option(
+        None,
+        "vertical flip probability (auto: 0.5 when the data looks alike turned, as overhead imagery does, and "
+        "--hflip is 0; else 0: turns and horizontal flips give every flip already)",
+    )
+    rot90: bool | None = option(
+        None, "turn images by random multiples of 90 degrees (auto: when the data looks alike turned)"
+    )
     # optimisation
     epochs: int | None = option(
         None, "training epochs (auto: 219 x sqrt(training images) images seen, in whole epochs)"
@@ -105,6 +116,8 @@ class DetectConfig(ConfigBase):
         "image_size": dict(side=True, minimum=32),  # and at most the side of one 4 GiB float32 image
         "scale_range": dict(minimum=0, min_inclusive=False, maximum=4),  # the paper: 0.8 1.25 up to 0.1 2
         "anchor_sizes": dict(minimum=1),
+        "vflip": dict(minimum=0, maximum=1),
+        "max_detections": dict(minimum=1),
     }
 
     def validate(self) -> DetectConfig:

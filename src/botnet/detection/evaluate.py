@@ -18,12 +18,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..data.checks import check_boxes, imbalance_message
-from ..data.coco import CocoDetection
+from ..data.coco import CocoDetection, read_coco_json
 from ..data.coco_shapes import builtin_coco_shapes
-from ..data.describe import describe_coco_file
+from ..data.describe import describe_coco
 from ..data.det_transforms import build_detection_eval_transform, build_detection_train_transform, collate_detection
 from ..data.folder import DataError
 from ..data.split import coco_holdout
+from ..data.symmetry import measure_layout_asymmetry
 from ..engine import checkpoint as ckpt
 from ..engine.config import BUILTIN, build_config
 from ..engine.data import eval_loader
@@ -78,11 +79,15 @@ def read_detect_facts(cfg: DetectConfig, info: DistInfo, *, announce: bool = Tru
         root = builtin_root(cfg.replace(image_size=cfg.image_size or SHAPES_SIDE), info)
     else:
         root = Path(cfg.data)
-    _, ann = split_files(root, cfg.train_split)
-    desc = describe_coco_file(ann)
+    images, ann = split_files(root, cfg.train_split)
+    data = read_coco_json(ann)
+    desc = describe_coco(data)
     no_val = not (root / "annotations" / f"instances_{cfg.val_split}.json").exists()
     log(f"training annotations: {desc.summary()}", enabled=announce)
-    return facts_from(desc, 1 - cfg.val_fraction if no_val else 1.0)
+    layout = None
+    if cfg.rot90 is None:  # the turn rule looks at the images: a sample decoded small
+        layout = measure_layout_asymmetry([images / img["file_name"] for img in data["images"]])
+    return facts_from(desc, 1 - cfg.val_fraction if no_val else 1.0, layout)
 
 
 def build_detection_datasets(
@@ -106,9 +111,16 @@ def build_detection_datasets(
         )
 
     eval_tf = build_detection_eval_transform()
-    train_tf = build_detection_train_transform(
-        cfg.image_size, scale_range=cfg.scale_range, hflip=cfg.hflip, fixed_size=cfg.fixed_size
-    )
+    train_tf = None  # evaluation alone needs no training transform (nor its options: runs of older versions lack some)
+    if train:
+        train_tf = build_detection_train_transform(
+            cfg.image_size,
+            scale_range=cfg.scale_range,
+            hflip=cfg.hflip,
+            vflip=cfg.vflip,
+            rot90=cfg.rot90,
+            fixed_size=cfg.fixed_size,
+        )
     no_val = not (root / "annotations" / f"instances_{cfg.val_split}.json").exists()
     if holdout and no_val and (root / "annotations" / f"instances_{cfg.train_split}.json").exists():
         full = load(cfg.train_split, None, True)

@@ -25,6 +25,7 @@ from .backbone import WeightsSource, botnet_fpn_backbone
 from .transform import FlooredResizeTransform
 
 DEFAULT_ANCHOR_SIZES = (32, 64, 128, 256, 512)  # torchvision's, one size per FPN level (c2..c5 + pool)
+PROPOSALS_PER_DETECTION = 3  # with max_detections: RPN proposals kept per detection, at least
 ASPECT_RATIOS = (0.5, 1.0, 2.0)
 
 
@@ -68,6 +69,7 @@ def _detector(
     anchor_sizes: Sequence[int] = DEFAULT_ANCHOR_SIZES,
     roi_sampling_ratio: int = 2,
     backbone_args: dict[str, Any] | None = None,
+    max_detections: int | None = None,
     **kwargs: Any,
 ) -> nn.Module:
     if num_classes < 2:
@@ -90,6 +92,12 @@ def _detector(
         out_channels=fpn_channels,
         **body_args,
     )
+    if max_detections is not None:  # dense images: more detections, and proposals to find them (3 per detection)
+        kwargs["box_detections_per_img"] = max_detections
+        for key, default in (("rpn_pre_nms_top_n", 2000), ("rpn_post_nms_top_n", 2000)):
+            for phase, fallback in (("train", default), ("test", default // 2)):
+                name = f"{key}_{phase}"
+                kwargs[name] = max(kwargs.get(name, fallback), PROPOSALS_PER_DETECTION * max_detections)
     kwargs.setdefault("min_size", image_size)
     kwargs.setdefault("max_size", image_size)
     kwargs.setdefault(
@@ -136,6 +144,8 @@ def maskrcnn_botnet_fpn(backbone: str = "botnet50", **kwargs: Any) -> MaskRCNN:
             head's convs (torchvision: 256, 1024, 256).
         anchor_sizes: anchor size per FPN level (5 values).
         roi_sampling_ratio: RoIAlign sampling points per bin side for the box and mask heads (torchvision: 2).
+        max_detections: detections kept per image (torchvision's ``box_detections_per_img``, 100); the RPN keeps at
+            least 3 proposals per detection before and after its NMS.
         backbone_args: :class:`~botnet.models.BoTNetConfig` overrides, e.g. ``{"attn_backend": "chunked"}``.
         **kwargs: any argument of torchvision's ``MaskRCNN`` (``box_detections_per_img``, ``rpn_*``, ...).
     """

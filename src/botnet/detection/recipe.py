@@ -16,7 +16,7 @@ from ..engine.auto import Auto, apply_rules, cap_batch, count, global_batch, rec
 from ..engine.distributed import DistInfo, auto_workers, device_memory, local_world_size
 from ..engine.reporting import log
 from .config import DetectConfig
-from .models import backbone_name, default_image_size, detector_has_masks, detector_name
+from .models import PROPOSALS_PER_DETECTION, backbone_name, default_image_size, detector_has_masks, detector_name
 
 DEFAULT_BATCH = 8  # images per process, before the small-dataset cap (engine.auto.cap_batch)
 # SGD: 0.04 per 8 images from random weights (the built-in recipe's; on a few hundred photos 42.8 box AP50 against
@@ -42,6 +42,14 @@ STRIDE = 32  # the total stride: sizes are multiples of it
 MEMORY_SHARE = 0.25
 TRAIN_BYTES_PER_PIXEL = {"botnet_tiny": 1024}
 WIDE_BYTES_PER_PIXEL = 4096  # every other backbone
+# Detections per image: torchvision's 100, or this many times the densest training image's objects, in hundreds.
+DEFAULT_DETECTIONS = 100
+DETECTION_HEADROOM = 1.5
+# Turns (vertical flips and quarter turns) when the data looks alike turned: each class's boxes at most this one-way
+# (0.4: 30-70% of a class's boxes wider than tall), and the images' common layout at most this much more up-down
+# asymmetric than left-right (a photo's sky above and ground below; a layout without a direction has both near 0.5).
+TURN_ORIENTATION = 0.4
+TURN_LAYOUT = 0.4
 # Anchors: one size per FPN level (strides 4..64), doubling; the smallest is the largest power of two at or below the
 # small objects' size (in pixels at the training size), at least the finest level's stride.
 FINEST_STRIDE = 4
@@ -58,6 +66,10 @@ class DetectFacts:
             ``sqrt(box area) / max(width, height)`` (``None``: no objects).
         objects: training objects (valid, non-crowd boxes; after any held-out share).
         masked_objects: of those, the objects with a segmentation.
+        most_objects: the most objects one training image has.
+        box_orientation: how one-way each class's boxes are (:class:`~botnet.data.describe.DatasetDescription`).
+        layout: ``(up-down, left-right)`` asymmetry of the images' common layout
+            (:func:`~botnet.data.symmetry.layout_asymmetry`; ``None``: no common layout, or not measured).
     """
 
     images: int
@@ -65,10 +77,16 @@ class DetectFacts:
     small_object: float | None
     objects: int
     masked_objects: int
+    most_objects: int = 0
+    box_orientation: float | None = None
+    layout: tuple[float, float] | None = None
 
 
-def facts_from(desc: DatasetDescription, train_share: float = 1.0) -> DetectFacts:
-    """The facts of a described annotation file, of which ``train_share`` of the images train."""
+def facts_from(
+    desc: DatasetDescription, train_share: float = 1.0, layout: tuple[float, float] | None = None
+) -> DetectFacts:
+    """The facts of a described annotation file, of which ``train_share`` of the images train (``layout``: measured
+    on its images)."""
     side = None
     if desc.widths is not None and desc.heights is not None:
         side = max(desc.widths.median, desc.heights.median)
@@ -79,6 +97,9 @@ def facts_from(desc: DatasetDescription, train_share: float = 1.0) -> DetectFact
         small_object=small,
         objects=round(desc.num_objects * train_share),
         masked_objects=round(desc.objects_with_masks * train_share),
+        most_objects=round(desc.objects_per_image.max) if desc.objects_per_image is not None else 0,
+        box_orientation=desc.box_orientation,
+        layout=layout,
     )
 
 
@@ -155,6 +176,52 @@ def detection_image_size(side: float | None, small_object: float | None, *, ceil
     return size, reason
 
 
+def max_detections(most_objects: int) -> Auto:
+    """Detections kept per image: torchvision's 100, or room for half again the densest training image."""
+    wanted = max(DEFAULT_DETECTIONS, math.ceil(DETECTION_HEADROOM * most_objects / 100) * 100)
+    if wanted == DEFAULT_DETECTIONS:
+        return (
+            wanted,
+            f"torchvision's {DEFAULT_DETECTIONS} (a training image has at most {count(most_objects)} objects)",
+        )
+    return wanted, (
+        f"a training image has up to {count(most_objects)} objects: {DETECTION_HEADROOM:g} x that, in hundreds "
+        f"(the RPN keeps {PROPOSALS_PER_DETECTION} proposals per detection)"
+    )
+
+
+def turns(facts: DetectFacts) -> Auto:
+    """Whether the data looks alike turned by 90 degrees (overhead and microscope images): then random quarter turns
+    (and flips) are free extra training images."""
+    orientation, layout = facts.box_orientation, facts.layout
+    if orientation is None:
+        return False, "no objects to judge by"
+    if orientation > TURN_ORIENTATION:
+        return False, (
+            f"the boxes of a class are mostly one way (orientation {orientation:.2f} > {TURN_ORIENTATION:g}: "
+            "upright objects)"
+        )
+    if layout is not None and layout[0] - layout[1] > TURN_LAYOUT:
+        return False, (
+            f"the images have a top and a bottom (their common layout {layout[0]:.2f} up-down asymmetric, "
+            f"{layout[1]:.2f} left-right)"
+        )
+    where = "no common layout" if layout is None else f"layout {layout[0]:.2f} up-down, {layout[1]:.2f} left-right"
+    return True, (
+        f"the data looks alike turned, as overhead and microscope images do: each class's boxes as often wider as "
+        f"taller (orientation {orientation:.2f}), images without a top and bottom ({where})"
+    )
+
+
+def vertical_flip(rot90: bool, rot90_reason: str, hflip: float) -> Auto:
+    """Vertical flips when the data looks alike turned, unless turns and horizontal flips give them already."""
+    if not rot90:
+        return 0.0, "off: " + rot90_reason if rot90_reason else "off: --rot90 false"
+    if hflip > 0:
+        return 0.0, "quarter turns and horizontal flips give every flip already"
+    return 0.5, "the data looks alike turned, and --hflip is 0"
+
+
 def detection_lr(batch: int, optimizer: str, pretrained: bool) -> Auto:
     """The peak learning rate, linear in the global batch."""
     if optimizer == "adamw":
@@ -205,28 +272,54 @@ def data_rules(
             warmup_min_steps=WARMUP_MIN_STEPS,
         ),
         ("anchor_sizes", lambda c: anchors(facts.small_object, c.image_size)),
+        ("max_detections", lambda c: max_detections(facts.most_objects)),
+        ("rot90", lambda c: turns(facts)),
+        ("vflip", lambda c: vertical_flip(c.rot90, reasons.get("rot90", ""), c.hflip)),
     ]
     cfg = apply_rules(cfg, rules, reasons)
     check_head(cfg.model, facts)
     return cfg, reasons
 
 
-AUTO_OPTIONS = ("model", "image_size", "batch_size", "lr", "epochs", "warmup_epochs", "anchor_sizes")
+AUTO_OPTIONS = (
+    "model",
+    "image_size",
+    "batch_size",
+    "lr",
+    "epochs",
+    "warmup_epochs",
+    "anchor_sizes",
+    "max_detections",
+    "rot90",
+    "vflip",
+)
+
+
+# What a run resumed from an older version's config.yaml, which lacks these options, had instead of them.
+OLDER_RUNS = {"vflip": 0.0, "rot90": False}  # max_detections: None, the model's own
 
 
 def resolve_detect(
-    cfg: DetectConfig, info: DistInfo, *, facts: DetectFacts | None = None, announce: bool = True
+    cfg: DetectConfig,
+    info: DistInfo,
+    *,
+    facts: DetectFacts | None = None,
+    announce: bool = True,
+    resuming: bool = False,
 ) -> tuple[DetectConfig, dict[str, str]]:
     """Fill the "auto" options from the data, the model and the machine; ``(config, {option: reason})``.
 
     ``facts`` are read from ``cfg.data`` (:func:`botnet.detection.evaluate.read_detect_facts`) when a rule needs
-    them (or a mask model must be checked against the annotations) and none are given.
+    them (or a mask model must be checked against the annotations) and none are given. A resumed run's options were
+    resolved when it started: no rule runs again, and options its version did not have get :data:`OLDER_RUNS`.
     """
     if cfg.model is not None:
         default_image_size(cfg.model)  # unknown model: a clear error before anything else
     cfg = cfg.replace(
         workers=cfg.workers if cfg.workers is not None else auto_workers(info.device, local_world_size()),
     )
+    if resuming:
+        return cfg.replace(**{k: v for k, v in OLDER_RUNS.items() if getattr(cfg, k) is None}).validate(), {}
     reasons: dict[str, str] = {}
     needs_facts = cfg.model is None or detector_has_masks(cfg.model)  # a mask model is checked against the data
     needs_facts = needs_facts or any(getattr(cfg, name) is None for name in AUTO_OPTIONS)

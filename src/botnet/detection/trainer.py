@@ -47,7 +47,7 @@ class DetectionTrainer(Trainer):
         return cfg.model or f"{DEFAULT_BACKBONE}_fpn"  # the head is chosen from the data later
 
     def resolve(self, cfg: DetectConfig) -> DetectConfig:
-        cfg, self.auto_reasons = resolve_detect(cfg, self.info, announce=not self.resuming)
+        cfg, self.auto_reasons = resolve_detect(cfg, self.info, resuming=self.resuming)
         self.backbone_weights = None
         if cfg.weights_backbone:  # unreadable or ill-fitting weights: refused before any data is built
             log(f"reading the backbone weights {cfg.weights_backbone}", enabled=self.info.is_main)
@@ -69,6 +69,8 @@ class DetectionTrainer(Trainer):
             args["trainable_backbone_layers"] = cfg.trainable_backbone_layers
         if cfg.anchor_sizes is not None:
             args["anchor_sizes"] = tuple(cfg.anchor_sizes)
+        if cfg.max_detections is not None:
+            args["max_detections"] = cfg.max_detections
         return {**args, **cfg.model_args}
 
     def build_model(self) -> nn.Module:
