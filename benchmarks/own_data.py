@@ -1,8 +1,9 @@
 """The default recipe on real datasets, against a short hand search and a scikit-learn reference.
 
-For each dataset written by ``benchmarks/real_datasets.py``: ``botnet train --data DIR`` (or ``botnet detect train``)
-with nothing else; then the hand search, each variant changing one value of the default run (the learning rate x2
-and /2, the crop scale, flips, the anchors, the scale jitter) at the same schedule, so in about the same time; then,
+For each dataset written by ``benchmarks/real_datasets.py`` or ``benchmarks/box_datasets.py`` (both into the same
+folder): ``botnet train --data DIR`` (or ``botnet detect train``) with nothing else; then the hand search, each
+variant changing one value of the default run (the learning rate x2 and /2, the crop scale, flips; for detection a
+1.5x larger size within the default run's time, twice the epochs, quarter turns toggled, a wider scale jitter); then,
 for classification, an RBF support-vector machine on the raw pixels (scikit-learn, C picked from 1, 10, 100 by 3-fold
 cross-validation on the training split). Prints one markdown row per run and writes them to ``OUT/results.jsonl``.
 
@@ -26,7 +27,7 @@ import yaml
 from PIL import Image
 
 CLASSIFICATION = ("digits", "mnist", "fashion_mnist", "lfw_faces", "textures")
-DETECTION = ("fashion_on_photos", "nuclei")
+DETECTION = ("fashion_on_photos", "nuclei", "neon_trees", "spacenet_buildings", "hela_nuclei", "cho_nuclei")
 
 
 def run(cmd: list[str], out: Path, *, reuse: bool = False) -> dict:
@@ -59,11 +60,18 @@ def classification_variants(cfg: dict) -> dict[str, list[str]]:
     }
 
 
-def detection_variants(cfg: dict) -> dict[str, list[str]]:
+def detection_variants(cfg: dict, minutes: float) -> dict[str, list[str]]:
+    """The hand search around a default run's resolved values; a variant that costs more per step (a larger size)
+    gets the default run's wall time as its --time, so it trains fewer epochs; a longer schedule is reported with its
+    own (longer) time."""
+    larger = 32 * round(1.5 * cfg["image_size"] / 32)
+    turns = "false" if cfg.get("rot90") else "true"
     return {
         "lr x2": ["--lr", f"{cfg['lr'] * 2:g}"],
         "lr /2": ["--lr", f"{cfg['lr'] / 2:g}"],
-        "model's anchors": ["--anchor-sizes", "8", "16", "32", "64", "128"],
+        f"size {larger} (same time)": ["--image-size", str(larger), "--time", f"{minutes:.2f}"],
+        "epochs x2": ["--epochs", str(2 * cfg["epochs"])],
+        f"turns {turns}": ["--rot90", turns],
         "jitter 0.5-1.5": ["--scale-range", "0.5", "1.5"],
     }
 
@@ -114,7 +122,10 @@ def main() -> None:
         default = run(cmd, args.out / name / "default", reuse=args.reuse)
         rows = [("defaults", default)]
         if not args.skip_search and "failed" not in default:  # the variants are taken from the default's values
-            variants = (detection_variants if detection else classification_variants)(default["config"])
+            if detection:
+                variants = detection_variants(default["config"], default["wall_s"] / 60)
+            else:
+                variants = classification_variants(default["config"])
             for label, extra in variants.items():
                 slug = label.replace(" ", "_").replace("/", "div").replace("'", "")
                 rows.append((label, run([*cmd, *extra], args.out / name / slug, reuse=args.reuse)))

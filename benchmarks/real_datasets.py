@@ -276,7 +276,8 @@ def _paste_objects(background, items, item_labels, rng, size: int, max_objects: 
     return image, [masks[i] for i in kept], [labels[i] for i in kept]
 
 
-def fashion_on_photos(root: Path, args, size: int = 128) -> str:
+def fashion_on_photos(root: Path, args) -> str:
+    size = args.det_size
     version = _debian("dataset-fashion-mnist", FASHION_DIR / "train-images-idx3-ubyte.gz")
     sk, sl = _skimage(), _sklearn()
     for split, photos, count in (("train", _TRAIN_PHOTOS, args.det_train), ("val", _VAL_PHOTOS, args.det_val)):
@@ -358,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fashion-val-per-class", type=int, default=200)
     p.add_argument("--det-train", type=int, default=400, help="fashion_on_photos train images")
     p.add_argument("--det-val", type=int, default=100, help="fashion_on_photos val images")
+    p.add_argument("--det-size", type=int, default=128, help="fashion_on_photos image side (px)")
     p.add_argument("--min-area", type=int, default=8, help="nuclei: smallest kept part of a nucleus in a tile (px)")
     args = p.parse_args(argv)
     if not 0.0 < args.val_frac < 1.0:

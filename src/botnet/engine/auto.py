@@ -40,7 +40,11 @@ def fit_image_size(side: float | None, *, stride: int, smallest: int, largest: i
     rounded = max(stride, math.ceil(side / stride) * stride)
     size = min(max(rounded, smallest), largest)
     if rounded > largest:
-        return size, f"the model's size; the images ({what} {side:g} px) are scaled down"
+        cost = (rounded / size) ** 2
+        return size, (
+            f"the model's size; the images ({what} {side:g} px) are scaled down {side / size:.3g}x: --img-size "
+            f"{rounded} keeps their detail at about {cost:.3g}x the compute per image"
+        )
     if rounded < smallest:
         return size, f"images of {what} {side:g} px, raised to the model's smallest useful size"
     return size, f"images of {what} {side:g} px, rounded up to a multiple of the network's stride {stride}"
@@ -65,18 +69,22 @@ def steps_to_epochs(steps: float, steps_per_epoch: int) -> int:
     return max(1, round(steps / max(steps_per_epoch, 1)))
 
 
-def sqrt_schedule(images: int, *, per_sqrt_image: float, global_batch: int, steps_per_epoch: int) -> Auto:
+def sqrt_schedule(
+    images: int, *, per_sqrt_image: float, global_batch: int, steps_per_epoch: int, unit: str = "images"
+) -> Auto:
     """The schedule length: ``per_sqrt_image * sqrt(images)`` images seen, as whole epochs.
 
     More data needs more optimizer steps but fewer passes over each image; the square root sits between a fixed
     number of epochs (too short for a few hundred images) and a fixed number of steps (too many passes over them).
+    ``images`` may count another unit of supervision (``unit``: detection counts objects).
     """
     seen = per_sqrt_image * math.sqrt(max(images, 1))
     steps_per_epoch = max(1, steps_per_epoch)
     epochs = steps_to_epochs(seen / global_batch, steps_per_epoch)
+    of = "" if unit == "images" else f" {unit}"
     return epochs, (
-        f"{count(epochs * steps_per_epoch)} optimizer steps ({count(round(per_sqrt_image))} x sqrt({count(images)}) "
-        f"images seen, at {count(global_batch)} per step)"
+        f"{count(epochs * steps_per_epoch)} optimizer steps ({count(round(per_sqrt_image))} x sqrt({count(images)}"
+        f"{of}) images seen, at {count(global_batch)} per step)"
     )
 
 
@@ -91,17 +99,26 @@ def steps_per_epoch(cfg: Any, images: int, processes: int) -> int:
 
 
 def schedule_rules(
-    images: int, processes: int, *, per_sqrt_image: float, warmup_length: float = 1.0, warmup_min_steps: int = 0
+    images: int,
+    processes: int,
+    *,
+    per_sqrt_image: float,
+    warmup_length: float = 1.0,
+    warmup_min_steps: int = 0,
+    supervision: tuple[int, str] | None = None,
 ) -> list[tuple[str, Callable[[Any], Auto]]]:
-    """The ``epochs`` (:func:`sqrt_schedule`) and ``warmup_epochs`` (:func:`warmup`) rules of a run on ``images``."""
+    """The ``epochs`` (:func:`sqrt_schedule`) and ``warmup_epochs`` (:func:`warmup`) rules of a run on ``images``;
+    ``supervision = (count, unit)`` sizes the schedule by another count than the images (detection: objects)."""
+    units, unit = supervision or (images, "images")
     return [
         (
             "epochs",
             lambda c: sqrt_schedule(
-                images,
+                units,
                 per_sqrt_image=per_sqrt_image,
                 global_batch=global_batch(c, processes),
                 steps_per_epoch=steps_per_epoch(c, images, processes),
+                unit=unit,
             ),
         ),
         (

@@ -34,13 +34,16 @@ from .estimate import duration, epochs_within, estimate_line, step_cost, time_on
 from .heap import keep_freed_memory
 from .optim import build_optimizer, build_scheduler
 from .reporting import CURVES_FILE, Progress, log, plot_curves, write_metrics
-from .run_dir import RunLock, claim_output_dir, new_run_dir
+from .run_dir import LOCK_FILE, RunLock, claim_output_dir, new_run_dir
 from .stopping import TrainingError, TrainingInterrupted, stop_requests
 from .trainer_state import Counters, TrainerCheckpoints
 
 # A training loss above this many times the first step's (or above this many, when the first was below 1: a model
 # already fitted to its data starts near 0) has left its range: the run diverged.
 DIVERGED_FACTOR = 20.0
+# --time plans the schedule to this share of the bound: a step timed on one batch is the fastest of two, and the
+# machine's speed varies by about 10% between runs.
+TIME_MARGIN = 0.9
 
 
 def mix_seed(*parts: int) -> int:
@@ -90,8 +93,10 @@ class Trainer(TrainerCheckpoints):
             self._setup(resume)
         except BaseException:
             self.close()
-            if created and info.is_main:  # a run refused while it set up leaves no empty directory behind
+            if created and info.is_main:  # a run refused while it set up leaves no directory behind
                 with contextlib.suppress(OSError):
+                    if [p.name for p in self.out.iterdir()] == [LOCK_FILE]:
+                        (self.out / LOCK_FILE).unlink()
                     self.out.rmdir()
             raise
 
@@ -413,7 +418,7 @@ class Trainer(TrainerCheckpoints):
             log("--time not applied: the first batch has no readable image to time", enabled=self.info.is_main)
             return cfg
         cost = step_cost(self, self._timed)
-        budget = 60 * cfg.time - (time.perf_counter() - self._started)
+        budget = TIME_MARGIN * 60 * cfg.time - (time.perf_counter() - self._started)
         kw = dict(steps_per_epoch=self.steps_per_epoch, eval_interval=cfg.eval_interval)
         fit = epochs_within(budget, cost, most=cfg.epochs, **kw)
         one = cost.run_seconds(steps=self.steps_per_epoch, validations=1) + time.perf_counter() - self._started

@@ -1,0 +1,99 @@
+"""Box-only COCO data (no masks, or ``"segmentation": []``), as most detection exporters write it, through the CLI
+with the default model: the head follows the annotations; train, eval, predict, resume and export."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from test_detect_cli import FAST, botnet
+
+from botnet.data.coco_shapes import write_coco_shapes
+
+
+def strip_masks(root: Path) -> Path:
+    """Remove every mask: half the annotations lose the key, half get ``"segmentation": []``; one training image
+    loses all its objects (a background image)."""
+    for split in ("train", "val"):
+        path = root / "annotations" / f"instances_{split}.json"
+        data = json.loads(path.read_text())
+        for i, ann in enumerate(data["annotations"]):
+            if i % 2:
+                ann["segmentation"] = []
+            else:
+                del ann["segmentation"]
+        if split == "train":
+            first = data["images"][0]["id"]
+            data["annotations"] = [a for a in data["annotations"] if a["image_id"] != first]
+        path.write_text(json.dumps(data))
+    return root
+
+
+@pytest.fixture(scope="module")
+def box_root(tmp_path_factory) -> Path:
+    root = write_coco_shapes(tmp_path_factory.mktemp("boxes") / "data", num_train=12, num_val=4, size=64, seed=1)
+    return strip_masks(root)
+
+
+def test_box_only_data_trains_evaluates_predicts_resumes_with_the_default_model(box_root, tmp_path):
+    run = tmp_path / "run"
+    r = botnet("detect", "train", "--data", box_root, "--epochs", "1", *FAST, "--output", run)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "model fasterrcnn_botnet_tiny_fpn: the " in r.stderr and "have boxes and no masks: boxes only" in r.stderr
+    assert re.search(r"; [1-9]\d* images without", r.stderr)  # background images train
+    assert "segm" not in r.stdout and "box AP" in r.stdout and "mask AP" not in r.stdout
+    row = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert "val_bbox_AP50" in row and not any(k.startswith("val_segm") for k in row)
+    assert "model: fasterrcnn_botnet_tiny_fpn  # auto: " in (run / "config.yaml").read_text()
+
+    r = botnet("detect", "eval", "--checkpoint", run, "--workers", "0")
+    assert r.returncode == 0, r.stderr[-3000:]
+    result = json.loads((run / "eval.json").read_text())
+    assert "segm" not in result and result["images"] == 4
+    assert result["bbox"]["AP50"] == pytest.approx(row["val_bbox_AP50"])  # a number, not "-" for every AP
+
+    images = sorted((box_root / "val").iterdir())[:2]
+    r = botnet("detect", "predict", "--checkpoint", run, *images, "--score-threshold", "0", "--output", tmp_path / "p")
+    assert r.returncode == 0, r.stderr[-3000:]
+    detections = json.loads((tmp_path / "p" / "detections.json").read_text())
+    assert detections and all("segmentation" not in d for d in detections)
+
+    r = botnet("detect", "train", "--resume", run)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "has already finished its 1 epochs" in r.stderr
+
+    r = botnet("export", "--checkpoint", run / "best", "--output", tmp_path / "det.onnx")
+    assert r.returncode == 2 and "is a detection checkpoint: use botnet detect eval" in r.stderr
+
+
+def test_a_mask_model_on_box_only_data_is_refused_before_anything_is_written(box_root, tmp_path):
+    run = tmp_path / "run"
+    r = botnet("detect", "train", "--data", box_root, "--model", "maskrcnn_botnet_tiny_fpn", *FAST, "--output", run)
+    assert r.returncode == 2
+    assert "--model maskrcnn_botnet_tiny_fpn predicts masks, but " in r.stderr
+    assert "give --model fasterrcnn_botnet_tiny_fpn" in r.stderr and "Traceback" not in r.stderr
+    assert not run.exists()
+
+
+def test_some_objects_with_masks_train_boxes_for_all(box_root, tmp_path):
+    root = tmp_path / "mixed"
+    write_coco_shapes(root, num_train=12, num_val=4, size=64, seed=1)
+    path = root / "annotations" / "instances_train.json"
+    data = json.loads(path.read_text())
+    data["annotations"][0]["segmentation"] = []
+    path.write_text(json.dumps(data))
+    r = botnet("detect", "train", "--data", root, "--epochs", "1", *FAST, "--output", tmp_path / "run")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "model fasterrcnn_botnet_tiny_fpn: 1 of the " in r.stderr and "boxes only, for all" in r.stderr
+
+
+def test_time_too_short_for_one_epoch_is_refused_naming_the_minimum(box_root, tmp_path):
+    run = tmp_path / "run"
+    r = botnet("detect", "train", "--data", box_root, "--time", "0.001", *FAST, "--output", run)
+    assert r.returncode == 2, r.stderr[-3000:]
+    assert "--time 0.001 is too short for one epoch of this run" in r.stderr and "give --time 1 or more" in r.stderr
+    assert not run.exists()  # nothing left behind
+    r = botnet("detect", "train", "--data", box_root, "--time", "0", "--output", run)
+    assert r.returncode == 2 and "--time" in r.stderr and not run.exists()
