@@ -45,13 +45,14 @@ def test_builtin_sized_data_gets_the_builtin_recipe():
 
 def test_rules_over_the_data():
     few, reasons = rules(facts(117, 128.0, 0.07))  # 117 microscopy tiles, small nuclei
-    assert (few.batch_size, few.epochs, few.anchor_sizes) == (8, 21, (8, 16, 32, 64, 128))
-    # 14 steps an epoch: the 100-step warm-up floor is cut to a fifth of the 21 epochs.
-    assert few.warmup_epochs == pytest.approx(4.2) and reasons["warmup_epochs"] == "20% of the 21-epoch schedule"
+    # 351 objects: 132 x sqrt(351) = 2,473 images seen, 309 steps of 8, 22 epochs of 14 steps.
+    assert (few.batch_size, few.epochs, few.anchor_sizes) == (8, 22, (8, 16, 32, 64, 128))
+    # 14 steps an epoch: the 100-step warm-up floor is cut to a fifth of the 22 epochs.
+    assert few.warmup_epochs == pytest.approx(4.4) and reasons["warmup_epochs"] == "20% of the 22-epoch schedule"
     photos, reasons = rules(facts(400, 128.0, 0.19))  # 50 steps an epoch: 100 steps are 2 epochs
     assert photos.warmup_epochs == 2.0 and reasons["warmup_epochs"] == "100 steps (2 epochs), the least a warm-up gets"
-    tiny, _ = rules(facts(30, 128.0, 0.2))  # 30 images: batch 2 for 10 steps an epoch (floor 1)
-    assert tiny.batch_size == 2 and tiny.lr == pytest.approx(0.01)
+    tiny, _ = rules(facts(30, 128.0, 0.2))  # 30 images: batch 4 (the floor; 7 steps an epoch)
+    assert tiny.batch_size == 4 and tiny.lr == pytest.approx(0.02)
     # Large images scaled down to where the small objects are 32 px: 640 px, if memory allows (200 GiB); botnet50
     # at batch 8 in 16 GiB is capped at 352 px.
     big, reasons = rules(facts(5000, 2000.0, 0.05), memory=200 * 2**30, model="maskrcnn_botnet50_fpn")
@@ -61,6 +62,18 @@ def test_rules_over_the_data():
     assert capped.image_size == 352 and "capped at 352 px by memory" in reasons["image_size"]
     pre, reasons = rules(facts(400, 128.0, 0.2), weights_backbone="some.safetensors")
     assert pre.lr == pytest.approx(0.02 / 16 * 8) and "pretrained" in reasons["lr"]
+
+
+def test_the_schedule_follows_the_objects_not_the_images():
+    # 36 photos of 558 objects (the first set of the detection issue): 132 x sqrt(558) = 3,118 images seen, 780 steps
+    # of 4 images, 87 epochs of 9 steps; the same photos with one object each get 792 images seen.
+    dense, reasons = rules(facts(36, 400.0, 0.04, objects=558, masked=0))
+    assert (dense.batch_size, dense.epochs) == (4, 87)
+    assert reasons["epochs"] == "783 optimizer steps (132 x sqrt(558 objects) images seen, at 4 per step)"
+    sparse, _ = rules(facts(36, 400.0, 0.04, objects=36, masked=0))
+    assert sparse.epochs == 22  # 792 / 4 / 9
+    builtin, _ = rules(facts(3000, 128.0, 0.148, objects=8294))  # the built-in dataset keeps its 4 epochs of 375
+    assert builtin.epochs == 4
 
 
 def test_given_values_stand():
