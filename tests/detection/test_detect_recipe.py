@@ -38,17 +38,20 @@ def facts(images, side, small, objects=None, masked=None):
 def test_builtin_sized_data_gets_the_builtin_recipe():
     # The built-in dataset's facts (3,000 images of 128 px, small objects at 0.148 of the side).
     cfg, reasons = rules(facts(3000, 128.0, 0.1484375))
-    assert (cfg.image_size, cfg.batch_size, cfg.lr, cfg.epochs, cfg.warmup_epochs) == (128, 8, 0.04, 4, 0.5)
+    assert (cfg.image_size, cfg.batch_size, cfg.lr, cfg.epochs, cfg.warmup_epochs) == (128, 8, 0.04, 8, 0.5)
     assert cfg.anchor_sizes == (16, 32, 64, 128, 256) and "19 px at 128 px" in reasons["anchor_sizes"]
     assert "from random weights" in reasons["lr"]
 
 
 def test_rules_over_the_data():
     few, reasons = rules(facts(117, 128.0, 0.07))  # 117 microscopy tiles, small nuclei
-    # 351 objects: 132 x sqrt(351) = 2,473 images seen, 309 steps of 8, 22 epochs of 14 steps.
-    assert (few.batch_size, few.epochs, few.anchor_sizes) == (8, 22, (8, 16, 32, 64, 128))
-    # 14 steps an epoch: the 100-step warm-up floor is cut to a fifth of the 22 epochs.
-    assert few.warmup_epochs == pytest.approx(4.4) and reasons["warmup_epochs"] == "20% of the 22-epoch schedule"
+    # 351 objects: 264 x sqrt(351) = 4,946 images seen, 618 steps of 8, 44 epochs of 14 steps.
+    assert (few.batch_size, few.epochs, few.anchor_sizes) == (8, 44, (8, 16, 32, 64, 128))
+    # 14 steps an epoch: the 100-step warm-up floor is 7.14 epochs, within a fifth of the 44.
+    assert few.warmup_epochs == pytest.approx(7.1429)
+    assert reasons["warmup_epochs"] == "100 steps (7.14 epochs), the least a warm-up gets"
+    _, reasons = rules(facts(36, 128.0, 0.07, objects=36), batch_size=4, lr=0.02)  # 396 steps: 20% cap
+    assert reasons["warmup_epochs"] == "20% of the 44-epoch schedule"
     photos, reasons = rules(facts(400, 128.0, 0.19))  # 50 steps an epoch: 100 steps are 2 epochs
     assert photos.warmup_epochs == 2.0 and reasons["warmup_epochs"] == "100 steps (2 epochs), the least a warm-up gets"
     tiny, _ = rules(facts(30, 128.0, 0.2))  # 30 images: batch 4 (the floor; 7 steps an epoch)
@@ -65,15 +68,15 @@ def test_rules_over_the_data():
 
 
 def test_the_schedule_follows_the_objects_not_the_images():
-    # 36 photos of 558 objects (the first set of the detection issue): 132 x sqrt(558) = 3,118 images seen, 780 steps
-    # of 4 images, 87 epochs of 9 steps; the same photos with one object each get 792 images seen.
+    # 36 photos of 558 objects: 264 x sqrt(558) = 6,236 images seen, 1,559 steps of 4 images, 173 epochs of 9 steps;
+    # the same photos with one object each get 1,584 images seen.
     dense, reasons = rules(facts(36, 400.0, 0.04, objects=558, masked=0))
-    assert (dense.batch_size, dense.epochs) == (4, 87)
-    assert reasons["epochs"] == "783 optimizer steps (132 x sqrt(558 objects) images seen, at 4 per step)"
+    assert (dense.batch_size, dense.epochs) == (4, 173)
+    assert reasons["epochs"] == "1,557 optimizer steps (264 x sqrt(558 objects) images seen, at 4 per step)"
     sparse, _ = rules(facts(36, 400.0, 0.04, objects=36, masked=0))
-    assert sparse.epochs == 22  # 792 / 4 / 9
-    builtin, _ = rules(facts(3000, 128.0, 0.148, objects=8294))  # the built-in dataset keeps its 4 epochs of 375
-    assert builtin.epochs == 4
+    assert sparse.epochs == 44  # 1,584 / 4 / 9
+    builtin, _ = rules(facts(3000, 128.0, 0.148, objects=8294))  # the built-in dataset: 8 epochs of 375 steps
+    assert builtin.epochs == 8
 
 
 def test_given_values_stand():
@@ -154,7 +157,7 @@ def test_resolve_announces_the_recipe(capsys):
     err = capsys.readouterr().err
     assert "recipe (auto values; set any option to override)" in err
     assert "lr 0.04: sgd 0.04 per 8 images, batch 8, from random weights" in err
-    assert cfg.epochs == 11 and set(reasons) >= {"image_size", "batch_size", "lr", "epochs", "anchor_sizes"}
+    assert cfg.epochs == 23 and set(reasons) >= {"image_size", "batch_size", "lr", "epochs", "anchor_sizes"}
 
 
 def test_turns_and_flips_when_the_data_looks_alike_turned():

@@ -29,6 +29,7 @@ from .scan import open_regular
 MIRROR_SIDE = 16  # the measurement's resolution: enough for the layout of a class, cheap to decode
 MIRROR_PER_CLASS = 40  # images decoded per class (at most), split into two halves
 MIN_CLASS_SIGNAL = 0.2  # split-half correlation of the class mean images below which there is nothing to measure
+LAYOUT_SAMPLE = 80  # images decoded for a dataset's common layout (layout_asymmetry)
 
 
 def small_grey(path: str | os.PathLike[str], side: int = MIRROR_SIDE) -> np.ndarray:
@@ -90,7 +91,7 @@ def layout_asymmetry(images: Sequence[np.ndarray]) -> tuple[float, float] | None
 
 
 def measure_layout_asymmetry(
-    paths: Sequence[str | os.PathLike[str]], *, sample: int = 2 * MIRROR_PER_CLASS
+    paths: Sequence[str | os.PathLike[str]], *, sample: int = LAYOUT_SAMPLE
 ) -> tuple[float, float] | None:
     """:func:`layout_asymmetry` of ``sample`` image files spread evenly over ``paths`` (unreadable ones skipped)."""
     images = []

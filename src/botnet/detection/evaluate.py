@@ -20,11 +20,11 @@ from torch.utils.data import DataLoader
 from ..data.checks import check_boxes, imbalance_message
 from ..data.coco import CocoDetection, read_coco_json
 from ..data.coco_shapes import builtin_coco_shapes
-from ..data.describe import describe_coco
+from ..data.describe import describe_coco, even_sample
 from ..data.det_transforms import build_detection_eval_transform, build_detection_train_transform, collate_detection
 from ..data.folder import DataError
 from ..data.split import coco_holdout
-from ..data.symmetry import measure_layout_asymmetry
+from ..data.symmetry import LAYOUT_SAMPLE, measure_layout_asymmetry
 from ..engine import checkpoint as ckpt
 from ..engine.config import BUILTIN, build_config
 from ..engine.data import eval_loader
@@ -86,7 +86,9 @@ def read_detect_facts(cfg: DetectConfig, info: DistInfo, *, announce: bool = Tru
     log(f"training annotations: {desc.summary()}", enabled=announce)
     layout = None
     if cfg.rot90 is None:  # the turn rule looks at the images: a sample decoded small
-        layout = measure_layout_asymmetry([images / img["file_name"] for img in data["images"]])
+        inside = images.resolve()  # file names that leave the image folder are refused later, and never read here
+        sample = [images / data["images"][i]["file_name"] for i in even_sample(len(data["images"]), LAYOUT_SAMPLE)]
+        layout = measure_layout_asymmetry([p for p in sample if p.resolve().is_relative_to(inside)])
     return facts_from(desc, 1 - cfg.val_fraction if no_val else 1.0, layout)
 
 

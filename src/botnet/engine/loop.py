@@ -413,7 +413,7 @@ class Trainer(TrainerCheckpoints):
     def _fit_time(self, cfg: Any) -> Any:
         """Shorten an auto-length schedule to end within ``--time`` minutes, from a timed training step; refuse a
         bound too short for one epoch. Epochs the user gave stand."""
-        self._timed = time_one_step(self)
+        self._timed = broadcast_object(time_one_step(self), self.info)  # rank 0's timing plans every process's run
         if self._timed is None:
             log("--time not applied: the first batch has no readable image to time", enabled=self.info.is_main)
             return cfg
@@ -422,6 +422,7 @@ class Trainer(TrainerCheckpoints):
         kw = dict(steps_per_epoch=self.steps_per_epoch, eval_interval=cfg.eval_interval)
         fit = epochs_within(budget, cost, most=cfg.epochs, **kw)
         one = cost.run_seconds(steps=self.steps_per_epoch, validations=1) + time.perf_counter() - self._started
+        fit, cost, one = broadcast_object((fit, cost, one), self.info)  # every process plans the same run
         if fit == 0:
             raise ValueError(
                 f"--time {cfg.time:g} is too short for one epoch of this run: one epoch of {self.steps_per_epoch:,} "
