@@ -74,6 +74,8 @@ RANGES = {
         "std": (0, False, 1, True, 0.25),
     },
     ("detect", "train"): {
+        "max_detections": (1, True, INF, False, 100),
+        "vflip": (0, True, 1, True, 0.5),
         **TRAINING,
         "image_size": (32, True, ONE_IMAGE_SIDE, True, 128),
         "trainable_backbone_layers": (0, True, 5, True, 3),

@@ -77,18 +77,6 @@ def test_a_mask_model_on_box_only_data_is_refused_before_anything_is_written(box
     assert not run.exists()
 
 
-def test_some_objects_with_masks_train_boxes_for_all(box_root, tmp_path):
-    root = tmp_path / "mixed"
-    write_coco_shapes(root, num_train=12, num_val=4, size=64, seed=1)
-    path = root / "annotations" / "instances_train.json"
-    data = json.loads(path.read_text())
-    data["annotations"][0]["segmentation"] = []
-    path.write_text(json.dumps(data))
-    r = botnet("detect", "train", "--data", root, "--epochs", "1", *FAST, "--output", tmp_path / "run")
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "model fasterrcnn_botnet_tiny_fpn: 1 of the " in r.stderr and "boxes only, for all" in r.stderr
-
-
 def test_time_too_short_for_one_epoch_is_refused_naming_the_minimum(box_root, tmp_path):
     run = tmp_path / "run"
     r = botnet("detect", "train", "--data", box_root, "--time", "0.001", *FAST, "--output", run)

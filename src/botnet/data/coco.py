@@ -386,12 +386,11 @@ def _clean_annotations(
             continue
         if masks and not has_segmentation(ann):
             raise DataError(
-                f"{ann_file}: {who} has no segmentation (or an empty one); a mask head needs one per annotation. "
-                "Train a box-only detector: leave --model out (botnet detect train then picks one from the "
-                "annotations) or give a fasterrcnn_* model (botnet detect list)"
+                f"{ann_file}: {who} has no segmentation (or an empty one); a mask head needs one per annotation. Train"
+                " boxes only: leave --model out (chosen from the annotations) or give a fasterrcnn_* model"
             )
-        cleaned = {k: v for k, v in ann.items() if k != "segmentation"}  # an empty one is no segmentation
-        cleaned.update(bbox=[x0, y0, x1 - x0, y1 - y0], iscrowd=int(ann.get("iscrowd", 0)))
+        cleaned = {**{k: v for k, v in ann.items() if k != "segmentation"}, "bbox": [x0, y0, x1 - x0, y1 - y0]}
+        cleaned["iscrowd"] = int(ann.get("iscrowd", 0))  # an empty segmentation is none: left out
         if has_segmentation(ann):
             segmentation = _check_segmentation(ann["segmentation"], img, f"{ann_file}: {who}")
             if segmentation is None:
@@ -405,8 +404,7 @@ def _clean_annotations(
 
 
 def has_segmentation(ann: dict[str, Any]) -> bool:
-    """Whether an annotation has a mask: a ``segmentation`` that is not missing, ``null`` or empty (box-only
-    exporters often write ``"segmentation": []``)."""
+    """Whether an annotation has a mask: not missing, ``null`` or empty (box exporters write ``[]``)."""
     return ann.get("segmentation") not in (None, [], {})
 
 

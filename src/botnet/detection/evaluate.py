@@ -119,8 +119,8 @@ def build_detection_datasets(
             cfg.image_size,
             scale_range=cfg.scale_range,
             hflip=cfg.hflip,
-            vflip=cfg.vflip,
-            rot90=cfg.rot90,
+            vflip=cfg.vflip or 0.0,  # None (auto, unresolved when called directly): off
+            rot90=bool(cfg.rot90),
             fixed_size=cfg.fixed_size,
         )
     no_val = not (root / "annotations" / f"instances_{cfg.val_split}.json").exists()

@@ -319,14 +319,15 @@ def resolve_detect(
 
     ``facts`` are read from ``cfg.data`` (:func:`botnet.detection.evaluate.read_detect_facts`) when a rule needs
     them (or a mask model must be checked against the annotations) and none are given. A resumed run's options were
-    resolved when it started: no rule runs again, and options its version did not have get :data:`OLDER_RUNS`.
+    resolved when it started: no rule runs again, and options its version did not have get :data:`OLDER_RUNS` (a
+    resumed config never resolved, as the Python API can pass, is resolved by the same rules).
     """
     if cfg.model is not None:
         default_image_size(cfg.model)  # unknown model: a clear error before anything else
     cfg = cfg.replace(
         workers=cfg.workers if cfg.workers is not None else auto_workers(info.device, local_world_size()),
     )
-    if resuming:
+    if resuming and cfg.model is not None:  # a config.yaml (every version's has its model): resolved already
         return cfg.replace(**{k: v for k, v in OLDER_RUNS.items() if getattr(cfg, k) is None}).validate(), {}
     reasons: dict[str, str] = {}
     needs_facts = cfg.model is None or detector_has_masks(cfg.model)  # a mask model is checked against the data

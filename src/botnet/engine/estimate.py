@@ -16,7 +16,10 @@ from typing import Any
 
 import torch
 
+from .auto import WARMUP_MAX_SHARE
+from .distributed import broadcast_object
 from .optim import build_optimizer
+from .reporting import log
 
 EVAL_STEP_SHARE = 1 / 3  # a validation batch (forward only) against a training step (forward and backward)
 TIMED_STEPS = 3  # the first warms up; the fastest of the others is the estimate
@@ -117,3 +120,37 @@ def estimate_line(trainer: Any, timed: tuple[float, float] | None) -> tuple[str,
         f"batch) and {evals} validation(s)"
     )
     return line, total
+
+
+# --time plans the schedule to this share of the bound: a step timed on one batch is the fastest of two, and the
+# machine's speed varies by about 10% between runs.
+TIME_MARGIN = 0.9
+
+
+def fit_time(trainer: Any, timed: tuple[float, float] | None, elapsed: float) -> tuple[Any, dict[str, str]]:
+    """``(config, auto reasons)`` of ``trainer``'s run with an auto-length schedule shortened to end within its
+    ``--time`` minutes (``elapsed`` seconds spent already), from a timed training step (``timed``, the same on every
+    process); a bound too short for one epoch is a ValueError naming the minimum. Epochs the user gave stand."""
+    cfg, reasons, info = trainer.cfg, trainer.auto_reasons, trainer.info
+    if timed is None:
+        log("--time not applied: the first batch has no readable image to time", enabled=info.is_main)
+        return cfg, reasons
+    cost = step_cost(trainer, timed)
+    kw = dict(steps_per_epoch=trainer.steps_per_epoch, eval_interval=cfg.eval_interval, most=cfg.epochs)
+    fit = epochs_within(TIME_MARGIN * 60 * cfg.time - elapsed, cost, **kw)
+    one = cost.run_seconds(steps=trainer.steps_per_epoch, validations=1) + elapsed
+    fit, one = broadcast_object((fit, one), info)  # every process plans the same run
+    if fit == 0:
+        raise ValueError(
+            f"--time {cfg.time:g} is too short for one epoch of this run: one epoch of {trainer.steps_per_epoch:,} "
+            f"steps ({cost.step:.3g} s each, timed) and its validation take about {duration(one)}; give --time "
+            f"{math.ceil(one / 60)} or more, or lower --image-size"
+        )
+    if fit >= cfg.epochs or "epochs" not in reasons:
+        return cfg, reasons  # it fits, or the user's --epochs stands (the estimate says how long it takes)
+    changes: dict[str, Any] = {"epochs": fit}
+    if "warmup_epochs" in reasons:  # the warm-up rule's cap, a share of the schedule, shrinks with it
+        changes["warmup_epochs"] = round(min(cfg.warmup_epochs, WARMUP_MAX_SHARE * fit), 4)
+    why = f"{fit} of the rule's {cfg.epochs} epochs, to end within --time {cfg.time:g} min ({cost.step:.3g} s a step, "
+    log(f"--time {cfg.time:g} min: {fit} epochs instead of {cfg.epochs}", enabled=info.is_main)
+    return cfg.replace(**changes), {**reasons, "epochs": f"{why}timed); the rule: {reasons['epochs']}"}

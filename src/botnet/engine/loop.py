@@ -26,11 +26,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..data.folder import BadImageTracker, DataError, collate_skip_bad
 from . import checkpoint as ckpt
-from .auto import WARMUP_MAX_SHARE
 from .config import read_yaml_comments, save_yaml
 from .data import TrainLoader, batches_per_epoch
 from .distributed import DistInfo, all_reduce_sum, broadcast_object
-from .estimate import duration, epochs_within, estimate_line, step_cost, time_one_step
+from .estimate import duration, estimate_line, fit_time, time_one_step
 from .heap import keep_freed_memory
 from .optim import build_optimizer, build_scheduler
 from .reporting import CURVES_FILE, Progress, log, plot_curves, write_metrics
@@ -41,9 +40,6 @@ from .trainer_state import Counters, TrainerCheckpoints
 # A training loss above this many times the first step's (or above this many, when the first was below 1: a model
 # already fitted to its data starts near 0) has left its range: the run diverged.
 DIVERGED_FACTOR = 20.0
-# --time plans the schedule to this share of the bound: a step timed on one batch is the fastest of two, and the
-# machine's speed varies by about 10% between runs.
-TIME_MARGIN = 0.9
 
 
 def mix_seed(*parts: int) -> int:
@@ -135,7 +131,9 @@ class Trainer(TrainerCheckpoints):
             )
         self.steps_per_epoch = math.ceil(self.batches / cfg.accumulate)
         if cfg.time is not None and not resume:
-            self.cfg = cfg = self._fit_time(cfg)
+            self._timed = broadcast_object(time_one_step(self), info)  # rank 0's timing plans every process's run
+            cfg, self.auto_reasons = fit_time(self, self._timed, time.perf_counter() - self._started)
+            self.cfg = cfg
         self.optimizer = build_optimizer(self.model, cfg, cfg.lr, self.param_groups())
         self.scheduler = build_scheduler(self.optimizer, cfg, self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None
@@ -410,38 +408,6 @@ class Trainer(TrainerCheckpoints):
         self.c.global_step += 1
 
     # --------------------------------------------------------------------------------------------------------------
-    def _fit_time(self, cfg: Any) -> Any:
-        """Shorten an auto-length schedule to end within ``--time`` minutes, from a timed training step; refuse a
-        bound too short for one epoch. Epochs the user gave stand."""
-        self._timed = broadcast_object(time_one_step(self), self.info)  # rank 0's timing plans every process's run
-        if self._timed is None:
-            log("--time not applied: the first batch has no readable image to time", enabled=self.info.is_main)
-            return cfg
-        cost = step_cost(self, self._timed)
-        budget = TIME_MARGIN * 60 * cfg.time - (time.perf_counter() - self._started)
-        kw = dict(steps_per_epoch=self.steps_per_epoch, eval_interval=cfg.eval_interval)
-        fit = epochs_within(budget, cost, most=cfg.epochs, **kw)
-        one = cost.run_seconds(steps=self.steps_per_epoch, validations=1) + time.perf_counter() - self._started
-        fit, cost, one = broadcast_object((fit, cost, one), self.info)  # every process plans the same run
-        if fit == 0:
-            raise ValueError(
-                f"--time {cfg.time:g} is too short for one epoch of this run: one epoch of {self.steps_per_epoch:,} "
-                f"steps ({cost.step:.3g} s each, timed) and its validation take about {duration(one)}; give --time "
-                f"{math.ceil(one / 60)} or more, or lower --image-size"
-            )
-        if fit >= cfg.epochs or "epochs" not in self.auto_reasons:
-            return cfg  # it fits, or the user's --epochs stands (the estimate says how long it takes)
-        changes: dict[str, Any] = {"epochs": fit}
-        if "warmup_epochs" in self.auto_reasons:  # the warm-up rule's cap, a share of the schedule, shrinks with it
-            changes["warmup_epochs"] = round(min(cfg.warmup_epochs, WARMUP_MAX_SHARE * fit), 4)
-        self.auto_reasons = {
-            **self.auto_reasons,
-            "epochs": f"{fit} of the rule's {cfg.epochs} epochs, to end within --time {cfg.time:g} min "
-            f"({cost.step:.3g} s a step, timed); the rule: {self.auto_reasons['epochs']}",
-        }
-        log(f"--time {cfg.time:g} min: {fit} epochs instead of {cfg.epochs}", enabled=self.info.is_main)
-        return cfg.replace(**changes)
-
     def _stop_agreed(self) -> bool:
         self._stopping = self._stopping or all_reduce_sum([float(bool(self._signals))], self.info).item() > 0
         return self._stopping
