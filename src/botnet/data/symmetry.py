@@ -90,17 +90,22 @@ def layout_asymmetry(images: Sequence[np.ndarray]) -> tuple[float, float] | None
     return updown / same, leftright / same
 
 
-def measure_layout_asymmetry(
-    paths: Sequence[str | os.PathLike[str]], *, sample: int = LAYOUT_SAMPLE
-) -> tuple[float, float] | None:
-    """:func:`layout_asymmetry` of ``sample`` image files spread evenly over ``paths`` (unreadable ones skipped)."""
+def small_grey_sample(paths: Sequence[str | os.PathLike[str]], count: int) -> list[np.ndarray]:
+    """:func:`small_grey` of ``count`` files spread evenly over ``paths``; unreadable files are skipped."""
     images = []
-    for i in even_sample(len(paths), sample):
+    for i in even_sample(len(paths), count):
         try:
             images.append(small_grey(paths[i]))
         except UNREADABLE_IMAGE_ERRORS:
             continue
-    return layout_asymmetry(images)
+    return images
+
+
+def measure_layout_asymmetry(
+    paths: Sequence[str | os.PathLike[str]], *, sample: int = LAYOUT_SAMPLE
+) -> tuple[float, float] | None:
+    """:func:`layout_asymmetry` of ``sample`` image files spread evenly over ``paths`` (unreadable ones skipped)."""
+    return layout_asymmetry(small_grey_sample(paths, sample))
 
 
 def measure_mirror_correlation(
@@ -111,15 +116,5 @@ def measure_mirror_correlation(
     by_class: list[list[str]] = [[] for _ in range(num_classes)]
     for path, target in samples:
         by_class[target].append(path)
-    decoded = 0
-    class_images = []
-    for paths in by_class:
-        images = []
-        for i in even_sample(len(paths), per_class):
-            try:
-                images.append(small_grey(paths[i]))
-            except UNREADABLE_IMAGE_ERRORS:
-                continue
-            decoded += 1
-        class_images.append(images)
-    return mirror_correlation(class_images), decoded
+    class_images = [small_grey_sample(paths, per_class) for paths in by_class]
+    return mirror_correlation(class_images), sum(len(images) for images in class_images)
