@@ -256,7 +256,7 @@ def data_rules(
     reasons: dict[str, str] = {}
 
     def image_size(c: DetectConfig) -> Auto:
-        ceiling = memory_ceiling(memory, c.batch_size * c.accumulate, train_bytes_per_pixel(c.model))
+        ceiling = memory_ceiling(memory, c.batch_size, train_bytes_per_pixel(c.model))  # accumulation adds none
         return detection_image_size(
             facts.side, facts.small_object, ceiling=ceiling, fallback=default_image_size(c.model)
         )
@@ -353,7 +353,7 @@ def pretrained_hint(model: str) -> str:
     return (
         "no --weights-backbone: the backbone starts from random weights. With few images a pretrained one helps most: "
         f"--model {kind}_botnet26t_256_fpn --weights-backbone timm:botnet26t_256.c1_in1k (timm's ImageNet "
-        f"weights, 79.3% top-1; about 10x the compute of the small model), --model {kind}_resnet50_fpn "
+        f"weights, 79.3% top-1; a larger network than the small one), --model {kind}_resnet50_fpn "
         "--weights-backbone torchvision:ResNet50_Weights.IMAGENET1K_V2, or a botnet train run of your own "
         "(--weights-backbone RUN, the same network as the detector's backbone)"
     )
