@@ -56,7 +56,7 @@ def test_user_errors_exit_2_with_a_message(tmp_path, capsys, monkeypatch):
     status, err = run("train", *FAST, "--epochs", "1", "--output", out)
     assert status == 2 and "already holds a run" in err
     status, err = run("train", "--resume", out, "--lr", "0.5")
-    assert status == 2 and "cannot change lr when resuming" in err
+    assert status == 2 and "cannot change --lr when resuming" in err
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("learning_rate: 0.1\n")

@@ -26,6 +26,7 @@ from ..engine.config import (
     load_yaml,
     overrides_from_args,
 )
+from ..engine.data_identity import resume_data_option
 from ..engine.layout import CONFIG_FILE, resolve_run_dir
 from ..engine.outputs import check_output
 
@@ -77,7 +78,14 @@ def config_from_args(args: argparse.Namespace, cls: type, resumable: tuple[str, 
         if not saved_file.is_file():
             raise FileNotFoundError(f"cannot resume: {saved_file} does not exist (is {run} a run directory?)")
         saved = build_config(saved_file, config_cls=cls)
-        check_resume_changes(saved, {k: coerce(k, v, cls) for k, v in flags.items()}, resumable)
+        if not saved.builtin_data:  # the same data at another place is no change; other data is refused
+            data, note = resume_data_option(run, saved.data, flags.pop("data", None))
+            if note:
+                print(note, file=sys.stderr)
+            if data is not None:
+                flags["data"] = data
+        changes = {k: coerce(k, v, cls) for k, v in flags.items() if k != "data" or saved.builtin_data}
+        check_resume_changes(saved, changes, resumable)
         return build_config(saved_file, config_cls=cls, **{**flags, "output": str(run)})
     if args.config:
         load_yaml(args.config, cls)  # errors name the file before anything else happens

@@ -37,6 +37,7 @@ def detect_train(cfg: DetectConfig, *, resume: bool = False, overwrite: bool = F
 class DetectionTrainer(Trainer):
     best_metric = "val_bbox_AP"
     command = "botnet detect train"
+    weights_flag = "--weights"
     collate_fn = staticmethod(collate_detection)
 
     def __init__(self, cfg: DetectConfig, info: Any, *, resume: bool, overwrite: bool) -> None:

@@ -328,7 +328,9 @@ def check_resume_changes(saved: Any, given: dict[str, Any], resumable: tuple[str
     """Refuse options that would change what a resumed run computes."""
     changed = sorted(k for k, v in given.items() if k not in resumable and getattr(saved, k) != v)
     if changed:
+        may = ", ".join(flag(k) for k in resumable if k != "output")  # a resume writes to its run: no --output
         raise ValueError(
-            f"cannot change {', '.join(changed)} when resuming: the resumed run must compute what the interrupted "
-            f"one would have; only {', '.join(resumable)} may change. Start a new run with --output instead"
+            f"cannot change {', '.join(flag(k) for k in changed)} when resuming: the resumed run must compute what "
+            f"the interrupted one would have; only {may} may change, and --data when it holds the run's data at "
+            "another place. Start a new run with --output instead"
         )

@@ -28,6 +28,7 @@ from ..data.folder import BadImageTracker, DataError, collate_skip_bad
 from . import checkpoint as ckpt
 from .config import read_yaml_comments, save_yaml
 from .data import TrainLoader, batches_per_epoch
+from .data_identity import check_resumed_data, data_identity, write_data_identity
 from .distributed import DistInfo, all_reduce_sum, broadcast_object
 from .estimate import duration, estimate_line, fit_time, time_one_step
 from .heap import keep_freed_memory
@@ -59,6 +60,7 @@ class Trainer(TrainerCheckpoints):
 
     best_metric = "val_top1"  # the row key that decides best/ (higher is better)
     command = "botnet train"  # the command that resumes a run of this task
+    weights_flag = "--pretrained"  # its option that starts a new run from a run's weights
     collate_fn = staticmethod(collate_skip_bad)  # how the task's training samples are batched
     auto_reasons: dict[str, str] = {}  # noqa: RUF012 - set per run by resolve(): {option: why the recipe chose it}
 
@@ -104,6 +106,11 @@ class Trainer(TrainerCheckpoints):
             f"{info.world_size} process(es) on {info.device}, output {self.out}; preparing the data",
             enabled=info.is_main,
         )
+        identity = None
+        if not cfg.builtin_data:  # the data's place and files: a resume refuses other data (engine/data_identity.py)
+            new_run = f"{self.command} --data {cfg.data} {self.weights_flag} {self.out}"
+            identity = check_resumed_data(self.out, cfg.data, new_run) if resume else data_identity(cfg.data)
+            self.cfg = cfg = cfg.replace(data=identity["path"])
         torch.manual_seed(cfg.seed)
         self.train_ds, self.val_ds = self.build_data()
         self.classes = list(self.train_ds.classes)
@@ -148,6 +155,8 @@ class Trainer(TrainerCheckpoints):
             path = self.out / ckpt.CONFIG_FILE
             reasons = self.auto_reasons or (read_yaml_comments(path) if resume else {})
             save_yaml(cfg, path, comments=reasons)
+            if identity is not None:
+                write_data_identity(self.out, identity)
 
     def close(self) -> None:
         """Stop the data loader's workers and release the run directory (idempotent); :meth:`fit` does it when it
