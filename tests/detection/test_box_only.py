@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,30 @@ def test_box_only_data_trains_evaluates_predicts_resumes_with_the_default_model(
 
     r = botnet("export", "--checkpoint", run / "best", "--output", tmp_path / "det.onnx")
     assert r.returncode == 2 and "is a detection checkpoint: use botnet detect eval" in r.stderr
+
+    # A new run from the whole detector: on the same classes its class layers are kept, on others they start fresh.
+    r = botnet(
+        "detect", "train", "--data", box_root, "--weights", run, "--epochs", "1", *FAST, "--output", tmp_path / "w"
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"weights {run} (detection run, fasterrcnn_botnet_tiny_fpn): loaded " in r.stderr
+    assert "class layers kept: the source was trained on the same 6 classes" in r.stderr
+    assert "no --weights-backbone" not in r.stderr and "not in this kind of source" not in r.stderr
+    renamed = tmp_path / "renamed"
+    shutil.copytree(box_root, renamed)
+    for split in ("train", "val"):
+        path = renamed / "annotations" / f"instances_{split}.json"
+        data = json.loads(path.read_text())
+        for cat in data["categories"]:
+            cat["name"] = cat["name"].upper()
+        path.write_text(json.dumps(data))
+    r = botnet(
+        "detect", "train", "--data", renamed, "--weights", run, "--epochs", "1", *FAST, "--output", tmp_path / "x"
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "class layers start fresh: the source's classes [" in r.stderr and "roi_heads.box_predictor" in r.stderr
+    r = botnet("detect", "train", "--data", box_root, "--weights", tmp_path / "nowhere", "--output", tmp_path / "y")
+    assert r.returncode == 2 and "--weights " in r.stderr and "does not exist" in r.stderr
 
 
 def test_a_mask_model_on_box_only_data_is_refused_before_anything_is_written(box_root, tmp_path):

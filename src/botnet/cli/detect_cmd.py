@@ -63,7 +63,7 @@ def run_train(args: argparse.Namespace) -> int:
     from ..detection.config import DetectConfig
 
     cfg = config_from_args(args, DetectConfig, RESUMABLE_CHANGES)  # bad options are reported before torch loads
-    check_run_output(cfg, args, cfg.weights_backbone)
+    check_run_output(cfg, args, cfg.weights_backbone, cfg.weights)
     from ..detection.trainer import detect_train
 
     detect_train(cfg, resume=bool(args.resume), overwrite=args.overwrite)

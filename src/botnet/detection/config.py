@@ -27,6 +27,11 @@ class DetectConfig(ConfigBase):
         "classification weights for the backbone: a file, a botnet train run or checkpoint dir, timm:NAME.TAG or "
         "torchvision:WEIGHTS (the matching network: timm's for the *_botnet26t_256_fpn models, ResNet-50 for *50_fpn)",
     )
+    weights: str | None = option(
+        None,
+        "start the whole detector from a botnet detect train run (RUN means its best/, or a checkpoint dir); its class "
+        "layers are kept when the classes match, and --model defaults to its backbone",
+    )
     trainable_backbone_layers: int | None = option(
         None, "backbone stages trained, counted from c5, 0..5 (auto: 3 with --weights-backbone, else 5)"
     )
@@ -134,4 +139,6 @@ class DetectConfig(ConfigBase):
         self.check_bounds()
         if not isinstance(self.model_args, dict):
             fail("model_args", f"must be a mapping of builder arguments, got {self.model_args!r}")
+        if self.weights and self.weights_backbone:
+            fail("weights", "sets the whole detector, backbone included: drop --weights-backbone")
         return self

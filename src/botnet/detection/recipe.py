@@ -16,7 +16,14 @@ from ..engine.auto import Auto, apply_rules, cap_batch, count, global_batch, rec
 from ..engine.distributed import DistInfo, auto_workers, device_memory, local_world_size
 from ..engine.reporting import log
 from .config import DetectConfig
-from .models import PROPOSALS_PER_DETECTION, backbone_name, default_image_size, detector_has_masks, detector_name
+from .models import (
+    DEFAULT_BACKBONE,
+    PROPOSALS_PER_DETECTION,
+    backbone_name,
+    default_image_size,
+    detector_has_masks,
+    detector_name,
+)
 
 DEFAULT_BATCH = 8  # images per process, before the small-dataset cap (engine.auto.cap_batch)
 # ... which stops at 4: batch norm trained from scratch on 1 or 2 images a step normalises each image by itself, and
@@ -108,14 +115,14 @@ def facts_from(
     )
 
 
-def detector(facts: DetectFacts) -> Auto:
-    """The default detector with the head the annotations can teach: masks only when every object has one."""
+def detector(facts: DetectFacts, backbone: str = DEFAULT_BACKBONE) -> Auto:
+    """The detector on ``backbone`` with the head the annotations can teach: masks only when every object has one."""
     n, m = count(facts.objects), count(facts.masked_objects)
     if facts.objects and facts.masked_objects == facts.objects:
-        return detector_name(True), f"every one of the {n} training objects has a mask: boxes and masks"
+        return detector_name(True, backbone), f"every one of the {n} training objects has a mask: boxes and masks"
     if facts.masked_objects == 0:
-        return detector_name(False), f"the {n} training objects have boxes and no masks: boxes only"
-    return detector_name(False), (
+        return detector_name(False, backbone), f"the {n} training objects have boxes and no masks: boxes only"
+    return detector_name(False, backbone), (
         f"{count(facts.objects - facts.masked_objects)} of the {n} training objects have no mask ({m} have one): "
         "boxes only, for all (give every object a segmentation to train masks)"
     )
@@ -249,10 +256,15 @@ def anchors(small_object: float | None, image_size: int) -> Auto:
 
 
 def data_rules(
-    cfg: DetectConfig, facts: DetectFacts, world_size: int, *, memory: int = 16 * 2**30
+    cfg: DetectConfig,
+    facts: DetectFacts,
+    world_size: int,
+    *,
+    memory: int = 16 * 2**30,
+    backbone: str = DEFAULT_BACKBONE,
 ) -> tuple[DetectConfig, dict[str, str]]:
     """Fill the auto options that depend on the data; ``(config, {option: reason})``. ``memory``: bytes of memory
-    per process on the training device."""
+    per process on the training device; ``backbone``: the network under an auto ``model``."""
     reasons: dict[str, str] = {}
 
     def image_size(c: DetectConfig) -> Auto:
@@ -262,7 +274,7 @@ def data_rules(
         )
 
     rules = [
-        ("model", lambda c: detector(facts)),
+        ("model", lambda c: detector(facts, backbone)),
         (
             "batch_size",
             lambda c: cap_batch(
@@ -270,7 +282,7 @@ def data_rules(
             ),
         ),
         ("image_size", image_size),
-        ("lr", lambda c: detection_lr(global_batch(c, world_size), c.optimizer, bool(c.weights_backbone))),
+        ("lr", lambda c: detection_lr(global_batch(c, world_size), c.optimizer, bool(c.weights_backbone or c.weights))),
         *schedule_rules(
             facts.images,
             world_size,
@@ -314,6 +326,7 @@ def resolve_detect(
     facts: DetectFacts | None = None,
     announce: bool = True,
     resuming: bool = False,
+    backbone: str = DEFAULT_BACKBONE,
 ) -> tuple[DetectConfig, dict[str, str]]:
     """Fill the "auto" options from the data, the model and the machine; ``(config, {option: reason})``.
 
@@ -338,10 +351,10 @@ def resolve_detect(
 
             facts = read_detect_facts(cfg, info, announce=announce and info.is_main)
         memory = device_memory(info.device) // (local_world_size() if info.device.type == "cpu" else 1)
-        cfg, reasons = data_rules(cfg, facts, info.world_size, memory=memory)
+        cfg, reasons = data_rules(cfg, facts, info.world_size, memory=memory, backbone=backbone)
         if announce and info.is_main and reasons:
             log("recipe (auto values; set any option to override):\n" + "\n".join(recipe_lines(cfg, reasons)))
-    if announce and info.is_main and not cfg.weights_backbone:
+    if announce and info.is_main and not (cfg.weights_backbone or cfg.weights):
         log(pretrained_hint(cfg.model))
     return cfg.validate(), reasons
 

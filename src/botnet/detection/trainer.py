@@ -20,6 +20,7 @@ from .config import DetectConfig
 from .evaluate import build_detection_datasets, detection_metadata, evaluate_detection, flat_metrics
 from .models import DEFAULT_BACKBONE, backbone_name, create_detection_model
 from .recipe import resolve_detect
+from .start_weights import detector_source, load_detector_weights
 
 TARGET_KEYS = ("boxes", "labels", "masks")  # what torchvision's detection models read from a target
 
@@ -48,7 +49,10 @@ class DetectionTrainer(Trainer):
         return cfg.model or f"{DEFAULT_BACKBONE}_fpn"  # the head is chosen from the data later
 
     def resolve(self, cfg: DetectConfig) -> DetectConfig:
-        cfg, self.auto_reasons = resolve_detect(cfg, self.info, resuming=self.resuming)
+        backbone = DEFAULT_BACKBONE
+        if cfg.weights and not self.resuming:  # an auto --model keeps the source's backbone (the head follows the data)
+            backbone = backbone_name(detector_source(cfg.weights)[1]["model"])
+        cfg, self.auto_reasons = resolve_detect(cfg, self.info, resuming=self.resuming, backbone=backbone)
         self.backbone_weights = None
         if cfg.weights_backbone:  # unreadable or ill-fitting weights: refused before any data is built
             log(f"reading the backbone weights {cfg.weights_backbone}", enabled=self.info.is_main)
@@ -78,7 +82,10 @@ class DetectionTrainer(Trainer):
         args = self.detector_args()
         if self.cfg.weights_backbone:
             args["weights_backbone"] = self.backbone_weights
-        return create_detection_model(self.cfg.model, **args)
+        model = create_detection_model(self.cfg.model, **args)
+        if self.cfg.weights and not self.resuming:  # a resume loads its own checkpoint instead
+            log(load_detector_weights(model, self.cfg.weights, self.classes).summary(), enabled=self.info.is_main)
+        return model
 
     def compute_loss(self, images: list[torch.Tensor], targets: list[dict[str, Any]]) -> torch.Tensor:
         device = self.info.device

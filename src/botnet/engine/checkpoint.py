@@ -188,8 +188,12 @@ def link_checkpoint(source: Path, target: Path) -> Path:
     return write_checkpoint_dir(target, fill)
 
 
-def resolve_checkpoint(path: str | Path, *, verify: bool = True) -> Path:
-    """The checkpoint directory meant by ``path``: a checkpoint dir, its ``model.safetensors``, or a run dir (-> last).
+def resolve_checkpoint(path: str | Path, *, verify: bool = True, run_checkpoint: str = "best") -> Path:
+    """The checkpoint directory meant by ``path``: a checkpoint dir, its ``model.safetensors``, or a run dir.
+
+    A run directory means its ``best/`` (the weights its validation chose) wherever a model is read: ``eval``,
+    ``predict``, ``export``, ``--pretrained``, ``--weights``; its ``last/`` when it has no ``best/`` yet, and for
+    ``--resume`` (``run_checkpoint="last"``), which continues where the run stopped.
 
     Falls back to ``<dir>.old`` (a kill interrupted the swap of ``<dir>``), then to ``<dir>.prev``, when ``<dir>``
     does not exist. With ``verify``, the files are checked against the checkpoint's manifest; a checkpoint without
@@ -200,7 +204,9 @@ def resolve_checkpoint(path: str | Path, *, verify: bool = True) -> Path:
         path = path.parent
     is_run_dir = any((path / f"last{suffix}").exists() for suffix in ("", OLD_SUFFIX, PREVIOUS_SUFFIX))
     if path.is_dir() and not (path / MODEL_FILE).exists() and is_run_dir:
-        path = path / "last"
+        chosen = path / run_checkpoint
+        has_chosen = any((chosen.with_name(chosen.name + s) / MODEL_FILE).exists() for s in ("", OLD_SUFFIX))
+        path = chosen if has_chosen else path / "last"
     if not path.exists():
         for suffix in (OLD_SUFFIX, PREVIOUS_SUFFIX):
             aside = path.with_name(path.name + suffix)

@@ -116,14 +116,14 @@ class TrainerCheckpoints:
     def _resume(self) -> None:
         """Load the run's last checkpoint; if it is damaged, say so and continue from the one before it."""
         try:
-            self._load(ckpt.resolve_checkpoint(self.out))
+            self._load(ckpt.resolve_checkpoint(self.out, run_checkpoint="last"))
         except ckpt.CheckpointError as err:
             prev = self.out / f"last{ckpt.PREVIOUS_SUFFIX}"
             if not (prev / ckpt.MODEL_FILE).exists() or not (self.out / "last").exists():
                 raise
             log(f"warning: {err}", enabled=self.info.is_main)
             log(f"warning: resuming from the previous checkpoint {prev} instead", enabled=self.info.is_main)
-            self._load(ckpt.resolve_checkpoint(prev))
+            self._load(ckpt.resolve_checkpoint(prev, run_checkpoint="last"))
             self._damaged_last = True
 
     def _load(self, path: Path) -> None:
