@@ -292,10 +292,11 @@ def test_config_files_that_are_binary_directories_or_repeat_a_key_are_named(tmp_
 
 def test_predict_on_a_directory_or_a_url_says_what_it_is(run_dir, tmp_path):
     code, _, err = run_main("predict", "--checkpoint", run_dir, tmp_path)
-    assert code == 2 and f"image {tmp_path} is a directory" in err and "does not exist" not in err
+    assert code == 1 and f"error: {tmp_path}: is a directory; give the image files in it" in err
+    assert "does not exist" not in err and "Traceback" not in err
     url = "https://example.com/cat.jpg"
     code, _, err = run_main("predict", "--checkpoint", run_dir, url)
-    assert code == 2 and f"image {url} is a URL: only local image files are read" in err
+    assert code == 1 and f"error: {url}: is a URL: only local image files are read" in err
 
 
 def test_a_run_that_failed_before_its_first_checkpoint_never_suggests_resume(tmp_path, monkeypatch):

@@ -37,20 +37,29 @@ def test_train_eval_predict(coco_root, tmp_path):
     assert result["segm"]["AP"] == pytest.approx(rows[-1]["val_segm_AP"])
     assert "AP50" in r.stdout and "bbox" in r.stdout
 
+    # A file that is not an image among them: named with the reason, the others predicted (a .gif too), exit 1.
     images = sorted((coco_root / "val").iterdir())[:2]
+    Image.open(images[1]).save(tmp_path / "second.gif")
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not an image")
+    given = [images[0], bad, tmp_path / "second.gif"]
     out = tmp_path / "pred"
-    r = botnet("detect", "predict", "--checkpoint", run / "best", *images, "--score-threshold", "0", "--output", out)
-    assert r.returncode == 0, r.stderr[-3000:]
+    r = botnet("detect", "predict", "--checkpoint", run / "best", *given, "--score-threshold", "0", "--output", out)
+    assert r.returncode == 1, r.stderr[-3000:]
+    assert f"error: {bad}: cannot identify image file (not an image, or a format Pillow cannot read)" in r.stderr
+    assert "1 of 3 images could not be predicted (see above); the results hold the other 2" in r.stderr
+    assert "Traceback" not in r.stderr
     pictures = sorted(out.glob("*.png"))
-    assert len(pictures) == 2
+    assert [p.name for p in pictures] == [f"0000_{images[0].stem}.png", "0002_second.png"]
     assert [Image.open(p).size for p in pictures] == [Image.open(p).size for p in images]
     detections = json.loads((out / "detections.json").read_text())
     assert detections, "score threshold 0 keeps every detection"
     names = {"circle", "triangle", "square", "star", "ring", "cross"}
     for d in detections:
         assert {"image_id", "category_id", "bbox", "score", "segmentation", "file_name", "category"} <= set(d)
-        assert d["image_id"] in (0, 1) and d["category"] in names and len(d["bbox"]) == 4
+        assert d["image_id"] in (0, 2) and d["category"] in names and len(d["bbox"]) == 4
         assert isinstance(d["segmentation"]["counts"], str)
+    assert {d["file_name"] for d in detections} <= {str(images[0]), str(tmp_path / "second.gif")}
 
 
 def test_torchrun_two_cpu_processes(coco_root, tmp_path):

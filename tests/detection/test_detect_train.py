@@ -159,13 +159,16 @@ def test_eval_and_predict_refuse_what_is_not_theirs(coco_root, tmp_path, capsys,
     not_image = tmp_path / "notes.png"
     not_image.write_text("this is text")
     code, err = _cli(capsys, "predict", "--checkpoint", cls_ckpt, not_image, "--output", tmp_path / "p")
-    assert code == 2 and "notes.png" in err and "cannot read" in err
+    assert code == 1 and f"error: {not_image}: cannot identify image file" in err and "Traceback" not in err
     image = coco_root / "val" / sorted(os.listdir(coco_root / "val"))[0]  # a real 64x64 image, above the limit
     code, err = _cli(
         capsys, "predict", "--checkpoint", cls_ckpt, image, "--max-pixels", "1000", "--output", tmp_path / "p"
     )
-    assert code == 2 and "max_pixels=1000" in err
-    assert not (tmp_path / "p").exists()  # nothing written for a bad request
+    assert code == 1 and f"error: {image}: " in err and "max_pixels=1000" in err
+    assert "none of the 1 images could be predicted" in err
+    assert not (tmp_path / "p").exists()  # nothing written when no image could be read
+    code, err = _cli(capsys, "predict", "--checkpoint", cls_ckpt, image, "--output", tmp_path / "p")
+    assert code == 2 and "classification checkpoint" in err  # a readable image: the checkpoint is checked
 
 
 def test_eval_refuses_data_with_other_categories(coco_root, tmp_path):

@@ -12,7 +12,7 @@ import json
 from ..engine.config import RESUMABLE_CHANGES, add_arguments
 from ..engine.outputs import check_output
 from .eval_cmd import add_eval_options, eval_options
-from .predict_cmd import add_max_pixels
+from .predict_cmd import add_max_pixels, report_failed
 from .train_cmd import check_run_output, config_from_args
 
 
@@ -100,11 +100,14 @@ def run_predict(args: argparse.Namespace) -> int:
         amp=args.amp,
         max_pixels=args.max_pixels,
     )
-    for path in r["images"]:
-        print(path)
-    counts = json.dumps({p: sum(d["file_name"] == p for d in r["detections"]) for p in args.images})
-    print(f"{len(r['detections'])} detections {counts}; results in {r['results']}")
-    return 0
+    failed = {bad.path for bad in r["failed"]}
+    if r["images"]:
+        for path in r["images"]:
+            print(path)
+        good = [p for p in args.images if p not in failed]
+        counts = json.dumps({p: sum(d["file_name"] == p for d in r["detections"]) for p in good})
+        print(f"{len(r['detections'])} detections {counts}; results in {r['results']}")
+    return report_failed(r["failed"], len(args.images), "botnet detect predict")
 
 
 def run_list(args: argparse.Namespace) -> int:

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from typing import TYPE_CHECKING
 
 from ..engine.outputs import check_output
 from ..engine.reporting import atomic_write
+
+if TYPE_CHECKING:
+    from ..data.folder import BadSample
 
 DEFAULT_MAX_PIXELS = 89_478_485  # botnet.data.folder.DEFAULT_MAX_PIXELS (PIL's), without importing torch for the help
 
@@ -48,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         check_output(args.json, option="--json", inputs=args.images)
     from ..classification.predict import predict
 
-    results = predict(
+    results, failed = predict(
         args.checkpoint,
         args.images,
         topk=args.topk,
@@ -59,13 +64,31 @@ def run(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels,
     )
     text = json.dumps(results, indent=2)
-    if args.json == "-":
+    if results and args.json == "-":
         print(text)
+    elif results:
+        for r in results:
+            h, w = r["input_size"]
+            tops = "  ".join(f"{t['class']} {100 * t['probability']:.1f}%" for t in r["top"])
+            print(f"{r['image']} ({h}x{w}): {tops}")
+        if args.json:
+            atomic_write(args.json, text + "\n")
+    return report_failed(failed, len(args.images), "botnet predict")
+
+
+def report_failed(failed: list[BadSample], total: int, command: str) -> int:
+    """Each image that could not be predicted on stderr (``error: PATH: REASON``), then how many; the exit status:
+    0 when none failed, 1 when any did (all of them included)."""
+    if not failed:
         return 0
-    for r in results:
-        h, w = r["input_size"]
-        tops = "  ".join(f"{t['class']} {100 * t['probability']:.1f}%" for t in r["top"])
-        print(f"{r['image']} ({h}x{w}): {tops}")
-    if args.json:
-        atomic_write(args.json, text + "\n")
-    return 0
+    for bad in failed:
+        print(f"error: {bad.path}: {bad.reason}", file=sys.stderr)
+    if len(failed) == total:
+        print(f"{command}: none of the {total} images could be predicted (see above); nothing written", file=sys.stderr)
+    else:
+        print(
+            f"{command}: {len(failed)} of {total} images could not be predicted (see above); the results hold the "
+            f"other {total - len(failed)}",
+            file=sys.stderr,
+        )
+    return 1

@@ -19,7 +19,7 @@ import struct
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 import torch
@@ -54,7 +54,8 @@ class DataError(ValueError):
 
 
 class BadSample(NamedTuple):
-    """Returned by a dataset in place of ``(image, target)`` when the image file cannot be decoded."""
+    """An image file that cannot be read, and why: what a dataset returns in place of ``(image, target)``, and what
+    prediction reports for a file it could not predict."""
 
     path: str
     reason: str
@@ -85,7 +86,7 @@ def load_rgb(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MAX_
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            with open_regular(path) as fh, Image.open(fh) as img:
+            with open_regular(path) as fh, _open_image(fh) as img:
                 _check_pixels(img, max_pixels)
                 img.load()
                 return _to_rgb(img)
@@ -104,7 +105,9 @@ def read_rgb(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MAX_
         try:
             with open_regular(path) as fh:
                 data = bytearray(fh.read())
-            with Image.open(io.BytesIO(data)) as img:  # reads the header only
+            if not data:
+                raise Image.UnidentifiedImageError("the file is empty (0 bytes)")
+            with _open_image(io.BytesIO(data)) as img:  # reads the header only
                 _check_pixels(img, max_pixels)
                 pil = img.format != "JPEG" or img.mode not in ("RGB", "L") or ImageFile.LOAD_TRUNCATED_IMAGES
                 if decode is None or pil:
@@ -115,7 +118,19 @@ def read_rgb(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MAX_
     try:
         return decode(torch.frombuffer(data, dtype=torch.uint8), mode="RGB")  # (3, H, W) uint8
     except RuntimeError as e:  # a truncated or corrupt file: an unreadable image, as PIL's OSError says
-        raise OSError(f"cannot decode JPEG: {str(e).splitlines()[-1]}") from None
+        reason = re.sub(r"^.*\.cpp:\d+,\s*", "", str(e).splitlines()[-1])  # without TorchCodec's source location
+        raise OSError(f"cannot decode JPEG: {reason}") from None
+
+
+def _open_image(fp: BinaryIO) -> Image.Image:
+    """``Image.open(fp)``; a file of no type Pillow knows is an ``UnidentifiedImageError`` that says so, without
+    PIL's ``<_io.BytesIO object at 0x...>`` in place of a name (the caller names the file)."""
+    try:
+        return Image.open(fp)
+    except Image.UnidentifiedImageError:
+        raise Image.UnidentifiedImageError(
+            "cannot identify image file (not an image, or a format Pillow cannot read)"
+        ) from None
 
 
 @functools.cache

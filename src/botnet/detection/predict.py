@@ -11,7 +11,8 @@ from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
-from ..data.folder import DEFAULT_MAX_PIXELS, read_images
+from ..data.folder import DEFAULT_MAX_PIXELS, BadSample
+from ..data.image_files import read_image
 from ..engine.distributed import autocast, pick_device
 from ..engine.outputs import check_output
 from ..engine.reporting import atomic_write
@@ -38,7 +39,10 @@ def predict_images(
 
     The JSON is COCO's result format (``image_id`` is the image's position in ``images``, ``category_id`` the
     dataset's id) plus ``file_name`` and ``category`` (its name), for detections scoring at least
-    ``score_threshold``.
+    ``score_threshold``. Every file is read first; one that cannot be (missing, not an image) is a
+    :class:`BadSample` naming it (``"failed"``), and the others are predicted. Any type Pillow reads is taken, as
+    detection training reads whatever file its annotations name. When no file can be read, neither the model is
+    loaded nor anything written.
     """
     if not 0.0 <= score_threshold <= 1.0:
         raise ValueError(f"--score-threshold must be in [0, 1], got {score_threshold}")
@@ -47,7 +51,10 @@ def predict_images(
     out = check_output(output, option="--output", kind="dir", inputs=images)
     for target in [*(picture_path(out, i, path) for i, path in enumerate(images)), out / RESULTS_FILE]:
         check_output(target, option="--output", inputs=images)  # a picture never replaces an input image
-    tensors = read_images(images, max_pixels)  # fail on a bad file before loading the model or writing anything
+    tensors = [read_image(path, max_pixels) for path in images]  # uint8 (3, H, W) or BadSample
+    failed = [t for t in tensors if isinstance(t, BadSample)]
+    if len(failed) == len(images):
+        return {"checkpoint": str(checkpoint), "images": [], "results": None, "detections": [], "failed": failed}
     model, meta, ckpt_dir = load_detection_checkpoint(checkpoint, ema=ema)
     dev = pick_device(device)
     model.to(dev)
@@ -56,7 +63,9 @@ def predict_images(
     out.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
     written = []
-    for index, (path, image) in enumerate(zip(map(Path, images), tensors, strict=True)):
+    for index, (path, image) in enumerate(zip(images, tensors, strict=True)):
+        if isinstance(image, BadSample):
+            continue
         with autocast(dev, amp):
             (pred,) = model([TF.to_dtype(image, torch.float32, scale=True).to(dev)])
         pred = {k: (v.float() if v.is_floating_point() else v).cpu() for k, v in pred.items()}
@@ -76,7 +85,13 @@ def predict_images(
         Image.fromarray(picture.permute(1, 2, 0).numpy()).save(target)
         written.append(str(target))
     atomic_write(out / RESULTS_FILE, json.dumps(results, indent=1) + "\n")
-    return {"checkpoint": str(ckpt_dir), "images": written, "results": str(out / RESULTS_FILE), "detections": results}
+    return {
+        "checkpoint": str(ckpt_dir),
+        "images": written,
+        "results": str(out / RESULTS_FILE),
+        "detections": results,
+        "failed": failed,
+    }
 
 
 def picture_path(out: Path, index: int, image: str | Path) -> Path:
