@@ -57,6 +57,11 @@ def run_probe(argv: list[str], watched: tuple[str, ...]) -> tuple[list[str], int
         (["detect", "train", "--epochs", "-1"], 2, "--epochs must be >= 1, got -1"),
         (["detect", "train", "--config", "src"], 2, "config file src is a directory"),
         (["no-such-command"], 2, "invalid choice: 'no-such-command'"),
+        (["train", "--foo", "1"], 2, "usage: botnet train [-h]"),  # the command's usage, not the top level's
+        (["predict", "--checkpoint", "r", "a.png", "--topk5"], 2, "botnet predict: error: unrecognized arguments: "),
+        (["detect", "train", "--pretrained", "x"], 2, "--pretrained: did you mean --weights-backbone SOURCE"),
+        (["train", "--image-size", "64"], 2, "--image-size: did you mean --img-size?"),
+        (["train", "--backbone-lr-scale", "0.1"], 2, "backbone_lr_scale: slows pretrained weights down: give --pretr"),
     ],
 )
 def test_help_list_and_option_errors_import_no_torch(argv, expected_code, expected_text):

@@ -129,12 +129,20 @@ def test_too_small_to_split_and_single_image_classes(tmp_path):
     with_val = write_image_folder(tmp_path / "v", classes=("a", "b"), per_class=3)
     for name in ("1.png", "2.png"):
         (with_val / "train" / "a" / name).unlink()
-    with pytest.raises(DataError, match=r"'a' has a single image to train on.*at least 2 training images"):
-        image_folder_splits(with_val, None, None)
+    train, _, notes = image_folder_splits(with_val, None, None)  # one rule for both splits: 1 training image is
+    assert len(train) == 4 and "'a' has a single image to train on" in notes[0]  # taken, with a warning
+
+    held = write_image_folder(tmp_path / "h", classes=("a", "b"), per_class=2, splits=("train",))
+    train, val, notes = image_folder_splits(held, None, None)  # held out: the same single image left to train on
+    assert (len(train), len(val)) == (2, 2) and "4 images (50%: at least 1 image of each class" in notes[0]
+    assert "'a' has a single image, 'b' has a single image to train on" in notes[1]
 
 
 def test_check_class_counts_lists_every_small_class():
     check_class_counts([2, 5], ["a", "b"], "DIR")
+    check_class_counts([1, 5], ["a", "b"], "DIR")  # a val/ folder given: one training image is enough
+    with pytest.raises(DataError, match=r"'a' has 0 images to train on. A class needs at least 1 training image"):
+        check_class_counts([0, 5], ["a", "b"], "DIR")
     with pytest.raises(DataError, match=r"'a' has a single image, 'c' has 0 images") as err:
         check_class_counts([1, 5, 0], ["a", "b", "c"], "DIR", holdout_fraction=0.3)
     assert "--val-fraction 0.3" in str(err.value)

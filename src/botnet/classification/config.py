@@ -153,6 +153,8 @@ class TrainConfig(ConfigBase):
         self.check_bounds()
         if self.freeze_stages is not None and not self.pretrained:
             fail("freeze_stages", "freezes pretrained weights: give --pretrained SOURCE too")
+        if self.backbone_lr_scale not in (None, 1.0) and not self.pretrained:  # one rule for the fine-tuning options
+            fail("backbone_lr_scale", "slows pretrained weights down: give --pretrained SOURCE too")
         if not isinstance(self.model_args, dict):
             fail("model_args", f"must be a mapping of BoTNetConfig fields, got {self.model_args!r}")
         return self

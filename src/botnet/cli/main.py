@@ -58,13 +58,57 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return USER_ERRORS + ((export.ExportError,) if export is not None else ())
 
 
+# Options of one command that users give to another: the hint names the option that does it there.
+OTHER_SPELLINGS = {
+    ("detect", "train"): {
+        "--pretrained": "--weights-backbone SOURCE (classification weights for the backbone) or --weights RUN (a "
+        "detection run, the whole detector)",
+        "--img-size": "--image-size",
+    },
+    ("train",): {
+        "--weights-backbone": "--pretrained SOURCE",
+        "--weights": "--pretrained SOURCE",
+        "--image-size": "--img-size",
+    },
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="botnet", description="Bottleneck Transformers (BoTNet) at any input size.")
     parser.add_argument("--version", action="version", version=f"botnet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in SUBCOMMANDS:
         module.add_parser(sub)
+    _mark_leaves(parser)
     return parser
+
+
+def _mark_leaves(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> None:
+    """Let every command's own parser report the arguments it does not know, with its own usage."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        parser.set_defaults(leaf_parser=parser, leaf_path=path)
+    for action in subs:
+        for name, child in action.choices.items():
+            _mark_leaves(child, (*path, name))
+
+
+def refuse_unknown(args: argparse.Namespace, extra: list[str]) -> None:
+    """Exit 2 with the command's usage, naming each unknown option and the nearest one the command has."""
+    import difflib
+
+    parser: argparse.ArgumentParser = args.leaf_parser
+    known = [s for a in parser._actions for s in a.option_strings]
+    hints = []
+    for word in extra:
+        name = word.split("=", 1)[0]
+        if not name.startswith("-"):
+            continue
+        other = OTHER_SPELLINGS.get(args.leaf_path, {}).get(name)
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+        if other or close:
+            hints.append(f"{name}: did you mean {other or close[0]}?")
+    parser.error(f"unrecognized arguments: {' '.join(extra)}" + ("; " + "; ".join(hints) if hints else ""))
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -91,7 +135,9 @@ def plain_warnings() -> Iterator[None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, extra = build_parser().parse_known_args(argv)
+    if extra:
+        refuse_unknown(args, extra)
     name = f"botnet {args.command}" + (f" {args.detect_command}" if getattr(args, "detect_command", None) else "")
     try:
         with plain_warnings():

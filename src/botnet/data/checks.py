@@ -12,7 +12,8 @@ from .coco import CocoDetection
 from .describe import DatasetDescription, describe_coco
 from .folder import DataError
 
-MIN_IMAGES_PER_CLASS = 2  # a held-out split needs 1 to validate and 1 to train; training needs more than one example
+MIN_IMAGES_PER_CLASS = 2  # with a held-out split: 1 to validate and 1 to train
+MIN_TRAINING_IMAGES = 1  # a class is learned from its training images: at least one, however the split was made
 IMBALANCE_WARNING = 10.0  # largest over smallest class count above which a run is warned
 
 
@@ -28,7 +29,10 @@ def _listed(items: Sequence[tuple[str, int]], unit: str, limit: int = 10) -> str
 def check_class_counts(
     counts: Sequence[int], classes: Sequence[str], where: str, *, holdout_fraction: float | None = None
 ) -> None:
-    """Every class has at least :data:`MIN_IMAGES_PER_CLASS` images, else a :class:`DataError` naming them.
+    """Every class has an image to train on (and, when a split is about to be held out, one more to validate),
+    else a :class:`DataError` naming them. One rule for both ways of splitting: a class keeps at least
+    :data:`MIN_TRAINING_IMAGES` training images; a class with a single one is a warning
+    (:func:`single_image_warning`), not an error.
 
     Args:
         counts: images per class, in class order.
@@ -36,7 +40,8 @@ def check_class_counts(
         where: the folder the counts are of, for the message.
         holdout_fraction: the images are about to be split into train and val (no val folder was given).
     """
-    few = [(name, n) for name, n in zip(classes, counts, strict=True) if n < MIN_IMAGES_PER_CLASS]
+    need = MIN_IMAGES_PER_CLASS if holdout_fraction is not None else MIN_TRAINING_IMAGES
+    few = [(name, n) for name, n in zip(classes, counts, strict=True) if n < need]
     if not few:
         return
     if holdout_fraction is not None:
@@ -47,14 +52,34 @@ def check_class_counts(
             "or give a val/ folder"
         )
     raise DataError(
-        f"{where}: {_listed(few, 'images')} to train on. A class needs at least {MIN_IMAGES_PER_CLASS} training "
-        "images; add images to it, or remove its folder from every split"
+        f"{where}: {_listed(few, 'images')} to train on. A class needs at least {MIN_TRAINING_IMAGES} training "
+        "image; add images to it, or remove its folder from every split"
     )
 
 
-def imbalance_message(counts: Sequence[int], classes: Sequence[str], where: str, unit: str = "images") -> str | None:
+def single_image_warning(counts: Sequence[int], classes: Sequence[str], where: str) -> str | None:
+    """A warning naming the classes that have a single training image, else ``None``."""
+    ones = [(name, n) for name, n in zip(classes, counts, strict=True) if n == 1]
+    if not ones:
+        return None
+    return (
+        f"warning: {where}: {_listed(ones, 'images')} to train on; a class learned from one example is rarely "
+        "recognised: add images to it where you can"
+    )
+
+
+# The warning's last sentence for a classifier: what to read instead of top-1.
+ACCURACY_ADVICE = (
+    "Top-1 accuracy can look good while small classes are missed: read the per-class and balanced accuracy"
+)
+
+
+def imbalance_message(
+    counts: Sequence[int], classes: Sequence[str], where: str, unit: str = "images", advice: str = ACCURACY_ADVICE
+) -> str | None:
     """A warning when the largest class count is more than :data:`IMBALANCE_WARNING` times the smallest, else
-    ``None``. The message gives the counts (all of them for up to 20 classes, else the 5 largest and 5 smallest)."""
+    ``None``. The message gives the counts (all of them for up to 20 classes, else the 5 largest and 5 smallest),
+    then ``advice``: what the imbalance means for the task's figures."""
     if len(counts) < 2:
         return None
     order = sorted(range(len(counts)), key=lambda i: (-counts[i], i))
@@ -70,7 +95,7 @@ def imbalance_message(counts: Sequence[int], classes: Sequence[str], where: str,
     return (
         f"warning: class imbalance in {where} ({ratio}, above {IMBALANCE_WARNING:g}:1): {classes[most]!r} has "
         f"{counts[most]} {unit}, {classes[least]!r} {counts[least]}. {unit.capitalize()} per class: {listed}. "
-        "Top-1 accuracy can look good while small classes are missed: read the per-class and balanced accuracy"
+        f"{advice}"
     )
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .checks import check_class_counts, imbalance_message
+from .checks import check_class_counts, imbalance_message, single_image_warning
 from .coco import CocoDetection
 from .folder import DEFAULT_MAX_PIXELS, DataError, ImageFolderDataset
 
@@ -64,6 +64,15 @@ def _percent(fraction: float) -> str:
     return f"{100 * fraction:.3g}%"
 
 
+def _share(held: int, total: int, fraction: float) -> str:
+    """``"200 of 400 images"``, with the share it really is when rounding per class (at least 1 image of a class of
+    two or more) moved it away from ``fraction``."""
+    text = f"{held} of {total} images"
+    if total and abs(held / total - fraction) > 0.05:
+        text += f" ({_percent(held / total)}: at least 1 image of each class, the classes are small)"
+    return text
+
+
 def image_folder_splits(
     root: str | os.PathLike[str],
     train_transform: Callable[[Any], Any] | None,
@@ -74,6 +83,7 @@ def image_folder_splits(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     need_train: bool = True,
     tensors: bool = False,
+    hint: str = " (--val-fraction sets the share)",
 ) -> tuple[ImageFolderDataset | None, ImageFolderDataset, list[str]]:
     """``(train, val, notes)`` of an ImageFolder root: ``root/train`` and ``root/val``, or, with no ``val/`` folder,
     ``val_fraction`` of each class of ``root/train`` held out (:func:`stratified_holdout`, ``seed``).
@@ -81,6 +91,7 @@ def image_folder_splits(
     The training classes are checked (:func:`~botnet.data.checks.check_class_counts`); ``notes`` are the lines to
     log: the held-out split and a class-imbalance warning. ``need_train=False`` with a ``val/`` folder reads only it
     (``train`` is then ``None``). ``tensors``: the datasets decode to uint8 tensors (:class:`ImageFolderDataset`).
+    ``hint`` ends the note on the held-out split (how the share is set, where the command has an option for it).
 
     Raises:
         DataError: a missing or badly laid-out folder, a class with fewer than 2 images, val classes that differ
@@ -102,13 +113,15 @@ def image_folder_splits(
         held = f"{_percent(val_fraction)} held out, seed {seed}"
         notes.append(
             f"no val/ folder in {root}: holding out {_percent(val_fraction)} of each class, seed {seed}: "
-            f"{len(val_idx)} of {len(train)} images to validate (--val-fraction sets the share)"
+            f"{_share(len(val_idx), len(train), val_fraction)} to validate{hint}"
         )
         full = train
         train = full.subset(train_idx, train_transform, "train")
         val = full.subset(val_idx, val_transform, f"train ({held})")
-    warning = imbalance_message(_counts(train), train.classes, f"the training set {root / 'train'}")
-    return train, val, notes + ([warning] if warning else [])
+    where = f"the training set {root / 'train'}"
+    single = single_image_warning(_counts(train), train.classes, where)
+    warning = imbalance_message(_counts(train), train.classes, where)
+    return train, val, notes + [w for w in (single, warning) if w]
 
 
 def _counts(ds: ImageFolderDataset) -> list[int]:
@@ -125,6 +138,7 @@ def coco_holdout(
     *,
     train_transforms: Callable[[Any, Any], Any] | None,
     val_transforms: Callable[[Any, Any], Any] | None,
+    hint: str = " (--val-fraction sets the share)",
 ) -> tuple[CocoDetection, CocoDetection, str]:
     """``(train, val, note)``: ``fraction`` of the images of ``ds`` held out, by image.
 
@@ -151,7 +165,7 @@ def coco_holdout(
         )
     note = (
         f"no validation split: holding out {_percent(fraction)} of the images of {ds.ann_file} (stratified by their "
-        f"rarest category), seed {seed}: {len(val_idx)} of {len(ds)} images to validate (--val-fraction sets the share)"
+        f"rarest category), seed {seed}: {_share(len(val_idx), len(ds), fraction)} to validate{hint}"
     )
     train = ds.subset([ds.image_ids[i] for i in train_idx], transforms=train_transforms, train=True)
     val = ds.subset([ds.image_ids[i] for i in val_idx], transforms=val_transforms, train=False)

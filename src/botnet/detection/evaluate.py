@@ -92,6 +92,13 @@ def read_detect_facts(cfg: DetectConfig, info: DistInfo, *, announce: bool = Tru
     return facts_from(desc, 1 - cfg.val_fraction if no_val else 1.0, layout)
 
 
+# What a class imbalance means for a detector's figures (the warning's last sentence).
+RARE_CLASS_ADVICE = (
+    "Box AP is the mean over classes: a class with few objects is learned least and weighs as much as any other; "
+    "add objects of the rare classes where you can"
+)
+
+
 def build_detection_datasets(
     cfg: DetectConfig, info: DistInfo, *, train: bool = True, holdout: bool = True
 ) -> tuple[CocoDetection | None, CocoDetection]:
@@ -127,8 +134,9 @@ def build_detection_datasets(
     if holdout and no_val and (root / "annotations" / f"instances_{cfg.train_split}.json").exists():
         full = load(cfg.train_split, None, True)
         check_boxes(full)
+        hint = " (--val-fraction sets the share)" if train else " (the run's val_fraction)"
         tr, val, note = coco_holdout(
-            full, cfg.val_fraction, cfg.seed, train_transforms=train_tf, val_transforms=eval_tf
+            full, cfg.val_fraction, cfg.seed, train_transforms=train_tf, val_transforms=eval_tf, hint=hint
         )
         log(note, enabled=info.is_main)
     else:
@@ -143,7 +151,9 @@ def build_detection_datasets(
     if not train:
         return None, val
     desc = check_boxes(tr)
-    warning = imbalance_message(desc.class_counts, desc.classes, f"the training set {tr.ann_file}", unit="objects")
+    warning = imbalance_message(
+        desc.class_counts, desc.classes, f"the training set {tr.ann_file}", unit="objects", advice=RARE_CLASS_ADVICE
+    )
     if warning:
         log(warning, enabled=info.is_main)
     return tr, val
