@@ -388,11 +388,16 @@ def export_model(
 
 
 def export_checkpoint(checkpoint: str | Path, output: str | Path | None = None, *, ema: bool = False, **kwargs):
-    """Export a ``botnet train`` checkpoint; ``output`` defaults to ``<run dir>/<model>-<last|best>.onnx``."""
+    """Export a ``botnet train`` checkpoint, or a weights file written by ``botnet convert``; ``output`` defaults to
+    ``<run dir>/<model>-<last|best>.onnx`` (``<file stem>.onnx`` beside a weights file)."""
     from .classification.evaluator import load_checkpoint_model
 
     model, meta, ckpt_dir = load_checkpoint_model(checkpoint, ema=ema)
     if output is None:
         suffix = FORMATS[kwargs.get("format") or "onnx"]
-        output = ckpt_dir.parent / f"{meta['model']}-{ckpt_dir.name}{'-ema' if ema else ''}{suffix}"
+        output = (
+            ckpt_dir.with_suffix(suffix)
+            if ckpt_dir.is_file()
+            else ckpt_dir.parent / (f"{meta['model']}-{ckpt_dir.name}{'-ema' if ema else ''}{suffix}")
+        )
     return export_model(model, output, meta, **kwargs)

@@ -22,20 +22,29 @@ from .metrics import CONFUSION_FILE, plot_confusion
 
 
 def load_checkpoint_model(path: str | Path, *, ema: bool = False, expect_model: str | None = None) -> tuple:
-    """``(model, metadata, checkpoint dir)`` of a checkpoint written by ``botnet train``."""
-    ckpt_dir = ckpt.resolve_checkpoint(path)
-    meta = ckpt.read_model_metadata(ckpt_dir)
+    """``(model, metadata, checkpoint)`` of a checkpoint written by ``botnet train`` (``checkpoint``: its directory),
+    or of a weights file given on its own that has what inference needs, as ``botnet convert`` writes it
+    (``checkpoint``: the file)."""
+    path = Path(path)
+    if path.is_file() and path.name != ckpt.MODEL_FILE:
+        if ema:
+            raise ckpt.CheckpointError(
+                f"{path} is a weights file on its own: --ema reads a checkpoint's {ckpt.EMA_FILE}"
+            )
+        ckpt_dir = weights = path
+        meta = ckpt.read_file_metadata(path)
+    else:
+        ckpt_dir = ckpt.resolve_checkpoint(path)
+        meta = ckpt.read_model_metadata(ckpt_dir)
+        weights = ckpt_dir / (ckpt.EMA_FILE if ema else ckpt.MODEL_FILE)
+        if ema and not weights.exists():
+            raise ckpt.CheckpointError(f"{ckpt_dir} has no EMA weights (the run had ema_decay 0)")
     if expect_model is not None and expect_model != meta["model"]:
         raise ValueError(f"{ckpt_dir} holds a {meta['model']} model, not {expect_model}")
-    weights = ckpt_dir / (ckpt.EMA_FILE if ema else ckpt.MODEL_FILE)
-    if ema and not weights.exists():
-        raise ckpt.CheckpointError(f"{ckpt_dir} has no EMA weights (the run had ema_decay 0)")
     try:
         model = BoTNet(BoTNetConfig(**meta["config"]))
     except (TypeError, ValueError) as err:
-        raise ckpt.CheckpointError(
-            f"{ckpt_dir / ckpt.MODEL_FILE} has a model config this version cannot build: {err}"
-        ) from None
+        raise ckpt.CheckpointError(f"{weights} has a model config this version cannot build: {err}") from None
     model.pretrained_cfg["architecture"] = meta["model"]
     load_weights(model, weights)
     return model, meta, ckpt_dir
@@ -70,7 +79,9 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """Top-1 / top-5, balanced and per-class accuracy and the confusion matrix of a checkpoint.
 
-    Writes the result as JSON to ``output`` (default: ``eval.json`` in the run that owns the checkpoint) and the
+    ``path`` is a checkpoint or a weights file with what inference needs (see :func:`load_checkpoint_model`).
+    Writes the result as JSON to ``output`` (default: ``eval.json`` in the run that owns the checkpoint,
+    ``<file>_eval.json`` beside a weights file) and the
     confusion matrix as a PNG beside it (``eval_confusion.png``). The result's ``integrity`` says whether the
     checkpoint's files were verified against its manifest (:func:`botnet.engine.checkpoint.integrity_status`).
     ``data`` without a ``val/`` folder is evaluated on the images a run on it would hold out (the run's
@@ -81,15 +92,18 @@ def evaluate_checkpoint(
         workers = auto_workers(info.device, local_world_size())
     try:
         net, meta, ckpt_dir = load_checkpoint_model(path, ema=ema, expect_model=model)
+        if output is None and ckpt_dir.is_file():  # a weights file on its own: its result beside it, named after it
+            output = ckpt_dir.with_name(f"{ckpt_dir.stem}_eval.json")
         output = result_path(output, ckpt_dir)  # refused now, not after the evaluation
         net.to(info.device)
         p = meta["preprocess"] or {}
         pre = Preprocess(p["img_size"], p["crop_pct"], tuple(p["mean"]), tuple(p["std"]), p["interpolation"])
         cfg_file = ckpt_dir / ckpt.CONFIG_FILE
-        run_cfg = build_config(cfg_file, config_cls=TrainConfig) if cfg_file.exists() else None
+        run_cfg = build_config(cfg_file, config_cls=TrainConfig) if ckpt_dir.is_dir() and cfg_file.exists() else None
         if data is None or data == BUILTIN:
             if run_cfg is None:
-                raise ValueError(f"{ckpt_dir} has no config.yaml to find its data; pass --data DIR")
+                what = "is a weights file without a run's" if ckpt_dir.is_file() else "has no"
+                raise ValueError(f"{ckpt_dir} {what} config.yaml to find its data; pass --data DIR")
             if data == BUILTIN:
                 run_cfg = run_cfg.replace(data=BUILTIN)
             _, val = build_datasets(run_cfg.replace(workers=workers), pre, train=False, info=info)
@@ -104,6 +118,7 @@ def evaluate_checkpoint(
                 seed=split.seed,
                 need_train=False,
                 tensors=True,
+                hint=" (the run's val_fraction)" if run_cfg else " (the default val_fraction: no run config)",
             )
             for note in notes:
                 log(note, enabled=info.is_main)

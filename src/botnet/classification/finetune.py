@@ -3,8 +3,6 @@ a new head for the data's classes, frozen stages, and the head / backbone learni
 
 from __future__ import annotations
 
-import json
-
 import torch
 from torch import nn
 
@@ -14,7 +12,6 @@ from ..models.pretrained import load_pretrained
 from ..models.registry import create_model
 from ..models.sources import Weights, read_weights
 from ..models.transfer import TransferReport
-from ..models.weights import read_metadata
 from .config import TrainConfig
 
 
@@ -25,15 +22,10 @@ def read_source(cfg: TrainConfig, *, verbose: bool = True) -> Weights:
 
 
 def source_classes(weights: Weights) -> tuple[int, list[str] | None]:
-    """The class count of the source's classifier (0: headless) and, for a ``botnet train`` checkpoint, its names."""
+    """The class count of the source's classifier (0: headless) and the names of its classes, when the source has
+    them (a ``botnet train`` run or checkpoint, a file written by ``botnet convert``)."""
     fc = weights.state_dict.get("fc.weight")
-    names = None
-    if weights.kind == "botnet" and weights.path is not None and weights.path.suffix == ".safetensors":
-        try:
-            names = json.loads(read_metadata(weights.path).get("class_names", "null"))
-        except (ValueError, TypeError):
-            names = None
-    return (int(fc.shape[0]) if fc is not None else 0), names
+    return (int(fc.shape[0]) if fc is not None else 0), weights.class_names
 
 
 def load_source(cfg: TrainConfig, weights: Weights) -> tuple[nn.Module, TransferReport]:
@@ -45,17 +37,32 @@ def load_source(cfg: TrainConfig, weights: Weights) -> tuple[nn.Module, Transfer
     return model, report
 
 
+def _few(names: list[str], shown: int = 5) -> str:
+    return ", ".join(names[:shown]) + (f", ... ({len(names) - shown} more)" if len(names) > shown else "")
+
+
 def fit_head(model: nn.Module, report: TransferReport, weights: Weights, classes: list[str]) -> str:
-    """Give ``model`` a new classifier for ``classes`` unless the source's is for the same classes; say which."""
+    """Give ``model`` a new classifier for ``classes`` unless the source's is for the same classes (the same names in
+    the same order, or, for a source without names, as many); say which."""
     n, names = source_classes(weights)
-    same = n == len(classes) and (names is None or names == list(classes))
-    if same:
-        return f"head kept: the weights' classifier has the data's {n} classes"
+    classes = list(classes)
+    if n == len(classes) and names == classes:
+        return f"head kept: the weights' classifier is for the data's {n} classes ({_few(classes)})"
+    if n == len(classes) and names is None:
+        return (
+            f"head kept by count alone: the weights carry no class names; their classifier's {n} outputs are taken "
+            f"as the data's classes in order ({_few(classes)}). To have them checked, convert the weights with their "
+            "names: botnet convert SOURCE OUT.safetensors --class-names FILE"
+        )
     model.reset_classifier(len(classes))
     fresh = [k for k in model.state_dict() if k.startswith("fc.")]
     report.loaded = [k for k in report.loaded if not k.startswith("fc.")]
     report.reinitialised = fresh
-    why = f"the weights have {n} classes" if n != len(classes) else "the weights were trained on other classes"
+    if n != len(classes):
+        report.reinitialised_why = "another class count" if n else "no classifier in the weights"
+        why = f"the weights have {n} classes" if n else "the weights have no classifier"
+    else:
+        report.reinitialised_why = why = f"other class names: the weights' {_few(names)}; the data's {_few(classes)}"
     return f"head reinitialised for the data's {len(classes)} classes ({why})"
 
 

@@ -16,7 +16,12 @@ BOUNDS = {"panel": dict(side=True, minimum=32, bytes_per_pixel=3), "max_pixels":
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("attention", help="draw the attention maps of a checkpoint on an image", description=__doc__)
-    p.add_argument("--checkpoint", required=True, metavar="PATH", help="a run directory, its last/ or best/")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        metavar="PATH",
+        help="a run directory, its last/ or best/, or a weights file written by botnet convert",
+    )
     p.add_argument("image", metavar="IMAGE", help="an image file")
     p.add_argument("--layer", help="an attention layer, e.g. layer4.0.attn (default: the last one)")
     p.add_argument(

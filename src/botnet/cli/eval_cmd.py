@@ -12,7 +12,12 @@ BOUNDS = {"batch_size": dict(minimum=1), "workers": dict(minimum=0, optional=Tru
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint", description=__doc__)
-    p.add_argument("--checkpoint", required=True, metavar="PATH", help="a run directory, its last/ or best/")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        metavar="PATH",
+        help="a run directory, its last/ or best/, or a weights file written by botnet convert",
+    )
     p.add_argument(
         "--data",
         metavar="DIR",

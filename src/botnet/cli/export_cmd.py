@@ -16,9 +16,18 @@ DEFAULT_ATOL = 1e-4  # botnet.export.DEFAULT_ATOL
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a classifier to ONNX or torch.export", description=__doc__)
-    p.add_argument("--checkpoint", required=True, metavar="PATH", help="a run directory, its last/ or best/")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        metavar="PATH",
+        help="a run directory, its last/ or best/, or a weights file written by botnet convert",
+    )
     p.add_argument("--format", choices=FORMATS, default=None, help="default: from --output, else onnx")
-    p.add_argument("--output", metavar="FILE", help="default: <run dir>/<model>-<last|best>.onnx (or .pt2)")
+    p.add_argument(
+        "--output",
+        metavar="FILE",
+        help="default: <run dir>/<model>-<last|best>.onnx (or .pt2); beside a weights file, its name with .onnx",
+    )
     p.add_argument("--ema", action="store_true", help="export the EMA weights")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
     p.add_argument("--atol", type=float, default=DEFAULT_ATOL, help="largest allowed |exported - PyTorch| logit")

@@ -58,6 +58,7 @@ from .layout import (  # noqa: F401 - the file names and path rules are part of 
 
 VERIFIED = "verified"
 UNVERIFIED = "unverified: no manifest.json"
+WEIGHTS_FILE = "unverified: a weights file on its own, without a manifest"
 
 
 class UnverifiedCheckpointWarning(UserWarning):
@@ -129,7 +130,10 @@ def verify_checkpoint(ckpt_dir: Path) -> bool:
 
 def integrity_status(ckpt_dir: Path) -> str:
     """:data:`VERIFIED` or :data:`UNVERIFIED`, for a checkpoint that :func:`resolve_checkpoint` returned (which has
-    verified it when it has a manifest): what ``eval`` reports next to its metrics."""
+    verified it when it has a manifest), :data:`WEIGHTS_FILE` for a weights file given on its own: what ``eval``
+    reports next to its metrics."""
+    if Path(ckpt_dir).is_file():
+        return WEIGHTS_FILE
     return VERIFIED if (Path(ckpt_dir) / MANIFEST_FILE).is_file() else UNVERIFIED
 
 
@@ -257,14 +261,65 @@ def read_summary(ckpt_dir: Path) -> dict[str, Any]:
 def read_model_metadata(ckpt_dir: Path) -> dict[str, Any]:
     """Model name, config dict and class names stored in ``model.safetensors``."""
     path = Path(ckpt_dir) / MODEL_FILE
-    try:
-        meta = read_metadata(path)
-    except ValueError as err:
-        raise CheckpointError(str(err)) from None
+    meta = _file_metadata(path)
     if meta.get("task") == "detection":
         raise CheckpointError(f"{path} is a detection checkpoint: use botnet detect eval / botnet detect predict")
     if "botnet_config" not in meta:
         raise CheckpointError(f"{path} was not written by botnet: its metadata has no model config")
+    return _model_metadata(path, meta)
+
+
+# What a classification weights file needs for inference: metadata key, and what it is in a message.
+_INFERENCE_NEEDS = (("botnet_config", "model config"), ("class_names", "class names"), ("preprocess", "preprocessing"))
+
+
+def read_file_metadata(path: str | Path) -> dict[str, Any]:
+    """:func:`read_model_metadata` of a classification weights file given on its own (one written by ``botnet
+    convert``): a :class:`CheckpointError` says what the file lacks for inference and how to get a file that has it.
+    """
+    path = Path(path)
+    fine_tune = f"fine-tune the weights on your data: botnet train --data DIR --pretrained {path}"
+    if path.suffix != ".safetensors":
+        raise CheckpointError(
+            f"{path} is not a .safetensors file: write one that botnet predict, eval and export can use with "
+            f"botnet convert {path} OUT.safetensors --class-names FILE, or {fine_tune}"
+        )
+    meta = _file_metadata(path)
+    if meta.get("task") == "detection":
+        raise CheckpointError(
+            f"{path} holds a detector: botnet detect eval / botnet detect predict take its run directory "
+            f"(botnet convert {path} OUT.safetensors writes its backbone, a start for botnet train --pretrained)"
+        )
+    found = _model_metadata(path, meta) if "botnet_config" in meta else None
+    if found is not None and not found["config"].get("num_classes"):
+        raise CheckpointError(
+            f"{path} holds a network without a classifier (headless weights), so it cannot classify: {fine_tune}"
+        )
+    missing = [label for key, label in _INFERENCE_NEEDS if key not in meta]
+    if missing:
+        names = "" if "class_names" in meta else " --class-names FILE"
+        raise CheckpointError(
+            f"{path} carries no {', no '.join(missing)}, which botnet predict, eval and export need: write a file "
+            f"that has them with botnet convert {path} OUT.safetensors{names}"
+            f"{' (FILE: the class names, one a line in output order)' if names else ''}, or {fine_tune}"
+        )
+    names = found["class_names"]
+    if not isinstance(names, list) or len(names) != found["config"]["num_classes"]:
+        raise CheckpointError(
+            f"{path} has class names that do not fit its classifier of {found['config']['num_classes']} outputs: "
+            f"write them again with botnet convert {path} OUT.safetensors --class-names FILE"
+        )
+    return found
+
+
+def _file_metadata(path: Path) -> dict[str, str]:
+    try:
+        return read_metadata(path)
+    except (ValueError, FileNotFoundError) as err:
+        raise CheckpointError(str(err)) from None
+
+
+def _model_metadata(path: Path, meta: dict[str, str]) -> dict[str, Any]:
     try:
         return {
             "model": meta.get("model_name", meta.get("architecture", "")),

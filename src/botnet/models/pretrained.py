@@ -23,12 +23,12 @@ assert {r.source for r in TIMM_SOURCES} == {f"timm:{m}.{t}" for m, tags in TIMM_
 
 
 def _structure(state: dict[str, Tensor]) -> frozenset:
-    """Keys and shapes, without the classifier and with position tables by name only (their length follows the
-    reference input size)."""
+    """Keys and shapes, without the classifier and BatchNorm step counters (a frozen BatchNorm has none), and with
+    position tables by name only (their length follows the reference input size)."""
     return frozenset(
         (k, None if k.endswith((".rel_h", ".rel_w", ".abs_h", ".abs_w")) else tuple(v.shape))
         for k, v in state.items()
-        if not k.startswith("fc.")
+        if not k.startswith("fc.") and not k.endswith(".num_batches_tracked")
     )
 
 
@@ -46,6 +46,38 @@ def looks_like(state: dict[str, Tensor]) -> list[str]:
     """
     target = _structure(state)
     return [name for name in list_models() if _preset_structure(name) == target]
+
+
+_POSITION_TABLES = (".rel_h", ".rel_w", ".abs_h", ".abs_w")
+_PROBE = 1024  # an input size every stride divides: the feature map of each table is exactly size / reduction
+
+
+@functools.cache
+def _table_lengths(name: str, img_size: int | tuple[int, int]) -> dict[str, int]:
+    with torch.device("meta"):
+        model = BoTNet(get_config(name).replace(num_classes=0, img_size=img_size))
+    return {k: v.shape[0] for k, v in model.state_dict().items() if k.endswith(_POSITION_TABLES)}
+
+
+def _cells(key: str, length: int) -> int:
+    """The feature-map side a table of ``length`` rows is for (relative tables span 2 * side - 1 offsets)."""
+    return (length + 1) // 2 if ".rel_" in key else length
+
+
+def trained_size(name: str, state: dict[str, Tensor]) -> tuple[int, int] | None:
+    """The input size (H, W) that ``name``'s position tables of the lengths in ``state`` are made for (the size the
+    weights were trained at, to a multiple of the stride of the finest attention map), or None when ``state`` has
+    none of its tables or no size gives all their lengths."""
+    probe = _table_lengths(name, _PROBE)
+    theirs = {k: v.shape[0] for k, v in state.items() if k in probe and v.dim() == 2}
+    if not probe or theirs.keys() != probe.keys():
+        return None
+    size = []
+    for axis in ("_h", "_w"):
+        finest = max((k for k in probe if k.endswith(axis)), key=lambda k: probe[k])
+        size.append(_cells(finest, theirs[finest]) * (_PROBE // _cells(finest, probe[finest])))
+    h, w = size
+    return (h, w) if h > 0 and w > 0 and _table_lengths(name, (h, w)) == theirs else None
 
 
 def _hint(weights: Weights) -> str:
@@ -84,7 +116,10 @@ def load_pretrained(
         ValueError: the weights belong to another architecture (the message says which model they look like).
     """
     weights = read_weights(source)
-    optional, ignorable = (lambda key: False), (lambda key: False)
+    # A source without any BatchNorm step counter had its BatchNorm frozen (a detector's backbone): ours stay at 0.
+    counters = any(k.endswith(".num_batches_tracked") for k in weights.state_dict)
+    optional = lambda key: not counters and key.endswith(".num_batches_tracked")  # noqa: E731
+    ignorable = lambda key: False  # noqa: E731
     if weights.kind == "torchvision":
         own = model.state_dict()
         optional = lambda key: any(tag in f".{key}" for tag in ATTENTION_ONLY)  # noqa: E731
@@ -99,6 +134,7 @@ def load_pretrained(
         ignorable=ignorable,
         hint=lambda: _hint(weights),
     )
+    report.notes = list(weights.notes)
     pre = source_preprocessing(weights)
     if hasattr(model, "pretrained_cfg"):
         model.pretrained_cfg.update(

@@ -11,6 +11,11 @@ A SOURCE is
 * ``torchvision:WEIGHTS`` (e.g. ``torchvision:ResNet50_Weights.IMAGENET1K_V2``): torchvision's weights API, and the
   torch.hub cache ``$TORCH_HOME/hub/checkpoints`` (``BOTNET_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``: no download).
 
+A state dict saved from a wrapped model has its wrapper's prefix (``module.`` of DistributedDataParallel,
+``_orig_mod.`` of torch.compile) removed from every key, and a ``botnet detect train`` run or checkpoint gives its
+detector's backbone (the ``backbone.body.*`` tensors), without the FPN and the heads; both are said in the load's
+report. Our own files also give their class names, when they have a classifier trained on named classes.
+
 Nothing is unpickled beyond tensors: ``.safetensors`` files are read as such, everything else with
 ``torch.load(weights_only=True)``. Every failure is a :class:`WeightsSourceError` naming the source, and for hub and
 torchvision sources the exact cache path where a file fetched by hand is found.
@@ -41,6 +46,10 @@ SOURCE_FORMS = (
 # Published tags of timm's networks (the known-sources table of botnet.models.pretrained has their figures).
 TIMM_TAGS = {"botnet26t_256": ("c1_in1k",), "sebotnet33ts_256": ("a1h_in1k",), "eca_botnext26ts_256": ("c1_in1k",)}
 _TORCHVISION_RESNET = re.compile(r"^ResNet(50|101|152)_Weights\.\w+$")
+# Prefixes a wrapped model puts before every key of its state dict, and the wrapper they come from.
+WRAPPER_PREFIXES = {"module.": "DistributedDataParallel / DataParallel", "_orig_mod.": "torch.compile"}
+DETECTOR_BACKBONE = "backbone.body."  # the BoTNet trunk inside our detectors (torchvision's BackboneWithFPN)
+_DETECTOR_NAME = re.compile(r"^(?:maskrcnn|fasterrcnn)_(\w+)_fpn$")  # a registered detector -> its backbone
 
 
 class WeightsSourceError(ValueError):
@@ -59,6 +68,8 @@ class Weights:
     config: dict | None = None  # our BoTNetConfig as a dict (our own files)
     pretrained_cfg: dict = field(default_factory=dict)  # preprocessing the source was trained with
     unmapped: list[str] = field(default_factory=list)  # timm keys without a pattern (reported as unexpected)
+    class_names: list[str] | None = None  # what the classifier's outputs are, when the source says (our files)
+    notes: list[str] = field(default_factory=list)  # what reading changed (a prefix removed, a detector's backbone)
 
 
 def _truthy(value: str | None) -> bool:
@@ -237,22 +248,59 @@ def _preprocess_from_metadata(meta: dict[str, str]) -> dict:
     return out
 
 
+def _class_names(meta: dict[str, str]) -> list[str] | None:
+    try:
+        names = json.loads(meta.get("class_names", "null"))
+    except json.JSONDecodeError:
+        return None
+    return names if isinstance(names, list) and all(isinstance(n, str) for n in names) else None
+
+
+def _unwrap(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
+    """``state`` without the prefix a wrapper put before every key, and what was removed."""
+    notes = []
+    while prefix := next((p for p in WRAPPER_PREFIXES if state and all(k.startswith(p) for k in state)), None):
+        state = {k[len(prefix) :]: v for k, v in state.items()}
+        notes.append(f"key prefix {prefix!r} removed from every key (a {WRAPPER_PREFIXES[prefix]} model's state dict)")
+    return state, notes
+
+
+def _detector_backbone(state: dict[str, Tensor], meta: dict[str, str], source: str, path: Path | None) -> Weights:
+    """The backbone network of a ``botnet detect train`` checkpoint, as headless classification weights."""
+    body = {k[len(DETECTOR_BACKBONE) :]: v for k, v in state.items() if k.startswith(DETECTOR_BACKBONE)}
+    detector = meta.get("model_name", "")
+    if not body:
+        raise WeightsSourceError(f"{source}: a detection checkpoint without {DETECTOR_BACKBONE}* tensors")
+    match = _DETECTOR_NAME.match(detector)
+    note = (
+        f"the backbone of the detector {detector or '(unnamed)'}: its {len(body)} {DETECTOR_BACKBONE}* tensors "
+        f"(the FPN and the detection heads, {len(state) - len(body)} tensors, are left out)"
+    )
+    return Weights(source, "botnet", body, path, match.group(1) if match else None, notes=[note])
+
+
 def classify(state: dict[str, Tensor], meta: dict[str, str], source: str, path: Path | None = None) -> Weights:
     """Detect the kind of a state dict and bring it into our key names."""
+    state, notes = _unwrap(state)
+    if meta.get("task") == "detection":
+        return _detector_backbone(state, meta, source, path)
     if "botnet_config" in meta:
         try:
             config = json.loads(meta["botnet_config"])
         except json.JSONDecodeError:
             config = None
         name = meta.get("model_name") or meta.get("architecture") or None
-        return Weights(source, "botnet", state, path, name, config, _preprocess_from_metadata(meta))
+        pre, names, fc = _preprocess_from_metadata(meta), _class_names(meta), state.get("fc.weight")
+        if names is not None and (fc is None or len(names) != fc.shape[0]):
+            names = None  # names of another classifier than the one stored: not these outputs' names
+        return Weights(source, "botnet", state, path, name, config, pre, class_names=names, notes=notes)
     if is_timm_state_dict(state):
         converted, unmapped = convert_timm_state_dict(state)
         converted.update({k: state[k] for k in unmapped})  # kept under timm's names: reported as unexpected
-        return Weights(source, "timm", converted, path, unmapped=unmapped)
+        return Weights(source, "timm", converted, path, unmapped=unmapped, notes=notes)
     if _looks_torchvision(state):
-        return Weights(source, "torchvision", state, path)
-    return Weights(source, "botnet", state, path)
+        return Weights(source, "torchvision", state, path, notes=notes)
+    return Weights(source, "botnet", state, path, notes=notes)
 
 
 def read_weights(source: str | Path | dict[str, Tensor] | Weights) -> Weights:

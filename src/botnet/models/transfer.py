@@ -1,8 +1,9 @@
 """Putting a foreign or partial state dict into a model, with a report of what happened to every tensor.
 
 Every load ends in a :class:`TransferReport`: loaded, resized (position tables of another reference size),
-reinitialised (a classifier with another class count), missing and unexpected keys, and the gaps a kind of source
-has by design (attention weights a torchvision ResNet never had, its 3x3 convs that BoT blocks replace).
+reinitialised (a classifier with another class count, or for other class names), missing and unexpected keys, what
+reading the source changed (a wrapper's key prefix removed), and the gaps a kind of source has by design (attention
+weights a torchvision ResNet never had, its 3x3 convs that BoT blocks replace).
 """
 
 from __future__ import annotations
@@ -29,19 +30,21 @@ class TransferReport:
     not_in_source: list[str] = field(default_factory=list)  # ours the kind of source cannot have (by design)
     unused: list[str] = field(default_factory=list)  # source keys with no place here by design
     resized: list[str] = field(default_factory=list)  # position tables resized to our reference size (also loaded)
-    reinitialised: list[str] = field(default_factory=list)  # our classifier, kept fresh: another class count
+    reinitialised: list[str] = field(default_factory=list)  # our classifier, kept fresh (why: reinitialised_why)
     missing: list[str] = field(default_factory=list)  # ours absent from the source
     unexpected: list[str] = field(default_factory=list)  # source keys we have no place for
     source: str = ""
     kind: str = ""  # "botnet", "timm" or "torchvision"
+    reinitialised_why: str = "another class count"
+    notes: list[str] = field(default_factory=list)  # what reading the source changed (a key prefix removed, ...)
 
     def summary(self) -> str:
         """A few lines: one per non-empty category, with counts and the first keys."""
         head = f"weights {self.source}" + (f" ({self.kind})" if self.kind else "")
-        lines = [f"{head}: loaded {len(self.loaded)} tensors"]
+        lines = [f"{head}: loaded {len(self.loaded)} tensors", *(f"  {note}" for note in self.notes)]
         for label, keys in (
             ("resized position tables", self.resized),
-            ("reinitialised (another class count)", self.reinitialised),
+            (f"reinitialised ({self.reinitialised_why})", self.reinitialised),
             ("not in this kind of source (kept as initialised)", self.not_in_source),
             ("unused by design", self.unused),
             ("missing (kept as initialised)", self.missing),
