@@ -83,3 +83,19 @@ def test_bad_data_is_a_message_before_training(tmp_path, cli):
 
     status, _, err = cli("train", "--data", extra, *FAST, "--val-fraction", "1.5", "--output", tmp_path / "r2")
     assert status == 2 and "--val-fraction" in err and "(0, 1)" in err
+
+
+def test_val_fraction_0_trains_on_every_image_without_validation(tmp_path, cli):
+    data = write_image_folder(tmp_path / "data", per_class=4, splits=("train",))
+    run = tmp_path / "run"
+    status, out, err = cli("train", "--data", data, *FAST, "--epochs", "2", "--val-fraction", "0", "--output", run)
+    assert status == 0, err
+    assert "--val-fraction 0: no validation; every image trains, and best/ follows the training loss" in err
+    assert "8 train / no val images" in err and "and 0 validation(s)" in err
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2] and not any(k.startswith("val_") for r in rows for k in r)
+    best = min(rows, key=lambda r: r["train_loss"])
+    assert json.loads((run / "best" / "checkpoint.json").read_text())["epoch"] == best["epoch"]
+    assert f"no validation: train loss {rows[-1]['train_loss']:.4f} (best/ at epoch {best['epoch']}" in out
+    status, _, err = cli("eval", "--checkpoint", run, "--workers", "0")
+    assert status == 2 and "held none of its images out (val_fraction 0)" in err

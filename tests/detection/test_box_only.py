@@ -78,17 +78,34 @@ def test_box_only_data_trains_evaluates_predicts_resumes_with_the_default_model(
     assert "no --weights-backbone" not in r.stderr and "not in this kind of source" not in r.stderr
     renamed = tmp_path / "renamed"
     shutil.copytree(box_root, renamed)
-    for split in ("train", "val"):
-        path = renamed / "annotations" / f"instances_{split}.json"
-        data = json.loads(path.read_text())
-        for cat in data["categories"]:
-            cat["name"] = cat["name"].upper()
-        path.write_text(json.dumps(data))
+    (renamed / "annotations" / "instances_val.json").unlink()  # and no validation: --val-fraction 0
+    path = renamed / "annotations" / "instances_train.json"
+    data = json.loads(path.read_text())
+    for cat in data["categories"]:
+        cat["name"] = cat["name"].upper()
+    path.write_text(json.dumps(data))
+    x = tmp_path / "x"
     r = botnet(
-        "detect", "train", "--data", renamed, "--weights", run, "--epochs", "1", *FAST, "--output", tmp_path / "x"
+        "detect",
+        "train",
+        "--data",
+        renamed,
+        "--weights",
+        run,
+        "--val-fraction",
+        "0",
+        "--epochs",
+        "1",
+        *FAST,
+        "--output",
+        x,
     )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "class layers start fresh: the source's classes [" in r.stderr and "roi_heads.box_predictor" in r.stderr
+    assert "--val-fraction 0: no validation; every image trains" in r.stderr and "no validation: train loss" in r.stdout
+    assert not any(k.startswith("val_") for k in json.loads((x / "metrics.jsonl").read_text().splitlines()[-1]))
+    r = botnet("detect", "eval", "--checkpoint", x, "--workers", "0")
+    assert r.returncode == 2 and "held none of its images out (val_fraction 0)" in r.stderr
     r = botnet("detect", "train", "--data", box_root, "--weights", tmp_path / "nowhere", "--output", tmp_path / "y")
     assert r.returncode == 2 and "--weights " in r.stderr and "does not exist" in r.stderr
 

@@ -150,6 +150,8 @@ class ClassificationTrainer(Trainer):
         return text + f" lr {row['lr']:.4g} {row['epoch_time_s']:.1f}s {row['images_per_s']:.0f} img/s"
 
     def final_line(self, row: dict[str, Any]) -> str:
+        if self.val_ds is None:
+            return super().final_line(row)
         return (
             f"val top-1 {row['val_top1']:.2f}%  balanced {row['val_balanced_acc']:.2f}%  top-5 {row['val_top5']:.2f}%"
             f"  (best {self.c.best_score:.2f}% "

@@ -22,6 +22,10 @@ from .coco import CocoDetection
 from .folder import DEFAULT_MAX_PIXELS, DataError, ImageFolderDataset
 
 VAL_FRACTION = 0.2  # the default share of each class held out when a dataset has no validation split
+NO_VALIDATION = (
+    "no validation; every image trains, and best/ follows the training loss (the epoch with the lowest), which says "
+    "nothing about images the model has not seen"
+)
 
 
 def holdout_count(n: int, fraction: float, *, at_least: int = 1) -> int:
@@ -84,9 +88,10 @@ def image_folder_splits(
     need_train: bool = True,
     tensors: bool = False,
     hint: str = " (--val-fraction sets the share)",
-) -> tuple[ImageFolderDataset | None, ImageFolderDataset, list[str]]:
+) -> tuple[ImageFolderDataset | None, ImageFolderDataset | None, list[str]]:
     """``(train, val, notes)`` of an ImageFolder root: ``root/train`` and ``root/val``, or, with no ``val/`` folder,
-    ``val_fraction`` of each class of ``root/train`` held out (:func:`stratified_holdout`, ``seed``).
+    ``val_fraction`` of each class of ``root/train`` held out (:func:`stratified_holdout`, ``seed``); none with
+    ``val_fraction`` 0 (val is then ``None``: the run trains without validation).
 
     The training classes are checked (:func:`~botnet.data.checks.check_class_counts`); ``notes`` are the lines to
     log: the held-out split and a class-imbalance warning. ``need_train=False`` with a ``val/`` folder reads only it
@@ -100,11 +105,21 @@ def image_folder_splits(
     root, decoding = Path(root), dict(max_pixels=max_pixels, tensors=tensors)
     if (root / "val").is_dir() and not need_train:
         return None, ImageFolderDataset(root, "val", val_transform, **decoding), []
+    if val_fraction == 0 and not (root / "val").is_dir() and not need_train:
+        raise DataError(
+            f"{root} has no val/ folder and the run held none of its images out (val_fraction 0): there is nothing "
+            "to evaluate on that the run did not train on; give --data a folder of labelled images it has not seen"
+        )
     train = ImageFolderDataset(root, "train", train_transform, **decoding)
     notes = []
+    val: ImageFolderDataset | None
     if (root / "val").is_dir():
         val = ImageFolderDataset(root, "val", val_transform, classes=train.classes, **decoding)
         check_class_counts(_counts(train), train.classes, str(root / "train"))
+    elif val_fraction == 0:
+        check_class_counts(_counts(train), train.classes, str(root / "train"))
+        val = None
+        notes.append(f"no val/ folder in {root} and --val-fraction 0: {NO_VALIDATION}")
     else:
         check_class_counts(_counts(train), train.classes, str(root / "train"), holdout_fraction=val_fraction)
         split_dir = root / "train"

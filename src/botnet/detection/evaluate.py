@@ -23,7 +23,7 @@ from ..data.coco_shapes import builtin_coco_shapes
 from ..data.describe import describe_coco, even_sample
 from ..data.det_transforms import build_detection_eval_transform, build_detection_train_transform, collate_detection
 from ..data.folder import DataError
-from ..data.split import coco_holdout
+from ..data.split import NO_VALIDATION, coco_holdout
 from ..data.symmetry import LAYOUT_SAMPLE, measure_layout_asymmetry
 from ..engine import checkpoint as ckpt
 from ..engine.config import BUILTIN, build_config
@@ -101,8 +101,9 @@ RARE_CLASS_ADVICE = (
 
 def build_detection_datasets(
     cfg: DetectConfig, info: DistInfo, *, train: bool = True, holdout: bool = True
-) -> tuple[CocoDetection | None, CocoDetection]:
-    """(train, val) datasets of a run; ``train=False`` builds val only.
+) -> tuple[CocoDetection | None, CocoDetection | None]:
+    """(train, val) datasets of a run; ``train=False`` builds val only; val is ``None`` with ``val_fraction`` 0 and
+    no validation split (the run trains without validation).
 
     With ``holdout`` and no annotation file for ``cfg.val_split``, ``cfg.val_fraction`` of the train images are held
     out to validate (:func:`~botnet.data.split.coco_holdout`). The training set must have a valid box; a class
@@ -131,7 +132,18 @@ def build_detection_datasets(
             fixed_size=cfg.fixed_size,
         )
     no_val = not (root / "annotations" / f"instances_{cfg.val_split}.json").exists()
-    if holdout and no_val and (root / "annotations" / f"instances_{cfg.train_split}.json").exists():
+    val: CocoDetection | None
+    has_train = (root / "annotations" / f"instances_{cfg.train_split}.json").exists()
+    if holdout and no_val and has_train and cfg.val_fraction == 0:
+        if not train:
+            raise DataError(
+                f"{root} has no {cfg.val_split} annotations and the run held none of its images out (val_fraction 0): "
+                "there is nothing to evaluate on that the run did not train on; give --data and --split for "
+                "annotated images it has not seen"
+            )
+        tr, val = load(cfg.train_split, train_tf, True), None
+        log(f"no {cfg.val_split} split in {root} and --val-fraction 0: {NO_VALIDATION}", enabled=info.is_main)
+    elif holdout and no_val and has_train:
         full = load(cfg.train_split, None, True)
         check_boxes(full)
         hint = " (--val-fraction sets the share)" if train else " (the run's val_fraction)"

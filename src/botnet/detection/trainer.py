@@ -111,7 +111,8 @@ class DetectionTrainer(Trainer):
         return row
 
     def metadata(self) -> dict[str, str]:
-        return detection_metadata(self.cfg.model, self.detector_args(), self.classes, self.val_ds.cat_ids)
+        categories = (self.val_ds or self.train_ds).cat_ids  # the same ids: both splits are checked to agree
+        return detection_metadata(self.cfg.model, self.detector_args(), self.classes, categories)
 
     def data_name(self) -> str:
         return "the built-in COCO-format shapes dataset" if self.cfg.builtin_data else self.cfg.data
@@ -126,6 +127,8 @@ class DetectionTrainer(Trainer):
     def final_line(self, row: dict[str, Any]) -> str:
         from .coco_eval import format_metrics_table
 
+        if self.val_ds is None:
+            return super().final_line(row)
         metrics = {}
         for iou_type in ("bbox", "segm"):
             prefix = f"val_{iou_type}_"

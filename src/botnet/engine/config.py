@@ -28,7 +28,7 @@ BUILTIN = "shapes"  # data: the built-in generated dataset
 # Bounds of the numeric options every training command has (data, loader, optimizer, schedule, run); each task's
 # options class adds its own to these in its ``BOUNDS``.
 TRAINING_BOUNDS: dict[str, dict[str, Any]] = {
-    "val_fraction": dict(minimum=0, min_inclusive=False, maximum=1, max_inclusive=False),
+    "val_fraction": dict(minimum=0, maximum=1, max_inclusive=False),  # 0: no validation
     "shapes_train": dict(minimum=1),
     "shapes_val": dict(minimum=1),
     "workers": dict(minimum=0),

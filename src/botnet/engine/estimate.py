@@ -85,7 +85,8 @@ def step_cost(trainer: Any, timed: tuple[float, float]) -> StepCost:
     cfg = trainer.cfg
     step, load = timed
     loading = load if cfg.workers == 0 else 0.0
-    val_batches = math.ceil(len(trainer.val_ds) / trainer.info.world_size / cfg.batch_size)
+    val_images = len(trainer.val_ds) if trainer.val_ds is not None else 0  # none with --val-fraction 0
+    val_batches = math.ceil(val_images / trainer.info.world_size / cfg.batch_size)
     return StepCost(cfg.accumulate * (step + loading), val_batches * (step * EVAL_STEP_SHARE + loading))
 
 
@@ -113,7 +114,7 @@ def estimate_line(trainer: Any, timed: tuple[float, float] | None) -> tuple[str,
     cfg, c = trainer.cfg, trainer.c
     cost = step_cost(trainer, timed)
     steps = (cfg.epochs - c.epoch) * trainer.steps_per_epoch - (c.global_step % trainer.steps_per_epoch)
-    evals = validations(c.epoch, cfg.epochs, cfg.eval_interval)
+    evals = validations(c.epoch, cfg.epochs, cfg.eval_interval) if trainer.val_ds is not None else 0
     total = cost.run_seconds(steps=steps, validations=evals)
     line = (
         f"time estimate: about {duration(total)} for {steps:,} optimizer steps ({cost.step:.3g} s each, timed on one "

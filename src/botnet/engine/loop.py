@@ -217,7 +217,11 @@ class Trainer(TrainerCheckpoints):
         return f"epoch {row['epoch']}/{self.cfg.epochs}: train_loss {row['train_loss']:.4f}"
 
     def final_line(self, row: dict[str, Any]) -> str:
-        return f"run: {self.out}"
+        """The run's last line (a task adds its validation figures); this one serves runs without validation."""
+        return (
+            f"no validation: train loss {row['train_loss']:.4f} (best/ at epoch {self.c.best_epoch}, train loss "
+            f"{-self.c.best_score:.4f})  run: {self.out}"
+        )
 
     def data_name(self) -> str:
         return str(self.cfg.data)
@@ -228,7 +232,8 @@ class Trainer(TrainerCheckpoints):
         n_params = sum(p.numel() for p in self.model.parameters())
         log(
             f"training {cfg.model} ({n_params / 1e6:.2f}M params) on {self.data_name()}: {len(self.train_ds)} train / "
-            f"{len(self.val_ds)} val images, {len(self.classes)} classes, {cfg.epochs} epochs of {self.batches} "
+            f"{len(self.val_ds) if self.val_ds is not None else 'no'} val images, {len(self.classes)} classes, "
+            f"{cfg.epochs} epochs of {self.batches} "
             f"batches x {cfg.batch_size} x {info.world_size} process(es), {info.device}, output {self.out}",
             enabled=info.is_main,
         )
@@ -258,7 +263,7 @@ class Trainer(TrainerCheckpoints):
             train_stats = self._train_epoch(epoch)
             row: dict[str, Any] = {"epoch": epoch + 1, **train_stats}
             last = epoch + 1 == cfg.epochs
-            if last or (epoch + 1) % cfg.eval_interval == 0:
+            if self.val_ds is not None and (last or (epoch + 1) % cfg.eval_interval == 0):
                 if info.distributed:
                     # BN running statistics drift apart per rank; evaluate (and save) rank 0's, on every rank.
                     modules = [self.model] + ([self.ema] if self.ema is not None else [])
@@ -266,8 +271,8 @@ class Trainer(TrainerCheckpoints):
                         torch.distributed.broadcast(buf, src=0)
                 row.update(self.validate())
             self.c.epoch, self.c.batch_in_epoch, self.c.loss_sum, self.c.loss_count = epoch + 1, 0, 0.0, 0.0
-            score = row.get(self.best_metric)
-            is_best = score is not None and score > self.c.best_score
+            score = row.get(self.best_metric) if self.val_ds is not None else -row["train_loss"]  # lowest loss best
+            is_best = score is not None and (score > self.c.best_score or not self.c.best_epoch)
             if is_best:
                 self.c.best_score, self.c.best_epoch = score, epoch + 1
             self.rows.append(row)
@@ -286,7 +291,8 @@ class Trainer(TrainerCheckpoints):
         final = self.rows[-1] if self.rows else {}
         summary = {
             **{k: v for k, v in final.items() if k.startswith("val_")},
-            "best_" + self.best_metric: self.c.best_score,
+            **({"best_" + self.best_metric: self.c.best_score} if self.val_ds is not None else {}),
+            **({"best_train_loss": -self.c.best_score} if self.val_ds is None and self.c.best_epoch else {}),
             "best_epoch": self.c.best_epoch,
             "output": str(self.out),
         }
