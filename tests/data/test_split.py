@@ -192,3 +192,17 @@ def test_detection_without_a_valid_box(coco, tmp_path):
         check_boxes(ds)
     n = len(data["annotations"])
     assert f"{n} annotations, of which {n} were dropped as invalid" in str(err.value)
+
+
+def test_a_validation_folder_by_another_name_and_the_files_training_skips(tmp_path):
+    root = write_image_folder(tmp_path / "data", per_class=3)
+    (root / "val").rename(root / "valid")
+    (root / "train" / "cat" / "anim.gif").write_bytes(b"GIF89a")
+    (root / "train" / "cat" / "notes.txt").write_text("x")
+    (root / "train" / "dog" / "b.GIF").write_bytes(b"GIF89a")
+    train, val, notes = image_folder_splits(root, None, None)
+    assert (len(train), val.split) == (6, "valid") and f"validating on {root / 'valid'}" in notes[-1]
+    assert f"{root / 'train'}: skipped 3 file(s) that are not image types training reads (.gif 2, .txt 1)" in notes[0]
+    (root / "validation").mkdir()
+    with pytest.raises(DataError, match="has validation/ and valid/ beside train/: keep one"):
+        image_folder_splits(root, None, None)

@@ -73,3 +73,13 @@ def test_object_imbalance_is_a_warning(coco_root, tmp_path, capsys):
     n = len(tr.coco.dataset["annotations"])
     assert f"warning: class imbalance in the training set {ann_file}" in err
     assert f"{names[cats[0]]!r} has {n - 1} objects" in err and f"{names[cats[2]]} 0" in err
+
+
+def test_a_valid_split_is_the_validation_split(coco_root, tmp_path, capsys):
+    root = shutil.copytree(coco_root, tmp_path / "exported")
+    (root / "annotations" / "instances_val.json").rename(root / "annotations" / "instances_valid.json")
+    (root / "val").rename(root / "valid")  # the name Roboflow's and other exporters' COCO sets use
+    cfg = DetectConfig(data=str(root), image_size=64, workers=0).validate()
+    tr, val = build_detection_datasets(cfg, DistInfo())
+    assert "validating on the valid split of" in capsys.readouterr().err
+    assert (len(tr), len(val)) == (16, 6) and val.ann_file.name == "instances_valid.json"

@@ -17,6 +17,7 @@ import os
 import re
 import struct
 import warnings
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
@@ -234,7 +235,18 @@ class ImageFolderDataset(Dataset):
         self.classes: list[str] = found
         self.class_to_idx: dict[str, int] = {name: i for i, name in enumerate(found)}
 
-        self.samples: list[tuple[str, int]] = scan_class_folders(split_dir, self.class_to_idx, _is_visible_image)
+        skipped: Counter[str] = Counter()  # other files by extension: said in a note, never silently left out
+
+        def is_image(path: str) -> bool:
+            if _is_visible_image(path):
+                return True
+            name = os.path.basename(path)
+            if not name.startswith("."):
+                skipped[os.path.splitext(name)[1].lower() or "(no extension)"] += 1
+            return False
+
+        self.samples: list[tuple[str, int]] = scan_class_folders(split_dir, self.class_to_idx, is_image)
+        self.skipped: dict[str, int] = dict(skipped.most_common())
         empty = sorted(set(self.classes) - {self.classes[target] for _, target in self.samples})
         if empty:
             raise DataError(
@@ -242,6 +254,17 @@ class ImageFolderDataset(Dataset):
                 f"Accepted extensions (any case): {', '.join(IMG_EXTENSIONS)}. Add images or remove these folders."
             )
         self.targets: list[int] = [target for _, target in self.samples]
+
+    def skipped_note(self) -> str | None:
+        """A line naming the files of the split that are not image types training reads, by extension, or ``None``."""
+        if not self.skipped:
+            return None
+        counts = ", ".join(f"{suffix} {n}" for suffix, n in self.skipped.items())
+        return (
+            f"note: {self.root / self.split}: skipped {sum(self.skipped.values())} file(s) that are not image types "
+            f"training reads ({counts}); it reads {', '.join(IMG_EXTENSIONS)} (any case): convert images of other "
+            "types to use them"
+        )
 
     def subset(
         self, indices: Sequence[int], transform: Callable[[Image.Image], Any] | None, split: str

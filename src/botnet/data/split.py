@@ -22,6 +22,7 @@ from .coco import CocoDetection
 from .folder import DEFAULT_MAX_PIXELS, DataError, ImageFolderDataset
 
 VAL_FRACTION = 0.2  # the default share of each class held out when a dataset has no validation split
+VAL_FOLDERS = ("val", "validation", "valid")  # names a validation folder beside train/ is given (Roboflow: valid/)
 NO_VALIDATION = (
     "no validation; every image trains, and best/ follows the training loss (the epoch with the lowest), which says "
     "nothing about images the model has not seen"
@@ -103,19 +104,23 @@ def image_folder_splits(
             from train's.
     """
     root, decoding = Path(root), dict(max_pixels=max_pixels, tensors=tensors)
-    if (root / "val").is_dir() and not need_train:
-        return None, ImageFolderDataset(root, "val", val_transform, **decoding), []
-    if val_fraction == 0 and not (root / "val").is_dir() and not need_train:
+    val_dir = val_folder(root)
+    if val_dir and not need_train:
+        return None, ImageFolderDataset(root, val_dir, val_transform, **decoding), []
+    if val_fraction == 0 and not val_dir and not need_train:
         raise DataError(
             f"{root} has no val/ folder and the run held none of its images out (val_fraction 0): there is nothing "
             "to evaluate on that the run did not train on; give --data a folder of labelled images it has not seen"
         )
     train = ImageFolderDataset(root, "train", train_transform, **decoding)
-    notes = []
+    notes = [note for note in (train.skipped_note(),) if note]
     val: ImageFolderDataset | None
-    if (root / "val").is_dir():
-        val = ImageFolderDataset(root, "val", val_transform, classes=train.classes, **decoding)
+    if val_dir:
+        val = ImageFolderDataset(root, val_dir, val_transform, classes=train.classes, **decoding)
         check_class_counts(_counts(train), train.classes, str(root / "train"))
+        notes += [note for note in (val.skipped_note(),) if note]
+        if val_dir != "val":
+            notes.append(f"validating on {root / val_dir} (the folder beside train/)")
     elif val_fraction == 0:
         check_class_counts(_counts(train), train.classes, str(root / "train"))
         val = None
@@ -137,6 +142,18 @@ def image_folder_splits(
     single = single_image_warning(_counts(train), train.classes, where)
     warning = imbalance_message(_counts(train), train.classes, where)
     return train, val, notes + [w for w in (single, warning) if w]
+
+
+def val_folder(root: Path) -> str | None:
+    """The validation folder beside ``train/``: ``val/``, or the other names exporters give it (``validation/``,
+    ``valid/``); ``None`` when there is none. Two of them at once are a :class:`DataError`: which one is meant?"""
+    found = [name for name in VAL_FOLDERS if (root / name).is_dir()]
+    if len(found) > 1:
+        raise DataError(
+            f"{root} has {' and '.join(n + '/' for n in found)} beside train/: keep one validation folder (rename or "
+            "move the others) so that it is clear which images validate"
+        )
+    return found[0] if found else None
 
 
 def _counts(ds: ImageFolderDataset) -> list[int]:

@@ -23,7 +23,7 @@ from ..data.coco_shapes import builtin_coco_shapes
 from ..data.describe import describe_coco, even_sample
 from ..data.det_transforms import build_detection_eval_transform, build_detection_train_transform, collate_detection
 from ..data.folder import DataError
-from ..data.split import NO_VALIDATION, coco_holdout
+from ..data.split import NO_VALIDATION, VAL_FOLDERS, coco_holdout
 from ..data.symmetry import LAYOUT_SAMPLE, measure_layout_asymmetry
 from ..engine import checkpoint as ckpt
 from ..engine.config import BUILTIN, build_config
@@ -61,6 +61,14 @@ def split_files(root: str | Path, split: str) -> tuple[Path, Path]:
     return images, ann
 
 
+def val_split_of(root: Path, split: str) -> str:
+    """The validation split of a COCO-format root: ``split``, or for the default ``val`` with no such annotation file,
+    the other names exporters give it (``validation``, ``valid``) when one of them is there."""
+    if split != "val" or (root / "annotations" / "instances_val.json").exists():
+        return split
+    return next((s for s in VAL_FOLDERS if (root / "annotations" / f"instances_{s}.json").exists()), split)
+
+
 SHAPES_SIDE = 128  # the built-in images' native side (the generator draws at any size)
 
 
@@ -80,6 +88,7 @@ def read_detect_facts(cfg: DetectConfig, info: DistInfo, *, announce: bool = Tru
     else:
         root = Path(cfg.data)
     images, ann = split_files(root, cfg.train_split)
+    cfg = cfg.replace(val_split=val_split_of(root, cfg.val_split))
     data = read_coco_json(ann)
     desc = describe_coco(data)
     no_val = not (root / "annotations" / f"instances_{cfg.val_split}.json").exists()
@@ -110,6 +119,9 @@ def build_detection_datasets(
     imbalance above 10:1 (in objects) is a warning.
     """
     root = builtin_root(cfg, info) if cfg.builtin_data else Path(cfg.data)
+    if cfg.val_split != val_split_of(root, cfg.val_split):
+        cfg = cfg.replace(val_split=val_split_of(root, cfg.val_split))
+        log(f"validating on the {cfg.val_split} split of {root} (there is no val split)", enabled=info.is_main)
     model_masks = None if cfg.model is None else detector_has_masks(cfg.model)  # None: not chosen yet, as the data
 
     def load(split: str, transforms: Any, is_train: bool) -> CocoDetection:
@@ -326,7 +338,7 @@ def evaluate_detection_checkpoint(
         loader = eval_loader(val, batch_size, cfg.workers, info, collate_fn=collate_detection)
         m = evaluate_detection(model, loader, val, info, amp=amp, desc="eval")
         where = "the built-in dataset" if cfg.builtin_data else str(val.ann_file)
-        if val.ann_file.name != f"instances_{cfg.val_split}.json":
+        if val.ann_file.name not in {f"instances_{s}.json" for s in (cfg.val_split, *VAL_FOLDERS)}:
             where += f" ({100 * cfg.val_fraction:.3g}% of its images held out, seed {cfg.seed})"
         result = {
             "checkpoint": str(ckpt_dir),
