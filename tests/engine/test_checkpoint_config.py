@@ -182,3 +182,18 @@ def test_bad_config_files(tmp_path, text, message):
 def test_missing_config_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_yaml(tmp_path / "nope.yaml", TrainConfig)
+
+
+def test_a_run_directory_means_best_where_a_model_is_read_and_last_for_resume(tmp_path):
+    from botnet.engine.checkpoint import resolve_checkpoint
+
+    run = tmp_path / "run"
+    for name in ("last", "best"):
+        (run / name).mkdir(parents=True)
+        (run / name / "model.safetensors").write_bytes(b"x")
+    assert resolve_checkpoint(run, verify=False) == run / "best"
+    assert resolve_checkpoint(run, verify=False, run_checkpoint="last") == run / "last"
+    (run / "best").rename(run / "best.old")  # a swap of best/ interrupted by a kill: its copy aside is still best
+    assert resolve_checkpoint(run, verify=False) == run / "best.old"
+    (run / "best.old" / "model.safetensors").unlink()
+    assert resolve_checkpoint(run, verify=False) == run / "last"  # no best/ yet: the last one
