@@ -28,7 +28,7 @@ def write_image_folder(root: Path, classes=("cat", "dog"), per_class: int = 6, s
     return root
 
 
-def train_until_killed(monkeypatch, cfg, steps: int) -> None:
+def train_until_killed(monkeypatch, cfg, steps: int, *, resume: bool = False) -> None:
     """Run ``botnet.classification.train(cfg)`` and stop it with a KeyboardInterrupt right after its ``steps``-th
     optimizer step, as a kill between two steps would (the run keeps only what it had checkpointed)."""
     import pytest
@@ -46,5 +46,5 @@ def train_until_killed(monkeypatch, cfg, steps: int) -> None:
 
     monkeypatch.setattr(Trainer, "_optimizer_step", dying_step)
     with pytest.raises(KeyboardInterrupt):
-        train(cfg)
+        train(cfg, resume=resume)
     monkeypatch.setattr(Trainer, "_optimizer_step", original)

@@ -85,5 +85,5 @@ def test_torchrun_two_cpu_processes(tmp_path):
     assert r.returncode == 0, r.stderr
     result = json.loads((out / "eval.json").read_text())
     assert result["images"] == 40
-    assert result["top1"] == pytest.approx(rows[-1]["val_top1"])
+    assert result["top1"] == pytest.approx(max(row["val_top1"] for row in rows))  # the run directory: its best/
     assert result["loss"] == pytest.approx(rows[-1]["val_loss"], rel=1e-5)

@@ -242,3 +242,46 @@ def test_fewer_images_than_one_batch(tmp_path):
     with pytest.raises(DataError, match="fewer than one batch of 128 .* lower --batch-size"):
         train(build_config(config_cls=TrainConfig, **dict(FAST, batch_size=128), output=str(tmp_path / "r")))
     assert not (tmp_path / "r" / "config.yaml").exists()  # the same --output can be used again
+
+
+def test_a_finished_run_extended_follows_the_replanned_schedule_and_resumes_bitwise(tmp_path, monkeypatch):
+    import shutil
+
+    from botnet.engine.optim import build_scheduler
+
+    opts = dict(FAST, checkpoint_steps=2)
+    a, b = tmp_path / "a", tmp_path / "b"
+    train(build_config(config_cls=TrainConfig, **opts, output=str(a)))  # 2 epochs of 6 steps
+    shutil.copytree(a, b)
+    train(build_config(config_cls=TrainConfig, **dict(opts, epochs=4), output=str(a)), resume=True)
+    assert "epochs: 4  # auto: extended from 2 epochs at epoch 2 (optimizer step 12)" in (a / "config.yaml").read_text()
+
+    # The same extension killed after 3 of its steps (its last checkpoint: step 14), then resumed: bit for bit.
+    extended = build_config(config_cls=TrainConfig, **dict(opts, epochs=4), output=str(b))
+    train_until_killed(monkeypatch, extended, 3, resume=True)
+    assert ckpt.load_training_state(b / "last")["counters"]["global_step"] == 14
+    train(build_config(config_cls=TrainConfig, **dict(opts, epochs=4), output=str(b)), resume=True)
+    wa, wb = load_file(a / "last" / ckpt.MODEL_FILE), load_file(b / "last" / ckpt.MODEL_FILE)
+    assert not [k for k in wa if not torch.equal(wa[k], wb[k])]
+    ra, rb = rows(a), rows(b)
+    assert [r["epoch"] for r in ra] == [1, 2, 3, 4] and [r["lr"] for r in ra] == [r["lr"] for r in rb]
+
+    # The extended epochs' rates are those of a schedule planned for 4 epochs from the start (the same warm-up).
+    cfg = build_config(config_cls=TrainConfig, **dict(opts, epochs=4), output=str(tmp_path / "plan"))
+    cfg = cfg.replace(warmup_epochs=yaml.safe_load((a / "config.yaml").read_text())["warmup_epochs"])
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=_peak_lr(a))
+    scheduler, planned = build_scheduler(opt, cfg, 6), []
+    for _ in range(4):
+        for _ in range(6):
+            opt.step()
+            scheduler.step()
+        planned.append(opt.param_groups[0]["lr"])
+    assert [r["lr"] for r in ra[2:]] == pytest.approx(planned[2:], rel=1e-6)
+    assert ra[1]["lr"] == pytest.approx(0.0, abs=1e-12) and ra[2]["lr"] > 0  # a warm restart after the finished end
+
+    with pytest.raises(ValueError, match=r"--epochs 3 is fewer than the 4 epochs the run .* planned for \(4 done\)"):
+        train(build_config(config_cls=TrainConfig, **dict(opts, epochs=3), output=str(a)), resume=True)
+
+
+def _peak_lr(run) -> float:
+    return float(yaml.safe_load((run / "config.yaml").read_text())["lr"])

@@ -12,6 +12,7 @@ on each machine.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -85,11 +86,27 @@ def config_from_args(args: argparse.Namespace, cls: type, resumable: tuple[str, 
             if data is not None:
                 flags["data"] = data
         changes = {k: coerce(k, v, cls) for k, v in flags.items() if k != "data" or saved.builtin_data}
+        if "epochs" in changes and changes["epochs"] != saved.epochs:  # more epochs extend the run (re-planned)
+            check_extension(run, saved.epochs, changes.pop("epochs"))
         check_resume_changes(saved, changes, resumable)
         return build_config(saved_file, config_cls=cls, **{**flags, "output": str(run)})
     if args.config:
         load_yaml(args.config, cls)  # errors name the file before anything else happens
     return build_config(args.config, config_cls=cls, **flags)
+
+
+def check_extension(run: Path, planned: int | None, epochs: int) -> None:
+    """``--resume RUN --epochs N`` extends the run when N is more than the epochs it was planned for; fewer are
+    refused, with the epochs done."""
+    if planned is not None and epochs > planned:
+        return
+    summary = run / "last" / "checkpoint.json"
+    done = json.loads(summary.read_text()).get("epoch", "?") if summary.is_file() else "?"
+    raise ValueError(
+        f"--epochs {epochs} is not more than the {planned} epochs the run {run} was planned for ({done} done): a "
+        f"resume continues its plan; --epochs N extends it (the schedule re-planned from where it stands) when N is "
+        f"more than {planned}"
+    )
 
 
 def check_run_output(cfg: Any, args: argparse.Namespace, *inputs: str | None) -> None:

@@ -149,11 +149,14 @@ class Trainer(TrainerCheckpoints):
         self._signals: list[int] = []
         self._stopping = False
         self._damaged_last = False  # resumed from last.prev: the next save moves last aside instead of rotating it
+        self.extension: str | None = None  # set by a resume that extends the run (more --epochs)
         if resume:
             self._resume()
         if info.is_main:  # the recipe's reasons stay beside its values, also after a resume
             path = self.out / ckpt.CONFIG_FILE
             reasons = self.auto_reasons or (read_yaml_comments(path) if resume else {})
+            if self.extension:  # where the plan changed, after what the epochs were before (earlier extensions too)
+                reasons = {**reasons, "epochs": "; ".join(r for r in (reasons.get("epochs"), self.extension) if r)}
             save_yaml(cfg, path, comments=reasons)
             if identity is not None:
                 write_data_identity(self.out, identity)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -35,3 +36,18 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Any, steps_per_epoch:
         return cosine
     linear = LinearLR(optimizer, start_factor=max(cfg.warmup_start, 1e-8), end_factor=1.0, total_iters=warmup)
     return SequentialLR(optimizer, [linear, cosine], milestones=[warmup])
+
+
+def replan_scheduler(optimizer: torch.optim.Optimizer, cfg: Any, steps_per_epoch: int, step: int) -> LRScheduler:
+    """The schedule of a run extended to ``cfg.epochs``, at optimizer step ``step``: the one a run planned for
+    ``cfg.epochs`` from its start has (the same warm-up, the cosine stretched over the new length), stepped to
+    ``step``. The rate moves to that plan's value at ``step`` (up, after a finished run's end at ``min_lr``: a warm
+    restart) and falls along it to ``min_lr`` at the new end."""
+    for group in optimizer.param_groups:  # schedulers start from the rates they were built with, not the current ones
+        group["lr"] = group["initial_lr"]
+    scheduler = build_scheduler(optimizer, cfg, steps_per_epoch)
+    with warnings.catch_warnings():  # stepped to catch up, without optimizer steps in between: expected here
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(step):
+            scheduler.step()
+    return scheduler

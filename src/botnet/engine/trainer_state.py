@@ -19,6 +19,7 @@ from ..models.weights import load_weights, save_weights
 from . import checkpoint as ckpt
 from .config import save_yaml
 from .distributed import all_reduce_sum
+from .optim import replan_scheduler
 from .reporting import log, read_metrics
 from .stopping import TrainingError
 
@@ -126,6 +127,32 @@ class TrainerCheckpoints:
             self._load(ckpt.resolve_checkpoint(prev, run_checkpoint="last"))
             self._damaged_last = True
 
+    def _extend(self, planned: int) -> None:
+        """Re-plan the schedule of a run extended from ``planned`` to ``cfg.epochs`` epochs at its current step
+        (:func:`~botnet.engine.optim.replan_scheduler`); the optimizer state stays, and config.yaml says where the
+        plan changed."""
+        cfg, c = self.cfg, self.c
+        if cfg.epochs < planned:
+            raise ValueError(
+                f"--epochs {cfg.epochs} is fewer than the {planned} epochs the run {self.out} was planned for "
+                f"({c.epoch} done): a resume continues its plan; --epochs N extends it when N is more than {planned}"
+            )
+        before = self.optimizer.param_groups[0]["lr"]
+        self.scheduler = replan_scheduler(self.optimizer, cfg, self.steps_per_epoch, c.global_step)
+        now = self.optimizer.param_groups[0]["lr"]
+        self.extension = (
+            f"extended from {planned} epochs at epoch {c.epoch} (optimizer step {c.global_step}): the schedule was "
+            "re-planned there"
+        )
+        log(
+            f"extending the run from {planned} to {cfg.epochs} epochs at epoch {c.epoch} (optimizer step "
+            f"{c.global_step}): the learning rate follows the schedule of a run planned for {cfg.epochs} epochs, at "
+            f"this step {now:.4g} (was {before:.4g}), down to {cfg.min_lr:g} at the end; the optimizer state is kept. "
+            f"Not identical to a run planned for {cfg.epochs} epochs from its start: its first {c.epoch} epochs "
+            f"followed the {planned}-epoch schedule",
+            enabled=self.info.is_main,
+        )
+
     def _load(self, path: Path) -> None:
         classes = ckpt.read_class_names(path)
         if classes != self.classes:
@@ -149,6 +176,9 @@ class TrainerCheckpoints:
         if self.scaler is not None and state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         self.c = Counters(**state["counters"])
+        planned = _planned_epochs(path)
+        if planned is not None and planned != self.cfg.epochs:
+            self._extend(planned)
         ckpt.set_rng_state(state["rng"])
         self.rows = [r for r in read_metrics(self.out) if r["epoch"] <= self.c.epoch]
         if not self.info.is_main:  # rank 0 carries the epoch's partial sums over all processes
@@ -158,3 +188,14 @@ class TrainerCheckpoints:
             f"(optimizer step {self.c.global_step})",
             enabled=self.info.is_main,
         )
+
+
+def _planned_epochs(ckpt_dir: Path) -> int | None:
+    """The epochs the run was planned for when it wrote the checkpoint ``ckpt_dir`` (its config.yaml)."""
+    import yaml
+
+    path = ckpt_dir / ckpt.CONFIG_FILE
+    if not path.is_file():
+        return None
+    epochs = (yaml.safe_load(path.read_text()) or {}).get("epochs")
+    return epochs if isinstance(epochs, int) else None
