@@ -5,11 +5,13 @@ A SOURCE is
 * a local file (``.safetensors``, ``.bin``, ``.pth``, ``.pt``), or a ``botnet train`` run directory (its
   ``best/`` or else ``last/`` checkpoint) or checkpoint directory (its ``model.safetensors``). The file may hold our
   weights, a timm state dict or a torchvision ResNet state dict: which one is detected from its keys and metadata.
-* ``timm:NAME.TAG`` (e.g. ``timm:botnet26t_256.c1_in1k``): ``model.safetensors`` (else ``pytorch_model.bin``) of
-  timm's hub repository ``timm/NAME.TAG``, through huggingface_hub and its cache (``HF_HUB_CACHE``,
-  ``HF_HUB_OFFLINE``).
+* ``timm:NAME.TAG`` (e.g. ``timm:botnet26t_256.c1_in1k``, a published tag of ``TIMM_TAGS``): ``model.safetensors``
+  (else ``pytorch_model.bin``) of timm's hub repository ``timm/NAME.TAG``, through huggingface_hub and its cache
+  (``HF_HUB_CACHE``, ``HF_HUB_OFFLINE``).
 * ``torchvision:WEIGHTS`` (e.g. ``torchvision:ResNet50_Weights.IMAGENET1K_V2``): torchvision's weights API, and the
   torch.hub cache ``$TORCH_HOME/hub/checkpoints`` (``BOTNET_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``: no download).
+
+The last two are fetched by :mod:`botnet.models.hub`: from the cache when there, else in one quick attempt.
 
 A state dict saved from a wrapped model has its wrapper's prefix (``module.`` of DistributedDataParallel,
 ``_orig_mod.`` of torch.compile) removed from every key, and a ``botnet detect train`` run or checkpoint gives its
@@ -24,28 +26,24 @@ torchvision sources the exact cache path where a file fetched by hand is found.
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
 
 import torch
 from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
-from .timm_family import TIMM_PRESETS, convert_timm_state_dict, is_timm_state_dict
+from .timm_family import convert_timm_state_dict, is_timm_state_dict
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
-HUB_FILES = ("model.safetensors", "pytorch_model.bin")
 SOURCE_FORMS = (
     "a .safetensors/.bin/.pth/.pt file, a botnet train run or checkpoint directory, timm:NAME.TAG "
     "(e.g. timm:botnet26t_256.c1_in1k) or torchvision:WEIGHTS (e.g. torchvision:ResNet50_Weights.IMAGENET1K_V2)"
 )
 # Published tags of timm's networks (the known-sources table of botnet.models.pretrained has their figures).
 TIMM_TAGS = {"botnet26t_256": ("c1_in1k",), "sebotnet33ts_256": ("a1h_in1k",), "eca_botnext26ts_256": ("c1_in1k",)}
-_TORCHVISION_RESNET = re.compile(r"^ResNet(50|101|152)_Weights\.\w+$")
 # Prefixes a wrapped model puts before every key of its state dict, and the wrapper they come from.
 WRAPPER_PREFIXES = {"module.": "DistributedDataParallel / DataParallel", "_orig_mod.": "torch.compile"}
 DETECTOR_BACKBONE = "backbone.body."  # the BoTNet trunk inside our detectors (torchvision's BackboneWithFPN)
@@ -70,107 +68,6 @@ class Weights:
     unmapped: list[str] = field(default_factory=list)  # timm keys without a pattern (reported as unexpected)
     class_names: list[str] | None = None  # what the classifier's outputs are, when the source says (our files)
     notes: list[str] = field(default_factory=list)  # what reading changed (a prefix removed, a detector's backbone)
-
-
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def hub_cache_dir() -> Path:
-    """huggingface_hub's cache, as it resolves it now: ``HF_HUB_CACHE``, else ``HF_HOME/hub``, else its default."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    from huggingface_hub import constants
-
-    return Path(constants.HF_HUB_CACHE)
-
-
-def hub_offline() -> bool:
-    from huggingface_hub import constants
-
-    return _truthy(os.environ.get("HF_HUB_OFFLINE")) or bool(constants.HF_HUB_OFFLINE)
-
-
-def torchvision_cache_path(weights_name: str) -> Path:
-    """Where torch.hub keeps the file of torchvision weights ``weights_name`` (``$TORCH_HOME/hub/checkpoints``)."""
-    url = _torchvision_weights(weights_name, f"torchvision:{weights_name}").url
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
-
-
-def fetch_timm(spec: str, known_tags: tuple[str, ...] = ()) -> Path:
-    """The local path of ``timm:spec`` (NAME.TAG), from the hub cache or downloaded into it.
-
-    Args:
-        known_tags: the published tags of NAME, named in the error when the file cannot be had.
-    """
-    source = f"timm:{spec}"
-    name, _, tag = spec.partition(".")
-    if not name or not tag:
-        raise WeightsSourceError(f"{source}: timm sources are timm:NAME.TAG, e.g. timm:botnet26t_256.c1_in1k")
-    if name not in TIMM_PRESETS:
-        raise WeightsSourceError(
-            f"{source}: {name!r} is not one of timm's networks in our zoo; timm sources fit {', '.join(TIMM_PRESETS)}"
-        )
-    from huggingface_hub import hf_hub_download
-
-    cache, offline = hub_cache_dir(), hub_offline()
-    reasons = []
-    for filename in HUB_FILES:
-        try:
-            return Path(hf_hub_download(f"timm/{spec}", filename, cache_dir=cache, local_files_only=offline))
-        except Exception as err:  # noqa: BLE001 - offline, not cached, unknown repo or file, network: all reported
-            reasons.append(f"{filename}: {type(err).__name__}")
-    mode = "offline (HF_HUB_OFFLINE) and not in the cache" if offline else "download failed"
-    tags = (
-        f"published tags of {name}: {', '.join(known_tags)}" if known_tags else f"no published tag of {name} is known"
-    )
-    raise WeightsSourceError(
-        f"cannot get {source} ({mode}: {', '.join(reasons)}; {tags}). Fetch model.safetensors from "
-        f"https://huggingface.co/timm/{spec} by "
-        f"hand and either give its path as the source or place it at "
-        f"{cache / f'models--timm--{spec}' / 'snapshots' / '<commit>' / 'model.safetensors'} with the commit id "
-        f"written in {cache / f'models--timm--{spec}' / 'refs' / 'main'}"
-    )
-
-
-def _torchvision_weights(spec: str, source: str):
-    if not _TORCHVISION_RESNET.match(spec):
-        raise WeightsSourceError(
-            f"{source}: only torchvision's ResNet-50/101/152 weights fit our networks, named like "
-            "torchvision:ResNet50_Weights.IMAGENET1K_V2 (or IMAGENET1K_V1, DEFAULT)"
-        )
-    from torchvision.models import get_weight
-
-    try:
-        return get_weight(spec)
-    except (KeyError, ValueError) as err:
-        raise WeightsSourceError(f"{source}: torchvision has no such weights ({err})") from None
-
-
-def fetch_torchvision(spec: str) -> tuple[Path, object]:
-    """The local path and weights enum of ``torchvision:spec``, from the torch.hub cache or downloaded into it."""
-    source = f"torchvision:{spec}"
-    weights = _torchvision_weights(spec, source)
-    path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(weights.url).path)
-    if path.is_file():
-        return path, weights
-    if _truthy(os.environ.get("BOTNET_OFFLINE")) or hub_offline():
-        raise WeightsSourceError(
-            f"cannot get {source}: offline (BOTNET_OFFLINE / HF_HUB_OFFLINE) and not cached. Download "
-            f"{weights.url} by hand and place it at {path} (or give its path as the source)"
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        prefix = re.search(r"-([a-f0-9]+)\.", path.name)
-        torch.hub.download_url_to_file(weights.url, str(path), hash_prefix=prefix.group(1) if prefix else None)
-    except Exception as err:  # noqa: BLE001 - network, disk, hash: all reported with the path
-        raise WeightsSourceError(
-            f"cannot download {source} from {weights.url} ({type(err).__name__}: {err}). Download it by hand and "
-            f"place it at {path} (or give its path as the source)"
-        ) from None
-    return path, weights
 
 
 def weights_file(source: str | Path) -> Path:
@@ -319,9 +216,11 @@ def read_weights(source: str | Path | dict[str, Tensor] | Weights) -> Weights:
     if not isinstance(source, (str, Path)):
         raise TypeError(f"a weights source is a path, a string or a state dict, got {type(source).__name__}")
     text = str(source)
+    if text.startswith(("timm:", "torchvision:")):
+        from .hub import fetch_timm, fetch_torchvision  # the hub module raises this module's WeightsSourceError
     if text.startswith("timm:"):
         spec = text[len("timm:") :]
-        path = fetch_timm(spec, tuple(TIMM_TAGS.get(spec.partition(".")[0], ())))
+        path = fetch_timm(spec)
         state, meta = read_file(path)
         if not is_timm_state_dict(state):
             raise WeightsSourceError(f"{text}: {path} does not hold a timm ByobNet state dict")
