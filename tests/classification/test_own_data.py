@@ -82,7 +82,7 @@ def test_bad_data_is_a_message_before_training(tmp_path, cli):
     assert "class folders of" in err and "extra 1: fox" in err
 
     status, _, err = cli("train", "--data", extra, *FAST, "--val-fraction", "1.5", "--output", tmp_path / "r2")
-    assert status == 2 and "--val-fraction" in err and "(0, 1)" in err
+    assert status == 2 and "--val-fraction" in err and "[0, 1)" in err
 
 
 def test_val_fraction_0_trains_on_every_image_without_validation(tmp_path, cli):

@@ -177,7 +177,8 @@ def test_resume_and_checkpoint_paths_resolve_to_the_owning_run(tmp_path):
     for given in (run, run / "last", run / "best", run / "best" / ckpt.MODEL_FILE, run / "last.prev"):
         assert ckpt.resolve_run_dir(given) == run
     assert ckpt.checkpoint_owner(run / "best") == run
-    assert ckpt.resolve_checkpoint(run) == run / "last"
+    assert ckpt.resolve_checkpoint(run) == run / "best"  # where a model is read: the weights validation chose
+    assert ckpt.resolve_checkpoint(run, run_checkpoint="last") == run / "last"  # where a resume continues
     assert ckpt.resolve_checkpoint(run / "best") == run / "best"
     # a checkpoint on its own has no run to continue
     alone = tmp_path / "downloaded"
