@@ -74,6 +74,7 @@ def test_torchrun_two_cpu_processes(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "x 2 process(es)" in r.stderr
     assert r.stdout.count("val top-1") == 1  # only rank 0 reports and writes
+    assert len(list((out / "tensorboard").iterdir())) == 1  # one event file: rank 0's
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in rows] == [1, 2]
     # 96 images / 2 ranks / batch 16 = 3 steps per epoch on each rank.

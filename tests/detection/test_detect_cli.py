@@ -10,6 +10,7 @@ import sys
 import pytest
 import torch
 from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 FAST = ["--image-size", "64", "--batch-size", "4", "--workers", "0", "--log-interval", "2"]
 
@@ -28,6 +29,11 @@ def test_train_eval_predict(coco_root, tmp_path):
     assert "epoch 2/2 2/4" in r.stderr  # plain progress lines when not on a terminal
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in rows] == [1, 2]
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0, "images": 0}).Reload()
+    assert [(e.step, e.value) for e in events.Scalars("val_segm_AP")] == [
+        (row["global_step"], pytest.approx(row["val_segm_AP"])) for row in rows
+    ]
+    assert [e.step for e in events.Images("val_detections/0")] == [row["global_step"] for row in rows]
 
     r = botnet("detect", "eval", "--checkpoint", run, "--data", coco_root, "--workers", "0")
     assert r.returncode == 0, r.stderr[-3000:]
@@ -74,6 +80,7 @@ def test_torchrun_two_cpu_processes(coco_root, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "x 2 process(es)" in r.stderr
     assert r.stdout.count("run: ") == 1  # only rank 0 reports and writes
+    assert len(list((run / "tensorboard").iterdir())) == 1  # one event file: rank 0's
     (row,) = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert row["global_step"] == 2  # 16 images / 2 ranks / batch 4
     assert row["val_images"] == 6  # each validation image counted once over the ranks

@@ -32,8 +32,9 @@ def test_resume_follows_the_data_and_refuses_other_files(tmp_path, monkeypatch, 
     write_image_folder(project / "base")
     elsewhere.mkdir()
     monkeypatch.chdir(project)
-    assert cli("train", "--data", "base", "--output", "runs/base", *SMALL)[0] == 0
+    assert cli("train", "--data", "base", "--output", "runs/base", "--tensorboard", "false", *SMALL)[0] == 0
     run = project / "runs" / "base"
+    assert not (run / "tensorboard").exists()
     assert json.loads((run / "data.json").read_text())["path"] == str(project / "base")
 
     monkeypatch.chdir(elsewhere)  # the relative path of the command line means nothing here: the run kept its place

@@ -120,7 +120,8 @@ class TrainConfig(ConfigBase):
     seed: int = option(0, "seed of weights, data order, augmentation and mixing")
     # output
     output: str | None = option(None, "output directory (auto: a new runs/<model>-<date>-<time>)")
-    log_interval: int = option(50, "steps between log lines when not on a terminal")
+    log_interval: int = option(50, "steps between log lines when not on a terminal (and TensorBoard's step scalars)")
+    tensorboard: bool = option(True, "write TensorBoard event files in RUN/tensorboard (tensorboard --logdir runs)")
     checkpoint_steps: int = option(0, "also checkpoint every this many optimizer steps within an epoch (0: epoch ends)")
     eval_interval: int = option(1, "validate every this many epochs (and always after the last)")
 

@@ -6,8 +6,10 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -129,6 +131,11 @@ class ClassificationTrainer(Trainer):
             row.update(ema_val_loss=e["loss"], ema_val_top1=e["top1"], ema_val_top5=e["top5"])
             row["ema_val_balanced_acc"] = e["balanced_accuracy"]
         return row
+
+    def event_images(self) -> dict[str, Any]:
+        """The confusion matrix of the last validation, as drawn into the run directory."""
+        path = self.out / CONFUSION_FILE
+        return {"confusion_matrix": np.asarray(Image.open(path).convert("RGB"))} if path.is_file() else {}
 
     def metadata(self) -> dict[str, str]:
         return {

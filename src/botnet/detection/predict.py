@@ -73,14 +73,7 @@ def predict_images(
         pred = {k: v[keep] for k, v in pred.items()}
         for r in to_coco_results([pred], [index], lambda label: cat_ids[label - 1], mask_threshold=mask_threshold):
             results.append({**r, "file_name": str(path), "category": names[r["category_id"]]})
-        picture = image
-        if "masks" in pred and len(pred["masks"]):
-            picture = draw_segmentation_masks(picture, pred["masks"][:, 0] > mask_threshold, alpha=0.45)
-        labels = [
-            f"{names[cat_ids[int(lab) - 1]]} {s:.2f}" for lab, s in zip(pred["labels"], pred["scores"], strict=True)
-        ]
-        if len(pred["boxes"]):
-            picture = draw_bounding_boxes(picture, pred["boxes"], labels=labels, colors="yellow", width=2)
+        picture = draw_detections(image, pred, [names[c] for c in cat_ids], mask_threshold=mask_threshold)
         target = picture_path(out, index, path)
         Image.fromarray(picture.permute(1, 2, 0).numpy()).save(target)
         written.append(str(target))
@@ -92,6 +85,20 @@ def predict_images(
         "detections": results,
         "failed": failed,
     }
+
+
+def draw_detections(
+    image: torch.Tensor, pred: dict[str, torch.Tensor], class_names: list[str], *, mask_threshold: float = 0.5
+) -> torch.Tensor:
+    """``image`` (uint8 ``(3, H, W)``) with a detector's output drawn: masks, then boxes labelled with the class
+    (``class_names[label - 1]``: label 0 is the background) and the score."""
+    picture = image
+    if "masks" in pred and len(pred["masks"]):
+        picture = draw_segmentation_masks(picture, pred["masks"][:, 0] > mask_threshold, alpha=0.45)
+    if len(pred["boxes"]):
+        labels = [f"{class_names[int(lab) - 1]} {s:.2f}" for lab, s in zip(pred["labels"], pred["scores"], strict=True)]
+        picture = draw_bounding_boxes(picture, pred["boxes"], labels=labels, colors="yellow", width=2)
+    return picture
 
 
 def picture_path(out: Path, index: int, image: str | Path) -> Path:

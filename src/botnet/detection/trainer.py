@@ -11,6 +11,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..data.det_transforms import collate_detection
+from ..data.folder import BadSample
 from ..engine.data import eval_loader
 from ..engine.distributed import autocast, cleanup, setup
 from ..engine.loop import Trainer
@@ -19,10 +20,13 @@ from .backbone import check_backbone_weights
 from .config import DetectConfig
 from .evaluate import build_detection_datasets, detection_metadata, evaluate_detection, flat_metrics
 from .models import DEFAULT_BACKBONE, backbone_name, create_detection_model
+from .predict import draw_detections
 from .recipe import resolve_detect
 from .start_weights import detector_source, load_detector_weights
 
 TARGET_KEYS = ("boxes", "labels", "masks")  # what torchvision's detection models read from a target
+EVENT_IMAGES = 3  # validation images drawn with their detections in the event files, at every validation
+EVENT_SCORE = 0.3  # the lowest score drawn there (early in training few detections reach 0.5)
 
 
 def detect_train(cfg: DetectConfig, *, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
@@ -109,6 +113,22 @@ class DetectionTrainer(Trainer):
             e = evaluate_detection(self.ema.module, loader, self.val_ds, info, desc="val (EMA)", **kw)
             row.update(flat_metrics(e, prefix="ema_val_"))
         return row
+
+    @torch.no_grad()
+    def event_images(self) -> dict[str, Any]:
+        """The first validation images with the model's detections (score >= :data:`EVENT_SCORE`) drawn."""
+        self.model.eval()  # training mode again at the next epoch's start
+        images = {}
+        for i in range(min(EVENT_IMAGES, len(self.val_ds))):
+            item = self.val_ds[i]
+            if isinstance(item, BadSample):
+                continue
+            (pred,) = self.model([item[0].to(self.info.device)])
+            keep = pred["scores"] >= EVENT_SCORE
+            pred = {k: (v.float() if v.is_floating_point() else v)[keep].cpu() for k, v in pred.items()}
+            picture = (item[0] * 255).round().to(torch.uint8)
+            images[f"val_detections/{i}"] = draw_detections(picture, pred, self.classes).permute(1, 2, 0).numpy()
+        return images
 
     def metadata(self) -> dict[str, str]:
         categories = (self.val_ds or self.train_ds).cat_ids  # the same ids: both splits are checked to agree

@@ -321,7 +321,15 @@ def overrides_from_args(args: argparse.Namespace, cls: type) -> dict[str, Any]:
 # Resuming
 
 # Options that may change when resuming: they do not alter what the run computes.
-RESUMABLE_CHANGES = ("workers", "log_interval", "checkpoint_steps", "device", "output", "max_bad_fraction")
+RESUMABLE_CHANGES = (
+    "workers",
+    "log_interval",
+    "checkpoint_steps",
+    "device",
+    "output",
+    "max_bad_fraction",
+    "tensorboard",
+)
 
 
 def check_resume_changes(saved: Any, given: dict[str, Any], resumable: tuple[str, ...] = RESUMABLE_CHANGES) -> None:

@@ -30,6 +30,7 @@ from .data import TrainLoader, batches_per_epoch
 from .data_identity import check_resumed_data, data_identity, write_data_identity
 from .distributed import DistInfo, all_reduce_sum, broadcast_object
 from .estimate import duration, estimate_line, fit_time, time_one_step
+from .events import EventLog
 from .guards import TrainerGuards
 from .heap import keep_freed_memory
 from .optim import build_optimizer, build_scheduler
@@ -72,6 +73,7 @@ class Trainer(TrainerCheckpoints, TrainerGuards):
         if cfg.sync_bn and info.device.type != "cuda":
             raise ValueError("--sync-bn needs CUDA devices; drop it for CPU runs")
         self._run_lock: RunLock | None = None
+        self.events = EventLog(self.out, enabled=False, purge_step=None, options=cfg)  # opened by fit()
         self._train_loader: TrainLoader | None = None
         error = None
         created = not self.out.exists()
@@ -162,6 +164,7 @@ class Trainer(TrainerCheckpoints, TrainerGuards):
         ends."""
         if self._train_loader is not None:
             self._train_loader.close()
+        self.events.close()
         if self._run_lock is not None:
             self._run_lock.release()
 
@@ -212,6 +215,10 @@ class Trainer(TrainerCheckpoints, TrainerGuards):
         """String metadata stored in each weights file: what is needed to rebuild and use the model."""
         raise NotImplementedError
 
+    def event_images(self) -> dict[str, Any]:
+        """Images of the last validation for the event files (``HWC`` uint8 arrays by tag), on the main process."""
+        return {}
+
     def epoch_line(self, row: dict[str, Any]) -> str:
         return f"epoch {row['epoch']}/{self.cfg.epochs}: train_loss {row['train_loss']:.4f}"
 
@@ -239,7 +246,9 @@ class Trainer(TrainerCheckpoints, TrainerGuards):
         planned = None
         if self.c.epoch >= cfg.epochs:
             log(f"{self.out} has already finished its {cfg.epochs} epochs", enabled=info.is_main)
-        else:
+        else:  # a resumed run's events continue after its checkpoint's step (later ones a kill left are dropped)
+            purge = self.c.global_step + 1 if self.c.global_step else None
+            self.events = EventLog(self.out, enabled=cfg.tensorboard and info.is_main, purge_step=purge, options=cfg)
             estimate = estimate_line(self, self._timed or time_one_step(self))
             if estimate is not None:
                 line, planned = estimate
@@ -276,6 +285,7 @@ class Trainer(TrainerCheckpoints, TrainerGuards):
                 self.c.best_score, self.c.best_epoch = score, epoch + 1
             self.rows.append(row)
             self._check_weights_finite()
+            self.events.epoch(row, self.event_images() if any(k.startswith("val_") for k in row) else None)
             if info.is_main:
                 with self._writing("the metrics and curves"):
                     write_metrics(self.out, self.rows)
@@ -338,7 +348,10 @@ class Trainer(TrainerCheckpoints, TrainerGuards):
                 if mid_epoch and self._stopping:
                     progress.close()
                     self._stop()
-            progress.update(loss=c.loss_sum / max(c.loss_count, 1), lr=self.optimizer.param_groups[0]["lr"])
+            lr = self.optimizer.param_groups[0]["lr"]
+            progress.update(loss=c.loss_sum / max(c.loss_count, 1), lr=lr)
+            if boundary and c.global_step % cfg.log_interval == 0:
+                self.events.step(c.global_step, c.loss_sum / max(c.loss_count, 1), lr)
             t_ready = time.perf_counter()
         progress.close()
         elapsed = time.perf_counter() - t0
