@@ -3,6 +3,7 @@ with the default model: the head follows the annotations; train, eval, predict, 
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import shutil
@@ -11,7 +12,9 @@ from pathlib import Path
 import pytest
 from test_detect_cli import FAST, botnet
 
+from botnet.cli.export_cmd import run_detector
 from botnet.data.coco_shapes import write_coco_shapes
+from botnet.detection.export import export_detector
 from botnet.detection.models import create_detection_model
 from botnet.detection.start_weights import detector_source, load_detector_weights
 
@@ -67,8 +70,19 @@ def test_box_only_data_trains_evaluates_predicts_resumes_with_the_default_model(
     assert r.returncode == 0, r.stderr[-3000:]
     assert "has already finished its 1 epochs" in r.stderr
 
-    r = botnet("export", "--checkpoint", run / "best", "--output", tmp_path / "det.onnx")
-    assert r.returncode == 2 and "is a detection checkpoint: use botnet detect eval" in r.stderr
+    # The whole detector to ONNX, checked at two sizes it was not traced at; predict runs the file in onnxruntime.
+    onnx_file = tmp_path / "det.onnx"
+    r = export_detector(run, onnx_file)
+    assert [c["size"] for c in r["checks"]] == [[42, 64], [64, 38], [42, 64], [64, 38]]
+    assert r["checks"][2]["detections"] == 100 and max(r["checks"][2]["max_diff"].values()) <= 1e-3
+    assert r["checks"][2]["matched"] == 100 and set(r["checks"][2]["max_diff"]) == {"boxes", "scores"}  # no masks
+    r = botnet("detect", "predict", "--onnx", onnx_file, *images, "--score-threshold", "0", "--output", tmp_path / "o")
+    assert r.returncode == 0, r.stderr[-3000:]
+    from_onnx = json.loads((tmp_path / "o" / "detections.json").read_text())
+    assert [(d["image_id"], d["category"]) for d in from_onnx] == [(d["image_id"], d["category"]) for d in detections]
+    assert [d["bbox"] for d in from_onnx] == [pytest.approx(d["bbox"], abs=1e-3) for d in detections]
+    with pytest.raises(ValueError, match="a detector exports to ONNX only"):
+        run_detector(argparse.Namespace(checkpoint=str(run), format="pt2", output=None, no_verify=False, opset=None))
 
     # A new run from the whole detector: on the same classes its class layers are kept (here in this process, on the
     # detector the run builds), on others they start fresh (through the CLI, below).

@@ -12,6 +12,8 @@ import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from botnet.detection.export import export_detector, read_onnx_metadata
+
 FAST = ["--image-size", "64", "--batch-size", "4", "--workers", "0", "--log-interval", "2"]
 
 
@@ -66,6 +68,12 @@ def test_train_eval_predict(coco_root, tmp_path):
         assert d["image_id"] in (0, 2) and d["category"] in names and len(d["bbox"]) == 4
         assert isinstance(d["segmentation"]["counts"], str)
     assert {d["file_name"] for d in detections} <= {str(images[0]), str(tmp_path / "second.gif")}
+
+    # Mask R-CNN to ONNX: masks pasted at the image's size agree with PyTorch's at two sizes it was not traced at.
+    r = export_detector(run, tmp_path / "mask.onnx")
+    loose = r["checks"][2:]  # the same graph with the score threshold at 0: the model's 100 best detections
+    assert [c["matched"] for c in loose] == [100, 100] and all(c["max_diff"]["masks"] <= 1e-3 for c in loose)
+    assert set(read_onnx_metadata(tmp_path / "mask.onnx")["class_names"]) == names
 
 
 def test_torchrun_two_cpu_processes(coco_root, tmp_path):

@@ -43,7 +43,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(run=run_eval)
 
     r = tasks.add_parser("predict", help="draw a checkpoint's detections on images and write them as COCO JSON")
-    r.add_argument("--checkpoint", required=True, metavar="PATH", help="a run directory, its last/ or best/")
+    model = r.add_mutually_exclusive_group(required=True)
+    model.add_argument("--checkpoint", metavar="PATH", help="a run directory, its last/ or best/")
+    model.add_argument(
+        "--onnx", metavar="FILE", help="a detector exported by botnet export, run with onnxruntime (on the CPU)"
+    )
     r.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     r.add_argument("--output", default="predictions", metavar="DIR", help="folder for the pictures and the JSON")
     r.add_argument("--score-threshold", type=float, default=0.5, help="keep detections scoring at least this")
@@ -90,6 +94,8 @@ def run_predict(args: argparse.Namespace) -> int:
     check_output(args.output, option="--output", kind="dir", inputs=args.images)
     from ..detection.predict import predict_images
 
+    if args.onnx and (args.ema or args.device == "cuda" or args.amp != "none"):
+        raise ValueError("--onnx runs the exported file as it is, in onnxruntime on the CPU: drop --ema/--device/--amp")
     r = predict_images(
         args.checkpoint,
         args.images,
@@ -99,6 +105,7 @@ def run_predict(args: argparse.Namespace) -> int:
         device=args.device,
         amp=args.amp,
         max_pixels=args.max_pixels,
+        onnx=args.onnx,
     )
     failed = {bad.path for bad in r["failed"]}
     if r["images"]:

@@ -13,7 +13,9 @@ import difflib
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 from torchvision.models.detection import FasterRCNN, MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
@@ -48,10 +50,9 @@ class PadToSizeTransform(FlooredResizeTransform):
                 f"images of size {too_big[0]} do not fit the fixed input size {height}x{width}; "
                 "use min_size = max_size = the fixed size"
             )
-        batch = images[0].new_zeros((len(images), images[0].shape[0], height, width))
-        for img, slot in zip(images, batch, strict=True):
-            slot[:, : img.shape[1], : img.shape[2]].copy_(img)
-        return batch
+        # zeros below and right of each image, by F.pad: the same pixels as a copy into a zero tensor, and a traced
+        # (ONNX) graph keeps the image's size as a variable instead of the size it was traced at
+        return torch.stack([F.pad(img, (0, width - img.shape[-1], 0, height - img.shape[-2])) for img in images])
 
 
 def _detector(

@@ -18,6 +18,7 @@ from ..engine.outputs import check_output
 from ..engine.reporting import atomic_write
 from .coco_eval import to_coco_results
 from .evaluate import load_detection_checkpoint
+from .export import read_onnx_metadata
 
 RESULTS_FILE = "detections.json"
 
@@ -34,6 +35,7 @@ def predict_images(
     device: str = "auto",
     amp: str = "none",
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    onnx: str | Path | None = None,
 ) -> dict[str, Any]:
     """Detect objects in each image; write ``<output>/<name>.png`` with them drawn and ``<output>/detections.json``.
 
@@ -42,7 +44,8 @@ def predict_images(
     ``score_threshold``. Every file is read first; one that cannot be (missing, not an image) is a
     :class:`BadSample` naming it (``"failed"``), and the others are predicted. Any type Pillow reads is taken, as
     detection training reads whatever file its annotations name. When no file can be read, neither the model is
-    loaded nor anything written.
+    loaded nor anything written. With ``onnx`` (a file written by ``botnet export``, ``checkpoint`` then ``None``)
+    the detector runs in onnxruntime, without PyTorch's model code, and the same pictures and JSON are written.
     """
     if not 0.0 <= score_threshold <= 1.0:
         raise ValueError(f"--score-threshold must be in [0, 1], got {score_threshold}")
@@ -55,9 +58,13 @@ def predict_images(
     failed = [t for t in tensors if isinstance(t, BadSample)]
     if len(failed) == len(images):
         return {"checkpoint": str(checkpoint), "images": [], "results": None, "detections": [], "failed": failed}
-    model, meta, ckpt_dir = load_detection_checkpoint(checkpoint, ema=ema)
-    dev = pick_device(device)
-    model.to(dev)
+    if onnx is not None:
+        meta = read_onnx_metadata(onnx)
+        model, dev, ckpt_dir = OnnxDetector(meta["session"]), torch.device("cpu"), Path(onnx)
+    else:
+        model, meta, ckpt_dir = load_detection_checkpoint(checkpoint, ema=ema)
+        dev = pick_device(device)
+        model.to(dev)
     names = dict(zip(meta["category_ids"], meta["class_names"], strict=True))
     cat_ids = meta["category_ids"]
     out.mkdir(parents=True, exist_ok=True)
@@ -85,6 +92,19 @@ def predict_images(
         "detections": results,
         "failed": failed,
     }
+
+
+class OnnxDetector:
+    """An exported detector in onnxruntime, called as the PyTorch model is: a list of one image, a list of one dict."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.names = [o.name for o in session.get_outputs()]
+
+    def __call__(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        (image,) = images
+        outputs = self.session.run(None, {"image": image.cpu().numpy()})
+        return [{name: torch.from_numpy(value) for name, value in zip(self.names, outputs, strict=True)}]
 
 
 def draw_detections(
