@@ -3,11 +3,9 @@
 A training step allocates and frees the same large tensors over and over. glibc's malloc, left alone, serves blocks
 above a threshold that it moves while the program runs from fresh ``mmap`` pages and returns freed heap tops to the
 OS, so many steps pay page faults and zeroing for memory they had a moment ago, how many depending on the allocation
-history: on 2 CPU cores, 28 s of 117 s in the kernel for the default ``botnet train``, its epochs up to 27% slower
-and varying from run to run, and 504 to 7,009 page faults per botnet_tiny step in fresh processes. Fixing both
-thresholds, as the ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` environment variables would, keeps that
-memory in the process: the same run spends 1.3 s in the kernel. Memory already used stays reserved until the
-process ends, which a training process does not miss.
+history (the README's training-speed section has the measured cost). Fixing both thresholds, as the
+``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` environment variables would, keeps that memory in the
+process. Memory already used stays reserved until the process ends, which a training process does not miss.
 """
 
 from __future__ import annotations

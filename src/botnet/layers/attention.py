@@ -51,13 +51,10 @@ class MHSA2d(nn.Module):
               reads the small per-query tables (B, heads, N, 2H-1) and (B, heads, N, 2W-1) of position logits instead
               of an N x N bias. Forward and backward on GPU; on CPU FlexAttention has no backward, so there it is
               for inference (under ``torch.no_grad()``), and a training call is refused with a clear error.
-            - "auto": "chunked" on maps of >= 1024 positions (32x32 and up), "math" below and under low-precision
-              autocast ("flex" only when asked for). Forward + backward, batch 2, dim 512, 4 heads, 2 CPU cores
-              (``benchmarks/attention.py``, median of 3, x timm's BottleneckAttn in the same run): 32x32 math 0.90x,
-              sdpa 0.80x, chunked 0.68x; 64x64 math 0.85x at 0.97x timm's peak memory, sdpa 0.80x, chunked 0.75x at
-              0.36x timm's memory (639 vs 1754 MiB); 14x14 is overhead-bound and within noise of timm for all three
-              (0.9-1.1x across runs). Under bf16 autocast at 64x64 math takes 1369 ms (2.0x its fp32 speed) and
-              chunked 2310 ms (its fp32 softmax and casts per pair dominate), so autocast keeps "math".
+            - "auto": "chunked" on maps of >= 1024 positions (32x32 and up), where it is the fastest and holds a
+              third of the memory, "math" below and under low-precision autocast (chunked's fp32 softmax and casts
+              per pair take away most of bf16's gain); "flex" only when asked for. ``benchmarks/attention.py``
+              measures the backends against timm's BottleneckAttn; its figures are in the README.
     """
 
     def __init__(

@@ -27,10 +27,7 @@ from ..layers import (
     get_act_layer,
     make_divisible,
 )
-from .config import BoTNetConfig
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from .config import IMAGENET_MEAN, IMAGENET_STD, BoTNetConfig
 
 
 def _ceil_half(size: tuple[int, int]) -> tuple[int, int]:

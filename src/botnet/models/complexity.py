@@ -1,4 +1,4 @@
-"""Parameter and multiply-add counts, with the paper's conventions (SPEC section 3).
+"""Parameter and multiply-add counts, with the paper's conventions (its section 3).
 
 Multiply-adds come from torch's own FLOP counter (``torch.utils.flop_counter``), which counts convolutions and
 matrix products (linear layers, q/k/v, both attention matmuls and the relative-logit matmuls) and not BN,

@@ -7,6 +7,9 @@ from dataclasses import dataclass, fields
 
 from ..layers.choices import ACTIVATION_NAMES, BACKENDS, EXTEND_MODES, POS_ENCODINGS
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the normalisation of ImageNet-trained weights (torchvision's, timm's)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
 STAGES = (2, 3, 4, 5)  # the paper's c2..c5, built as layer1..layer4
 STEMS = ("7x7", "tiered")
 CHANNEL_ATTNS = ("se", "se_mid", "eca")

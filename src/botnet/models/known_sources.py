@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .config import IMAGENET_MEAN, IMAGENET_STD
 from .registry import get_config
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 TIMM_CFG_ORIGIN = "timm 1.0 models/byoanet.py default_cfgs (the tag's pretrained_cfg)"
 TIMM_TOP1_ORIGIN = "timm results/results-imagenet.csv (ImageNet-1k val, 256x256, the tag's crop_pct)"
 TORCHVISION_ORIGIN = "torchvision weights meta (_metrics ImageNet-1K acc@1) and transforms()"

@@ -1,4 +1,4 @@
-"""The paper's model table (SPEC section 3), recomputed from our models.
+"""The paper's model table (its section 3 and tables 1 and 13), recomputed from our models.
 
 Each row names a registered model at the paper's input size with the published figures; :func:`paper_table`
 counts ours beside them. Tagged sources: "paper" = stated in the paper, "count" = the analytic count of the

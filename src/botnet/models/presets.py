@@ -1,4 +1,4 @@
-"""The paper's networks as named configs (SPEC section 3; paper tables 1, 13 and figure 7).
+"""The paper's networks as named configs (the paper's section 3, tables 1, 13 and figure 7).
 
 BoT50..200 are the detection backbones (c5 stride 2). BoTNet-S1-* keep c5 at input/16 (c5 stride 1) and use
 SE (ratio 0.0625) with SiLU; the T presets are S1 networks at the paper's input sizes. Each builder is a thin

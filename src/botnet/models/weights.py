@@ -18,7 +18,6 @@ from ..files import atomic_output
 from .botnet import BoTNet
 
 # Parameters with no counterpart in a torchvision ResNet (kept for importers; see ``transfer.ATTENTION_ONLY``).
-_ATTENTION_ONLY = (".attn.", ".se.", ".gate.", ".non_local.")
 
 
 def save_weights(model: nn.Module, path: str | Path, *, metadata: dict[str, str] | None = None) -> Path:
