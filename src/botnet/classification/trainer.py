@@ -18,7 +18,7 @@ from ..data.transforms import BatchMix
 from ..engine.data import eval_loader
 from ..engine.distributed import DistInfo, autocast, cleanup, setup
 from ..engine.loop import Trainer
-from ..engine.reporting import log
+from ..engine.reporting import Curves, log
 from ..models.pretrained import source_preprocessing
 from ..models.registry import create_model
 from . import finetune
@@ -53,6 +53,12 @@ def train(
 
 class ClassificationTrainer(Trainer):
     best_metric = "val_top1"
+    curves = Curves(
+        (("val_top1", "val top-1"), ("val_top5", "val top-5"), ("val_balanced_acc", "val balanced"),
+         ("ema_val_top1", "EMA val top-1")),
+        ylabel="accuracy (%)",
+        title="validation accuracy",
+    )  # fmt: skip
 
     def __init__(
         self, cfg: TrainConfig, info: DistInfo, *, resume: bool, overwrite: bool, model_fn: Callable | None = None

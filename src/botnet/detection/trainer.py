@@ -15,7 +15,7 @@ from ..data.folder import BadSample
 from ..engine.data import eval_loader
 from ..engine.distributed import autocast, cleanup, setup
 from ..engine.loop import Trainer
-from ..engine.reporting import log
+from ..engine.reporting import Curves, log
 from .backbone import check_backbone_weights
 from .config import DetectConfig
 from .evaluate import build_detection_datasets, detection_metadata, evaluate_detection, flat_metrics
@@ -41,6 +41,13 @@ def detect_train(cfg: DetectConfig, *, resume: bool = False, overwrite: bool = F
 
 class DetectionTrainer(Trainer):
     best_metric = "val_bbox_AP"
+    curves = Curves(
+        (("val_bbox_AP", "box AP"), ("val_bbox_AP50", "box AP50"), ("val_segm_AP", "mask AP"),
+         ("val_segm_AP50", "mask AP50")),
+        scale=100.0,  # AP is stored in 0..1
+        ylabel="COCO AP (%)",
+        title="validation AP",
+    )  # fmt: skip
     command = "botnet detect train"
     weights_flag = "--weights"
     collate_fn = staticmethod(collate_detection)

@@ -34,7 +34,7 @@ from .events import EventLog
 from .guards import TrainerGuards
 from .heap import keep_freed_memory
 from .optim import build_optimizer, build_scheduler
-from .reporting import CURVES_FILE, Progress, log, plot_curves, write_metrics
+from .reporting import CURVES_FILE, Curves, Progress, log, plot_curves, write_metrics
 from .run_dir import LOCK_FILE, RunLock, claim_output_dir, new_run_dir
 from .stopping import stop_requests
 from .trainer_state import Counters, TrainerCheckpoints
@@ -56,6 +56,7 @@ class Trainer(TrainerCheckpoints, TrainerGuards):
     """
 
     best_metric = "val_top1"  # the row key that decides best/ (higher is better)
+    curves = Curves()  # the task's validation panel of curves.png
     command = "botnet train"  # the command that resumes a run of this task
     weights_flag = "--pretrained"  # its option that starts a new run from a run's weights
     collate_fn = staticmethod(collate_skip_bad)  # how the task's training samples are batched
@@ -289,7 +290,7 @@ class Trainer(TrainerCheckpoints, TrainerGuards):
             if info.is_main:
                 with self._writing("the metrics and curves"):
                     write_metrics(self.out, self.rows)
-                    plot_curves(self.rows, self.out / CURVES_FILE)
+                    plot_curves(self.rows, self.out / CURVES_FILE, self.curves)
                 self._save("last", row)
                 if is_best:
                     with self._writing(f"the best checkpoint {self.out / 'best'}"):

@@ -9,6 +9,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -106,24 +107,19 @@ def write_result(result: dict[str, Any], output: str | Path | None, ckpt_dir: Pa
     return str(out)
 
 
-_CURVES = {  # (metric, label) per task: classification accuracy in %, detection AP in 0..1
-    False: (
-        ("val_top1", "val top-1"),
-        ("val_top5", "val top-5"),
-        ("val_balanced_acc", "val balanced"),
-        ("ema_val_top1", "EMA val top-1"),
-    ),
-    True: (
-        ("val_bbox_AP", "box AP"),
-        ("val_bbox_AP50", "box AP50"),
-        ("val_segm_AP", "mask AP"),
-        ("val_segm_AP50", "mask AP50"),
-    ),
-}
+@dataclass(frozen=True)
+class Curves:
+    """What a task's validation panel of ``curves.png`` shows: ``(metric key, label)`` pairs, the factor from the
+    stored value to the plotted one (AP is stored in 0..1 and plotted in %), and the axis and panel titles."""
+
+    metrics: tuple[tuple[str, str], ...] = ()
+    scale: float = 1.0
+    ylabel: str = ""
+    title: str = "validation"
 
 
-def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
-    """Loss (train, val) and top-1/top-5 (or box/mask AP) per epoch, written atomically as a PNG."""
+def plot_curves(rows: list[dict[str, Any]], path: Path, curves: Curves = Curves()) -> None:
+    """Loss (train, val) and the task's validation ``curves`` per epoch, written atomically as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -137,15 +133,11 @@ def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
         ax_loss.plot(*zip(*val, strict=True), marker="o", label="val")
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_loss.legend()
-    detection = any("val_bbox_AP" in r for r in rows)
-    for key, label in _CURVES[detection]:
-        pts = [(r["epoch"], r[key] * (100 if detection else 1)) for r in rows if r.get(key) is not None]
+    for key, label in curves.metrics:
+        pts = [(r["epoch"], r[key] * curves.scale) for r in rows if r.get(key) is not None]
         if pts:
             ax_acc.plot(*zip(*pts, strict=True), marker="o", label=label)
-    if detection:
-        ax_acc.set(xlabel="epoch", ylabel="COCO AP (%)", title="validation AP")
-    else:
-        ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="validation accuracy")
+    ax_acc.set(xlabel="epoch", ylabel=curves.ylabel, title=curves.title)
     ax_acc.grid(alpha=0.3)
     if ax_acc.lines:
         ax_acc.legend()
