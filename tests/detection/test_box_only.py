@@ -8,11 +8,13 @@ import json
 import re
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
-from test_detect_cli import FAST, botnet
+from test_detect_cli import FAST
 
 from botnet.cli.export_cmd import run_detector
+from botnet.cli.main import main
 from botnet.data.coco_shapes import write_coco_shapes
 from botnet.detection.export import export_detector
 from botnet.detection.models import create_detection_model
@@ -37,15 +39,29 @@ def strip_masks(root: Path) -> Path:
     return root
 
 
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """``botnet ...`` in this process (the interpreter's start-up is tested elsewhere): status, stdout, stderr."""
+    monkeypatch.delenv("BOTNET_TRACEBACK", raising=False)
+
+    def run(*args) -> SimpleNamespace:
+        capsys.readouterr()
+        status = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return SimpleNamespace(returncode=status, stdout=out, stderr=err)
+
+    return run
+
+
 @pytest.fixture(scope="module")
 def box_root(tmp_path_factory) -> Path:
     root = write_coco_shapes(tmp_path_factory.mktemp("boxes") / "data", num_train=12, num_val=4, size=64, seed=1)
     return strip_masks(root)
 
 
-def test_box_only_data_trains_evaluates_predicts_resumes_with_the_default_model(box_root, tmp_path):
+def test_box_only_data_trains_evaluates_predicts_resumes_with_the_default_model(box_root, tmp_path, cli):
     run = tmp_path / "run"
-    r = botnet("detect", "train", "--data", box_root, "--epochs", "1", *FAST, "--output", run)
+    r = cli("detect", "train", "--data", box_root, "--epochs", "1", *FAST, "--output", run)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "model fasterrcnn_botnet_tiny_fpn: the " in r.stderr and "have boxes and no masks: boxes only" in r.stderr
     assert re.search(r"; [1-9]\d* images without", r.stderr)  # background images train
@@ -54,19 +70,19 @@ def test_box_only_data_trains_evaluates_predicts_resumes_with_the_default_model(
     assert "val_bbox_AP50" in row and not any(k.startswith("val_segm") for k in row)
     assert "model: fasterrcnn_botnet_tiny_fpn  # auto: " in (run / "config.yaml").read_text()
 
-    r = botnet("detect", "eval", "--checkpoint", run, "--workers", "0")
+    r = cli("detect", "eval", "--checkpoint", run, "--workers", "0")
     assert r.returncode == 0, r.stderr[-3000:]
     result = json.loads((run / "eval.json").read_text())
     assert "segm" not in result and result["images"] == 4
     assert result["bbox"]["AP50"] == pytest.approx(row["val_bbox_AP50"])  # a number, not "-" for every AP
 
     images = sorted((box_root / "val").iterdir())[:2]
-    r = botnet("detect", "predict", "--checkpoint", run, *images, "--score-threshold", "0", "--output", tmp_path / "p")
+    r = cli("detect", "predict", "--checkpoint", run, *images, "--score-threshold", "0", "--output", tmp_path / "p")
     assert r.returncode == 0, r.stderr[-3000:]
     detections = json.loads((tmp_path / "p" / "detections.json").read_text())
     assert detections and all("segmentation" not in d for d in detections)
 
-    r = botnet("detect", "train", "--resume", run)
+    r = cli("detect", "train", "--resume", run)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "has already finished its 1 epochs" in r.stderr
 
@@ -76,7 +92,7 @@ def test_box_only_data_trains_evaluates_predicts_resumes_with_the_default_model(
     assert [c["size"] for c in r["checks"]] == [[42, 64], [64, 38], [42, 64], [64, 38]]
     assert r["checks"][2]["detections"] == 100 and max(r["checks"][2]["max_diff"].values()) <= 1e-3
     assert r["checks"][2]["matched"] == 100 and set(r["checks"][2]["max_diff"]) == {"boxes", "scores"}  # no masks
-    r = botnet("detect", "predict", "--onnx", onnx_file, *images, "--score-threshold", "0", "--output", tmp_path / "o")
+    r = cli("detect", "predict", "--onnx", onnx_file, *images, "--score-threshold", "0", "--output", tmp_path / "o")
     assert r.returncode == 0, r.stderr[-3000:]
     from_onnx = json.loads((tmp_path / "o" / "detections.json").read_text())
     assert [(d["image_id"], d["category"]) for d in from_onnx] == [(d["image_id"], d["category"]) for d in detections]
@@ -102,7 +118,7 @@ def test_box_only_data_trains_evaluates_predicts_resumes_with_the_default_model(
         cat["name"] = cat["name"].upper()
     path.write_text(json.dumps(data))
     x = tmp_path / "x"
-    r = botnet(
+    r = cli(
         "detect",
         "train",
         "--data",
@@ -121,26 +137,26 @@ def test_box_only_data_trains_evaluates_predicts_resumes_with_the_default_model(
     assert "class layers start fresh: the source's classes [" in r.stderr and "roi_heads.box_predictor" in r.stderr
     assert "--val-fraction 0: no validation; every image trains" in r.stderr and "no validation: train loss" in r.stdout
     assert not any(k.startswith("val_") for k in json.loads((x / "metrics.jsonl").read_text().splitlines()[-1]))
-    r = botnet("detect", "eval", "--checkpoint", x, "--workers", "0")
+    r = cli("detect", "eval", "--checkpoint", x, "--workers", "0")
     assert r.returncode == 2 and "held none of its images out (val_fraction 0)" in r.stderr
     with pytest.raises(ValueError, match="--weights .*nowhere: checkpoint .* does not exist"):
         detector_source(tmp_path / "nowhere")
 
 
-def test_a_mask_model_on_box_only_data_is_refused_before_anything_is_written(box_root, tmp_path):
+def test_a_mask_model_on_box_only_data_is_refused_before_anything_is_written(box_root, tmp_path, cli):
     run = tmp_path / "run"
-    r = botnet("detect", "train", "--data", box_root, "--model", "maskrcnn_botnet_tiny_fpn", *FAST, "--output", run)
+    r = cli("detect", "train", "--data", box_root, "--model", "maskrcnn_botnet_tiny_fpn", *FAST, "--output", run)
     assert r.returncode == 2
     assert "--model maskrcnn_botnet_tiny_fpn predicts masks, but " in r.stderr
     assert "give --model fasterrcnn_botnet_tiny_fpn" in r.stderr and "Traceback" not in r.stderr
     assert not run.exists()
 
 
-def test_time_too_short_for_one_epoch_is_refused_naming_the_minimum(box_root, tmp_path):
+def test_time_too_short_for_one_epoch_is_refused_naming_the_minimum(box_root, tmp_path, cli):
     run = tmp_path / "run"
-    r = botnet("detect", "train", "--data", box_root, "--time", "0.001", *FAST, "--output", run)
+    r = cli("detect", "train", "--data", box_root, "--time", "0.001", *FAST, "--output", run)
     assert r.returncode == 2, r.stderr[-3000:]
     assert "--time 0.001 is too short for one epoch of this run" in r.stderr and "give --time 1 or more" in r.stderr
     assert not run.exists()  # nothing left behind
-    r = botnet("detect", "train", "--data", box_root, "--time", "0", "--output", run)
+    r = cli("detect", "train", "--data", box_root, "--time", "0", "--output", run)
     assert r.returncode == 2 and "--time" in r.stderr and not run.exists()
