@@ -12,7 +12,7 @@ from botnet.cli.main import main
 from botnet.data.folder import DataError
 from botnet.detection.coco_eval import coco_evaluate
 from botnet.detection.config import DetectConfig
-from botnet.detection.evaluate import build_detection_datasets
+from botnet.detection.data import build_detection_datasets
 from botnet.engine.distributed import DistInfo
 
 

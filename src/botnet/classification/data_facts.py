@@ -1,4 +1,4 @@
-"""The facts of a training set that the recipe's rules read (:class:`~botnet.classification.recipe.DataFacts`).
+"""The facts of a training set that the recipe's rules read (:class:`DataFacts`), and how they are read.
 
 An ImageFolder is scanned and split exactly as training will split it; its image sizes come from file headers
 (:mod:`botnet.data.describe`) and the mirror correlation from a few hundred images decoded at 16 x 16
@@ -8,6 +8,8 @@ the same way, from images drawn by its generator.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..data.describe import describe_samples, even_sample
@@ -16,9 +18,29 @@ from ..data.split import image_folder_splits
 from ..data.symmetry import MIRROR_PER_CLASS, MIRROR_SIDE, measure_mirror_correlation, mirror_correlation
 from ..engine.reporting import log
 from .config import TrainConfig
-from .recipe import DataFacts
 
 SHAPES_SIDE = 64  # the built-in images' native side: the generator draws at any size, the recipe asks for this one
+
+
+@dataclass(frozen=True)
+class DataFacts:
+    """What the recipe reads from the training data (after any held-out validation share).
+
+    Attributes:
+        images: training images.
+        classes: number of classes.
+        side: median image side in pixels (the smaller of the median width and the median height; ``None``: unread).
+        mirror: the mirror correlation of the classes (:mod:`botnet.data.symmetry`), ``None`` when not measurable.
+        mirror_images: images decoded to measure it.
+        aspect: median width over median height (``None``: unread).
+    """
+
+    images: int
+    classes: int
+    side: float | None
+    mirror: float | None = None
+    mirror_images: int = 0
+    aspect: float | None = 1.0
 
 
 def read_facts(cfg: TrainConfig, *, announce: bool = True) -> DataFacts:

@@ -9,7 +9,6 @@ each stated below with the measurement it rests on (README, "Your own data").
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from ..engine.auto import (
@@ -28,6 +27,7 @@ from ..models.botnet import IMAGENET_MEAN, IMAGENET_STD
 from ..models.registry import get_config
 from .config import TrainConfig
 from .data import Preprocess
+from .data_facts import DataFacts, read_facts
 
 DEFAULT_BATCH = 64  # images per process, before the small-dataset cap (engine.auto.cap_batch)
 # From scratch: SGD at 0.2 per 64 images (Nesterov, label smoothing 0.1, cosine), scaled linearly with the batch.
@@ -55,27 +55,6 @@ FINETUNE_EPOCHS = 10
 FINETUNE_WARMUP_EPOCHS = 0.0
 FINETUNE_SCALE = (0.5, 1.0)
 FINETUNE_BACKBONE_LR_SCALE = 1.0
-
-
-@dataclass(frozen=True)
-class DataFacts:
-    """What the recipe reads from the training data (after any held-out validation share).
-
-    Attributes:
-        images: training images.
-        classes: number of classes.
-        side: median image side in pixels (the smaller of the median width and the median height; ``None``: unread).
-        mirror: the mirror correlation of the classes (:mod:`botnet.data.symmetry`), ``None`` when not measurable.
-        mirror_images: images decoded to measure it.
-        aspect: median width over median height (``None``: unread).
-    """
-
-    images: int
-    classes: int
-    side: float | None
-    mirror: float | None = None
-    mirror_images: int = 0
-    aspect: float | None = 1.0
 
 
 def finetune_recipe(*, batch: int, optimizer: str) -> dict[str, tuple[Any, str]]:
@@ -222,8 +201,6 @@ def resolve(
     data_auto = ("img_size", "batch_size", "hflip", "crop_pct", "ratio", "lr", "epochs", "warmup_epochs", "scale")
     if any(getattr(cfg, name) is None for name in (*data_auto, "backbone_lr_scale")):
         if facts is None:
-            from .data_facts import read_facts  # reads the data folder: only when a rule needs it
-
             facts = read_facts(cfg, announce=announce and info.is_main)
         cfg, chosen = data_rules(cfg, facts, info.world_size)
         reasons.update(chosen)

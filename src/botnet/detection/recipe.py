@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
-from ..data.describe import DatasetDescription
+from ..data.coco import read_coco_json
+from ..data.describe import DatasetDescription, describe_coco, even_sample
+from ..data.symmetry import LAYOUT_SAMPLE, measure_layout_asymmetry
 from ..engine.auto import Auto, apply_rules, cap_batch, count, global_batch, recipe_lines, schedule_rules
 from ..engine.distributed import DistInfo, auto_workers, device_memory, local_world_size
 from ..engine.reporting import log
 from .config import DetectConfig
+from .data import SHAPES_SIDE, builtin_root, split_files, val_split_of
 from .models import (
     DEFAULT_BACKBONE,
     PROPOSALS_PER_DETECTION,
@@ -330,7 +334,7 @@ def resolve_detect(
 ) -> tuple[DetectConfig, dict[str, str]]:
     """Fill the "auto" options from the data, the model and the machine; ``(config, {option: reason})``.
 
-    ``facts`` are read from ``cfg.data`` (:func:`botnet.detection.evaluate.read_detect_facts`) when a rule needs
+    ``facts`` are read from ``cfg.data`` (:func:`read_detect_facts`) when a rule needs
     them (or a mask model must be checked against the annotations) and none are given. A resumed run's options were
     resolved when it started: no rule runs again, and options its version did not have get :data:`OLDER_RUNS` (a
     resumed config never resolved, as the Python API can pass, is resolved by the same rules).
@@ -347,8 +351,6 @@ def resolve_detect(
     needs_facts = needs_facts or any(getattr(cfg, name) is None for name in AUTO_OPTIONS)
     if needs_facts:
         if facts is None:
-            from .evaluate import read_detect_facts  # reads the annotations: only when a rule needs them
-
             facts = read_detect_facts(cfg, info, announce=announce and info.is_main)
         memory = device_memory(info.device) // (local_world_size() if info.device.type == "cpu" else 1)
         cfg, reasons = data_rules(cfg, facts, info.world_size, memory=memory, backbone=backbone)
@@ -370,3 +372,24 @@ def pretrained_hint(model: str) -> str:
         "--weights-backbone torchvision:ResNet50_Weights.IMAGENET1K_V2, or a botnet train run of your own "
         "(--weights-backbone RUN, the same network as the detector's backbone)"
     )
+
+
+def read_detect_facts(cfg: DetectConfig, info: DistInfo, *, announce: bool = True) -> DetectFacts:
+    """The recipe's facts of a run's training annotations (the built-in dataset's too, written first at its native
+    size when ``image_size`` is auto); with no val split, the held-out share is taken off the image count."""
+    if cfg.builtin_data:
+        root = builtin_root(cfg.replace(image_size=cfg.image_size or SHAPES_SIDE), info)
+    else:
+        root = Path(cfg.data)
+    images, ann = split_files(root, cfg.train_split)
+    cfg = cfg.replace(val_split=val_split_of(root, cfg.val_split))
+    data = read_coco_json(ann)
+    desc = describe_coco(data)
+    no_val = not (root / "annotations" / f"instances_{cfg.val_split}.json").exists()
+    log(f"training annotations: {desc.summary()}", enabled=announce)
+    layout = None
+    if cfg.rot90 is None:  # the turn rule looks at the images: a sample decoded small
+        inside = images.resolve()  # file names that leave the image folder are refused later, and never read here
+        sample = [images / data["images"][i]["file_name"] for i in even_sample(len(data["images"]), LAYOUT_SAMPLE)]
+        layout = measure_layout_asymmetry([p for p in sample if p.resolve().is_relative_to(inside)])
+    return facts_from(desc, 1 - cfg.val_fraction if no_val else 1.0, layout)

@@ -18,7 +18,8 @@ from ..engine.loop import Trainer
 from ..engine.reporting import Curves, log
 from .backbone import check_backbone_weights
 from .config import DetectConfig
-from .evaluate import build_detection_datasets, detection_metadata, evaluate_detection, flat_metrics
+from .data import build_detection_datasets
+from .evaluate import detection_metadata, evaluate_detection, flat_metrics
 from .models import DEFAULT_BACKBONE, backbone_name, create_detection_model
 from .predict import draw_detections
 from .recipe import resolve_detect

@@ -17,6 +17,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .reporting import atomic_write
+
 DATA_FILE = "data.json"
 
 # Every image suffix a reader of ours takes (PIL through torchvision's list, and the COCO loader), and annotations.
@@ -67,8 +69,6 @@ def data_identity(root: str | Path) -> dict[str, Any]:
 
 def write_data_identity(run_dir: str | Path, identity: dict[str, Any]) -> None:
     """Write ``data.json`` in ``run_dir``."""
-    from .reporting import atomic_write
-
     atomic_write(Path(run_dir) / DATA_FILE, json.dumps(identity, indent=1) + "\n")
 
 

@@ -15,8 +15,16 @@ from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import Request, urlopen
 
-from .sources import TIMM_TAGS, WeightsSourceError
 from .timm_family import TIMM_PRESETS
+
+# Published tags of timm's networks (the known-sources table of botnet.models.pretrained has their figures).
+TIMM_TAGS = {"botnet26t_256": ("c1_in1k",), "sebotnet33ts_256": ("a1h_in1k",), "eca_botnext26ts_256": ("c1_in1k",)}
+
+
+class WeightsSourceError(ValueError):
+    """A weights source that cannot be read: names the source, what is wrong, and what to do (raised by every
+    reader of :mod:`botnet.models.sources`, which re-exports it)."""
+
 
 HUB_FILES = ("model.safetensors", "pytorch_model.bin")  # what a timm repository holds, in the order tried
 # Seconds one connection attempt may take: long enough for a slow link, short enough that no network is said at once.

@@ -10,9 +10,10 @@ import torch
 from torch import Tensor, nn
 
 from .botnet import BoTNet
+from .hub import TIMM_TAGS
 from .known_sources import TIMM_SOURCES, KnownSource, known_sources  # noqa: F401  (re-exported)
 from .registry import get_config, list_models
-from .sources import TIMM_TAGS, Weights, read_weights
+from .sources import Weights, read_weights
 from .transfer import ATTENTION_ONLY, TransferReport, apply_state_dict
 
 assert {r.source for r in TIMM_SOURCES} == {f"timm:{m}.{t}" for m, tags in TIMM_TAGS.items() for t in tags}

@@ -35,6 +35,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
+from .hub import WeightsSourceError, fetch_timm, fetch_torchvision
 from .timm_family import convert_timm_state_dict, is_timm_state_dict
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
@@ -42,16 +43,10 @@ SOURCE_FORMS = (
     "a .safetensors/.bin/.pth/.pt file, a botnet train run or checkpoint directory, timm:NAME.TAG "
     "(e.g. timm:botnet26t_256.c1_in1k) or torchvision:WEIGHTS (e.g. torchvision:ResNet50_Weights.IMAGENET1K_V2)"
 )
-# Published tags of timm's networks (the known-sources table of botnet.models.pretrained has their figures).
-TIMM_TAGS = {"botnet26t_256": ("c1_in1k",), "sebotnet33ts_256": ("a1h_in1k",), "eca_botnext26ts_256": ("c1_in1k",)}
 # Prefixes a wrapped model puts before every key of its state dict, and the wrapper they come from.
 WRAPPER_PREFIXES = {"module.": "DistributedDataParallel / DataParallel", "_orig_mod.": "torch.compile"}
 DETECTOR_BACKBONE = "backbone.body."  # the BoTNet trunk inside our detectors (torchvision's BackboneWithFPN)
 _DETECTOR_NAME = re.compile(r"^(?:maskrcnn|fasterrcnn)_(\w+)_fpn$")  # a registered detector -> its backbone
-
-
-class WeightsSourceError(ValueError):
-    """A weights source that cannot be read: names the source, what is wrong, and what to do."""
 
 
 @dataclass
@@ -216,8 +211,6 @@ def read_weights(source: str | Path | dict[str, Tensor] | Weights) -> Weights:
     if not isinstance(source, (str, Path)):
         raise TypeError(f"a weights source is a path, a string or a state dict, got {type(source).__name__}")
     text = str(source)
-    if text.startswith(("timm:", "torchvision:")):
-        from .hub import fetch_timm, fetch_torchvision  # the hub module raises this module's WeightsSourceError
     if text.startswith("timm:"):
         spec = text[len("timm:") :]
         path = fetch_timm(spec)
