@@ -186,137 +186,44 @@ def _with_defaults(defaults: dict[str, Any], kwargs: dict[str, Any]) -> dict[str
     return merged
 
 
-def maskrcnn_botnet50_fpn(**kwargs: Any) -> MaskRCNN:
-    """Mask R-CNN BoT50-FPN (arguments: :func:`maskrcnn_botnet_fpn`)."""
-    return maskrcnn_botnet_fpn("botnet50", **kwargs)
+PAPER_IMAGE_SIZE = 1024  # the paper's detection input (section 5); the small detector's is in TINY
 
-
-def maskrcnn_botnet101_fpn(**kwargs: Any) -> MaskRCNN:
-    """Mask R-CNN BoT101-FPN (arguments: :func:`maskrcnn_botnet_fpn`)."""
-    return maskrcnn_botnet_fpn("botnet101", **kwargs)
-
-
-def maskrcnn_botnet152_fpn(**kwargs: Any) -> MaskRCNN:
-    """Mask R-CNN BoT152-FPN (arguments: :func:`maskrcnn_botnet_fpn`)."""
-    return maskrcnn_botnet_fpn("botnet152", **kwargs)
-
-
-def maskrcnn_botnet200_fpn(**kwargs: Any) -> MaskRCNN:
-    """Mask R-CNN BoT200-FPN (arguments: :func:`maskrcnn_botnet_fpn`)."""
-    return maskrcnn_botnet_fpn("botnet200", **kwargs)
-
-
-def maskrcnn_resnet50_fpn(**kwargs: Any) -> MaskRCNN:
-    """Mask R-CNN R50-FPN (arguments: :func:`maskrcnn_botnet_fpn`)."""
-    return maskrcnn_botnet_fpn("resnet50", **kwargs)
-
-
-def maskrcnn_resnet101_fpn(**kwargs: Any) -> MaskRCNN:
-    """Mask R-CNN R101-FPN (arguments: :func:`maskrcnn_botnet_fpn`)."""
-    return maskrcnn_botnet_fpn("resnet101", **kwargs)
-
-
-def maskrcnn_resnet152_fpn(**kwargs: Any) -> MaskRCNN:
-    """Mask R-CNN R152-FPN (arguments: :func:`maskrcnn_botnet_fpn`)."""
-    return maskrcnn_botnet_fpn("resnet152", **kwargs)
-
-
-def maskrcnn_resnet200_fpn(**kwargs: Any) -> MaskRCNN:
-    """Mask R-CNN R200-FPN (arguments: :func:`maskrcnn_botnet_fpn`)."""
-    return maskrcnn_botnet_fpn("resnet200", **kwargs)
-
-
-def maskrcnn_botnet_tiny_fpn(**kwargs: Any) -> MaskRCNN:
-    """Mask R-CNN on the small ``botnet_tiny`` backbone (c5 at stride 32) with narrow heads, for 128 px images."""
-    return maskrcnn_botnet_fpn("botnet_tiny", **_with_defaults(TINY, kwargs))
-
-
-def fasterrcnn_botnet50_fpn(**kwargs: Any) -> FasterRCNN:
-    """Faster R-CNN BoT50-FPN (arguments: :func:`fasterrcnn_botnet_fpn`)."""
-    return fasterrcnn_botnet_fpn("botnet50", **kwargs)
-
-
-def fasterrcnn_botnet101_fpn(**kwargs: Any) -> FasterRCNN:
-    """Faster R-CNN BoT101-FPN (arguments: :func:`fasterrcnn_botnet_fpn`)."""
-    return fasterrcnn_botnet_fpn("botnet101", **kwargs)
-
-
-def fasterrcnn_botnet152_fpn(**kwargs: Any) -> FasterRCNN:
-    """Faster R-CNN BoT152-FPN (arguments: :func:`fasterrcnn_botnet_fpn`)."""
-    return fasterrcnn_botnet_fpn("botnet152", **kwargs)
-
-
-def fasterrcnn_botnet200_fpn(**kwargs: Any) -> FasterRCNN:
-    """Faster R-CNN BoT200-FPN (arguments: :func:`fasterrcnn_botnet_fpn`)."""
-    return fasterrcnn_botnet_fpn("botnet200", **kwargs)
-
-
-def fasterrcnn_resnet50_fpn(**kwargs: Any) -> FasterRCNN:
-    """Faster R-CNN R50-FPN (arguments: :func:`fasterrcnn_botnet_fpn`)."""
-    return fasterrcnn_botnet_fpn("resnet50", **kwargs)
-
-
-def fasterrcnn_resnet101_fpn(**kwargs: Any) -> FasterRCNN:
-    """Faster R-CNN R101-FPN (arguments: :func:`fasterrcnn_botnet_fpn`)."""
-    return fasterrcnn_botnet_fpn("resnet101", **kwargs)
-
-
-def fasterrcnn_resnet152_fpn(**kwargs: Any) -> FasterRCNN:
-    """Faster R-CNN R152-FPN (arguments: :func:`fasterrcnn_botnet_fpn`)."""
-    return fasterrcnn_botnet_fpn("resnet152", **kwargs)
-
-
-def fasterrcnn_resnet200_fpn(**kwargs: Any) -> FasterRCNN:
-    """Faster R-CNN R200-FPN (arguments: :func:`fasterrcnn_botnet_fpn`)."""
-    return fasterrcnn_botnet_fpn("resnet200", **kwargs)
-
-
-def fasterrcnn_botnet_tiny_fpn(**kwargs: Any) -> FasterRCNN:
-    """Faster R-CNN on the small ``botnet_tiny`` backbone (c5 at stride 32) with narrow heads, for 128 px images."""
-    return fasterrcnn_botnet_fpn("botnet_tiny", **_with_defaults(TINY, kwargs))
-
-
-DETECTION_MODELS: dict[str, Callable[..., nn.Module]] = {
-    fn.__name__: fn
-    for fn in (
-        maskrcnn_botnet50_fpn,
-        maskrcnn_botnet101_fpn,
-        maskrcnn_botnet152_fpn,
-        maskrcnn_botnet200_fpn,
-        maskrcnn_resnet50_fpn,
-        maskrcnn_resnet101_fpn,
-        maskrcnn_resnet152_fpn,
-        maskrcnn_resnet200_fpn,
-        maskrcnn_botnet_tiny_fpn,
-        fasterrcnn_botnet50_fpn,
-        fasterrcnn_botnet101_fpn,
-        fasterrcnn_botnet152_fpn,
-        fasterrcnn_botnet200_fpn,
-        fasterrcnn_resnet50_fpn,
-        fasterrcnn_resnet101_fpn,
-        fasterrcnn_resnet152_fpn,
-        fasterrcnn_resnet200_fpn,
-        fasterrcnn_botnet_tiny_fpn,
-    )
-}
-# timm's ImageNet BoTNet-family networks as backbones (their published weights through --weights-backbone timm:...).
-TIMM_FAMILY_BACKBONES = ("botnet26t_256", "sebotnet33ts_256", "eca_botnext26ts_256")
+# The registered detectors: each backbone network with each head, a builder generated per pair (the module's
+# attributes of the same name, e.g. ``maskrcnn_botnet50_fpn``); the small one carries its :data:`TINY` defaults.
+PAPER_BACKBONES = ("botnet50", "botnet101", "botnet152", "botnet200", "resnet50", "resnet101", "resnet152", "resnet200")
+TIMM_FAMILY_BACKBONES = ("botnet26t_256", "sebotnet33ts_256", "eca_botnext26ts_256")  # weights: timm:... sources
+DETECTOR_BACKBONES = (*PAPER_BACKBONES, "botnet_tiny", *TIMM_FAMILY_BACKBONES)
+_HEADS = {"maskrcnn": ("Mask R-CNN", "maskrcnn_botnet_fpn"), "fasterrcnn": ("Faster R-CNN", "fasterrcnn_botnet_fpn")}
 
 
 def _preset_builder(kind: str, backbone: str) -> Callable[..., nn.Module]:
     base = maskrcnn_botnet_fpn if kind == "maskrcnn" else fasterrcnn_botnet_fpn
+    defaults = TINY if backbone == "botnet_tiny" else {}
 
     def build(**kwargs: Any) -> nn.Module:
-        return base(backbone, **kwargs)
+        return base(backbone, **_with_defaults(defaults, kwargs))
 
+    head, generic = _HEADS[kind]
+    build.kind, build.backbone, build.defaults = kind, backbone, defaults  # what the registry answers from
     build.__name__ = build.__qualname__ = f"{kind}_{backbone}_fpn"
-    build.__doc__ = f"{kind} with the {backbone} network + FPN (arguments: :func:`maskrcnn_botnet_fpn`)."
+    build.__doc__ = (
+        f"{head} on the small ``botnet_tiny`` backbone (c5 at stride 32) with narrow heads, for 128 px images."
+        if defaults
+        else f"{head} with the {backbone} network + FPN (arguments: :func:`{generic}`)."
+    )
     return build
 
 
-DETECTION_MODELS.update(
-    (f"{kind}_{b}_fpn", _preset_builder(kind, b)) for b in TIMM_FAMILY_BACKBONES for kind in ("maskrcnn", "fasterrcnn")
-)
+DETECTION_MODELS: dict[str, Callable[..., nn.Module]] = {
+    f"{kind}_{b}_fpn": _preset_builder(kind, b) for kind in _HEADS for b in DETECTOR_BACKBONES
+}
+
+
+def __getattr__(name: str) -> Callable[..., nn.Module]:
+    """A registered detector's builder as an attribute of this module (``from ... import maskrcnn_botnet50_fpn``)."""
+    if name in DETECTION_MODELS:
+        return DETECTION_MODELS[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def list_detection_models() -> list[str]:
@@ -342,8 +249,7 @@ def create_detection_model(name: str, **kwargs: Any) -> nn.Module:
 
 def backbone_name(name: str) -> str:
     """The registered network under a detector: ``maskrcnn_botnet50_fpn`` -> ``botnet50``."""
-    _builder(name)
-    return name.split("_", 1)[1].removesuffix("_fpn")
+    return _builder(name).backbone
 
 
 DEFAULT_BACKBONE = "botnet_tiny"  # the detector botnet detect train builds when --model is left out
@@ -356,14 +262,12 @@ def detector_name(masks: bool, backbone: str = DEFAULT_BACKBONE) -> str:
 
 def detector_has_masks(name: str) -> bool:
     """Whether the registered detector ``name`` predicts masks (a Mask R-CNN) or boxes only."""
-    _builder(name)
-    return name.startswith("maskrcnn_")
+    return _builder(name).kind == "maskrcnn"
 
 
 def default_image_size(name: str) -> int:
     """The input size a registered detector is built for: 128 for the small ones, the paper's 1024 otherwise."""
-    _builder(name)
-    return TINY["image_size"] if name.endswith("_tiny_fpn") else 1024
+    return _builder(name).defaults.get("image_size", PAPER_IMAGE_SIZE)
 
 
 def has_masks(model: nn.Module) -> bool:
