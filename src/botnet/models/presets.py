@@ -1,16 +1,17 @@
 """The paper's networks as named configs (the paper's section 3, tables 1, 13 and figure 7).
 
 BoT50..200 are the detection backbones (c5 stride 2). BoTNet-S1-* keep c5 at input/16 (c5 stride 1) and use
-SE (ratio 0.0625) with SiLU; the T presets are S1 networks at the paper's input sizes. Each builder is a thin
-keyword-only function: ``botnet50(num_classes=10, img_size=512)``.
+SE (ratio 0.0625) with SiLU; the T presets are S1 networks at the paper's input sizes. Each preset has a builder,
+generated from its registration: ``botnet50(num_classes=10, img_size=512)``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .config import BoTNetConfig
-from .registry import create_model, register_model
+from .registry import create_model, describe_model, register_model
 
 if TYPE_CHECKING:  # registering the presets imports no torch
     from .botnet import BoTNet
@@ -47,86 +48,29 @@ register_model(
 )
 
 
-def resnet50(**overrides: object) -> BoTNet:
-    """ResNet-50 v1.5 from this package's code path (the paper's R50 baseline)."""
-    return create_model("resnet50", **overrides)
+PRESETS = (
+    *(f"{kind}{depth}" for kind in ("resnet", "botnet") for depth in ("50", "101", "152", "200")),
+    *(f"botnet_s1_{depth}" for depth in S1_DEPTHS),
+    "botnet_tiny",
+    "botnet26",
+    *(f"botnet_{t}" for t in T_PRESETS),
+)
 
 
-def resnet101(**overrides: object) -> BoTNet:
-    return create_model("resnet101", **overrides)
+def _preset_builder(name: str) -> Callable[..., BoTNet]:
+    def build(**overrides: object) -> BoTNet:
+        return create_model(name, **overrides)
+
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = f"{describe_model(name)} (keyword overrides: any BoTNetConfig field, ``num_classes``, ...)."
+    return build
 
 
-def resnet152(**overrides: object) -> BoTNet:
-    return create_model("resnet152", **overrides)
+BUILDERS: dict[str, Callable[..., BoTNet]] = {name: _preset_builder(name) for name in PRESETS}
 
 
-def resnet200(**overrides: object) -> BoTNet:
-    return create_model("resnet200", **overrides)
-
-
-def botnet50(**overrides: object) -> BoTNet:
-    """BoT50: R50 with the three c5 blocks as BoT blocks (paper section 4.1)."""
-    return create_model("botnet50", **overrides)
-
-
-def botnet101(**overrides: object) -> BoTNet:
-    return create_model("botnet101", **overrides)
-
-
-def botnet152(**overrides: object) -> BoTNet:
-    return create_model("botnet152", **overrides)
-
-
-def botnet200(**overrides: object) -> BoTNet:
-    return create_model("botnet200", **overrides)
-
-
-def botnet_s1_50(**overrides: object) -> BoTNet:
-    return create_model("botnet_s1_50", **overrides)
-
-
-def botnet_s1_59(**overrides: object) -> BoTNet:
-    return create_model("botnet_s1_59", **overrides)
-
-
-def botnet_s1_77(**overrides: object) -> BoTNet:
-    return create_model("botnet_s1_77", **overrides)
-
-
-def botnet_s1_110(**overrides: object) -> BoTNet:
-    return create_model("botnet_s1_110", **overrides)
-
-
-def botnet_s1_128(**overrides: object) -> BoTNet:
-    return create_model("botnet_s1_128", **overrides)
-
-
-def botnet_tiny(**overrides: object) -> BoTNet:
-    """Small BoTNet (0.4M params) for 64 px images; the default model of ``botnet train``."""
-    return create_model("botnet_tiny", **overrides)
-
-
-def botnet26(**overrides: object) -> BoTNet:
-    return create_model("botnet26", **overrides)
-
-
-def botnet_t3(**overrides: object) -> BoTNet:
-    """BoTNet-T3 (S1-59 at 224): 33.5M params, 7.3 GFLOPs, 81.7% top-1 in the paper."""
-    return create_model("botnet_t3", **overrides)
-
-
-def botnet_t4(**overrides: object) -> BoTNet:
-    return create_model("botnet_t4", **overrides)
-
-
-def botnet_t5(**overrides: object) -> BoTNet:
-    return create_model("botnet_t5", **overrides)
-
-
-def botnet_t6(**overrides: object) -> BoTNet:
-    return create_model("botnet_t6", **overrides)
-
-
-def botnet_t7(**overrides: object) -> BoTNet:
-    """BoTNet-T7 (S1-128 at 384): 75.1M params, 45.8 GFLOPs, 84.7% top-1 in the paper."""
-    return create_model("botnet_t7", **overrides)
+def __getattr__(name: str) -> Callable[..., BoTNet]:
+    """A preset's builder as an attribute of this module: ``botnet50(num_classes=10, img_size=512)``."""
+    if name in BUILDERS:
+        return BUILDERS[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
