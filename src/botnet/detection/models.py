@@ -9,7 +9,6 @@ Both sides of the paper's comparison come from one code path: ``maskrcnn_resnet5
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -23,6 +22,7 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from ..models.registry import unknown_name
 from .backbone import WeightsSource, botnet_fpn_backbone
 from .transform import FlooredResizeTransform
 
@@ -235,11 +235,7 @@ def _builder(name: str) -> Callable[..., nn.Module]:
     try:
         return DETECTION_MODELS[name]
     except KeyError:
-        close = difflib.get_close_matches(name, DETECTION_MODELS, n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(
-            f"unknown detection model {name!r}.{hint} Available: {', '.join(list_detection_models())}"
-        ) from None
+        raise unknown_name("detection model", name, list_detection_models()) from None
 
 
 def create_detection_model(name: str, **kwargs: Any) -> nn.Module:

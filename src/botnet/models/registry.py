@@ -43,9 +43,14 @@ def get_config(name: str) -> BoTNetConfig:
     try:
         return _CONFIGS[name]
     except KeyError:
-        close = difflib.get_close_matches(name.lower(), _CONFIGS, n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown model {name!r}.{hint} Available: {', '.join(list_models())}") from None
+        raise unknown_name("model", name, list_models()) from None
+
+
+def unknown_name(kind: str, name: str, names: list[str]) -> ValueError:
+    """The error for a name that is not registered: the closest registered ones, then all of them."""
+    close = difflib.get_close_matches(name.lower(), names, n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    return ValueError(f"unknown {kind} {name!r}.{hint} Available: {', '.join(names)}")
 
 
 def create_model(
