@@ -207,9 +207,9 @@ def test_sizes_beyond_memory_are_refused_by_name(run_dir, image):
 
 
 def test_eval_output_that_is_a_directory_is_refused_before_evaluating(run_dir, tmp_path, monkeypatch):
-    import botnet.classification.evaluator as evaluator
+    import botnet.classification.checkpoints as checkpoints
 
-    monkeypatch.setattr(evaluator, "evaluate", lambda *a, **k: pytest.fail("the evaluation ran"))
+    monkeypatch.setattr(checkpoints, "evaluate", lambda *a, **k: pytest.fail("the evaluation ran"))
     code, _, err = run_main("eval", "--checkpoint", run_dir, "--output", tmp_path)
     assert code == 2 and f"--output {tmp_path} is an existing directory" in err and "Traceback" not in err
     code, _, err = run_main("eval", "--checkpoint", run_dir, "--output", run_dir / "best" / "e.json")

@@ -79,7 +79,7 @@ def test_info_builds_the_model_without_torchvision():
 RUNNERS = {
     "classification": [
         "botnet.classification.trainer",
-        "botnet.classification.evaluator",
+        "botnet.classification.checkpoints",
         "botnet.classification.predict",
         "botnet.classification.attention_figure",
         "botnet.export",

@@ -390,7 +390,7 @@ def export_model(
 def export_checkpoint(checkpoint: str | Path, output: str | Path | None = None, *, ema: bool = False, **kwargs):
     """Export a ``botnet train`` checkpoint, or a weights file written by ``botnet convert``; ``output`` defaults to
     ``<run dir>/<model>-<last|best>.onnx`` (``<file stem>.onnx`` beside a weights file)."""
-    from .classification.evaluator import load_checkpoint_model
+    from .classification.checkpoints import load_checkpoint_model
 
     model, meta, ckpt_dir = load_checkpoint_model(checkpoint, ema=ema)
     if output is None:

@@ -93,7 +93,7 @@ def test_wrapped_state_dicts_and_detection_runs_convert(tmp_path, capsys, monkey
     assert all(torch.equal(converted[k], v) for k, v in net.state_dict().items())
 
     # A botnet detect train run: its backbone (frozen BatchNorm, as after --weights-backbone), as headless weights.
-    from botnet.detection.evaluate import detection_metadata
+    from botnet.detection.checkpoints import detection_metadata
     from botnet.detection.models import create_detection_model
 
     torch.manual_seed(1)

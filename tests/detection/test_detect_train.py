@@ -13,8 +13,8 @@ from safetensors.torch import load_file
 
 from botnet.cli.main import main
 from botnet.data.folder import DataError
+from botnet.detection.checkpoints import evaluate_detection_checkpoint, load_detection_checkpoint
 from botnet.detection.config import DetectConfig
-from botnet.detection.evaluate import evaluate_detection_checkpoint, load_detection_checkpoint
 from botnet.detection.trainer import detect_train
 from botnet.engine import checkpoint as ckpt
 from botnet.engine.loop import Trainer

@@ -10,7 +10,7 @@ __all__ = lazy_exports(
     {
         "config": ("TrainConfig",),
         "evaluate": ("evaluate",),
-        "evaluator": ("evaluate_checkpoint",),
+        "checkpoints": ("evaluate_checkpoint",),
         "trainer": ("train",),
     },
 )

@@ -20,8 +20,8 @@ from ..data.folder import DEFAULT_MAX_PIXELS, read_images
 from ..engine.validate import GIB, MAX_IMAGE_GIB, check_side
 from ..files import atomic_output
 from ..models.attention_maps import AttentionMap, attention_layers, attention_maps
+from .checkpoints import load_checkpoint_model
 from .data import Preprocess
-from .evaluator import load_checkpoint_model
 
 INTERPOLATIONS = ("bilinear", "nearest")
 

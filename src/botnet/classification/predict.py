@@ -10,8 +10,8 @@ import torch
 from ..data.folder import DEFAULT_MAX_PIXELS, BadSample
 from ..data.image_files import TRAINING_EXTENSIONS, read_image
 from ..engine.distributed import autocast, pick_device
+from .checkpoints import load_checkpoint_model
 from .data import Preprocess
-from .evaluator import load_checkpoint_model
 
 
 @torch.no_grad()

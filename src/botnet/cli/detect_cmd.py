@@ -75,8 +75,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    from ..detection.checkpoints import evaluate_detection_checkpoint
     from ..detection.coco_eval import format_metrics_table
-    from ..detection.evaluate import evaluate_detection_checkpoint
 
     r = evaluate_detection_checkpoint(args.checkpoint, args.data, split=args.split, **eval_options(args))
     if "output" in r:

@@ -50,7 +50,7 @@ def eval_options(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..classification.evaluator import evaluate_checkpoint
+    from ..classification.checkpoints import evaluate_checkpoint
 
     r = evaluate_checkpoint(args.checkpoint, args.data, model=args.model, **eval_options(args))
     if "output" in r:

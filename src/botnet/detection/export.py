@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from ..engine.reporting import atomic_output
-from .evaluate import load_detection_checkpoint
+from .checkpoints import load_detection_checkpoint
 
 OPSET = 17  # torchvision's detection models export from opset 11; 17 is what onnxruntime runs everywhere
 DEFAULT_ATOL = 1e-3  # pixels for boxes, probability for scores and masks

@@ -16,8 +16,8 @@ from ..data.image_files import read_image
 from ..engine.distributed import autocast, pick_device
 from ..engine.outputs import check_output
 from ..engine.reporting import atomic_write
+from .checkpoints import load_detection_checkpoint
 from .coco_eval import to_coco_results
-from .evaluate import load_detection_checkpoint
 from .export import read_onnx_metadata
 
 RESULTS_FILE = "detections.json"

@@ -17,9 +17,10 @@ from ..engine.distributed import autocast, cleanup, setup
 from ..engine.loop import Trainer
 from ..engine.reporting import Curves, log
 from .backbone import check_backbone_weights
+from .checkpoints import detection_metadata
 from .config import DetectConfig
 from .data import build_detection_datasets
-from .evaluate import detection_metadata, evaluate_detection, flat_metrics
+from .evaluate import evaluate_detection, flat_metrics
 from .models import DEFAULT_BACKBONE, backbone_name, create_detection_model
 from .predict import draw_detections
 from .recipe import resolve_detect

@@ -1,4 +1,6 @@
-"""Evaluate a checkpoint: top-1, balanced and per-class accuracy on its own validation data or an ImageFolder."""
+"""A classification checkpoint: loading it to predict, export or draw attention, and evaluating it (top-1, balanced and
+per-class accuracy) on its own validation data or an ImageFolder. The evaluation itself is :mod:`.evaluate`.
+"""
 
 from __future__ import annotations
 
