@@ -9,23 +9,9 @@ import shutil
 import pytest
 from PIL import Image
 
-from botnet.cli.main import main
 from train_helpers import write_image_folder
 
 FAST = ["--img-size", "32", "--epochs", "1", "--batch-size", "4", "--workers", "0", "--log-interval", "1000"]
-
-
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    monkeypatch.delenv("BOTNET_TRACEBACK", raising=False)
-
-    def run(*args) -> tuple[int, str, str]:
-        capsys.readouterr()
-        status = main([str(a) for a in args])
-        out, err = capsys.readouterr()
-        return status, out, err
-
-    return run
 
 
 def test_one_folder_imbalanced_trains_and_evaluates(tmp_path, cli):

@@ -46,20 +46,10 @@ def data(tmp_path):
     return write_image_folder(tmp_path / "data", classes=("a", "b", "c"), per_class=4)
 
 
-def cli(capsys, monkeypatch, *args) -> tuple[int, str, str]:
-    from botnet.cli.main import main
-
-    monkeypatch.delenv("BOTNET_TRACEBACK", raising=False)
-    capsys.readouterr()
-    status = main([str(a) for a in args])
-    out = capsys.readouterr()
-    return status, out.out, out.err
-
-
-def test_train_from_timm_through_the_hub_cache(tmp_path, capsys, monkeypatch, hub_cache, data, timm_state):
+def test_train_from_timm_through_the_hub_cache(tmp_path, hub_cache, data, timm_state, cli):
     out = tmp_path / "ft"
     args = ["train", "--data", data, "--model", "botnet26t_256", "--pretrained", f"timm:{TAG}", "--freeze-stages", "4"]
-    status, _, err = cli(capsys, monkeypatch, *args, *TINY, "--output", out)
+    status, _, err = cli(*args, *TINY, "--output", out)
     assert status == 0, err
     assert f"weights timm:{TAG} (timm): loaded" in err and "head reinitialised for the data's 3 classes" in err
     # The source's preprocessing (timm's pretrained_cfg) at the size asked for: config.yaml and the checkpoint.
@@ -74,7 +64,7 @@ def test_train_from_timm_through_the_hub_cache(tmp_path, capsys, monkeypatch, hu
         assert torch.equal(ft[key], ours[key]), key
 
 
-def test_train_from_torchvision_through_the_torch_hub_cache(tmp_path, capsys, monkeypatch, data):
+def test_train_from_torchvision_through_the_torch_hub_cache(tmp_path, monkeypatch, data, cli):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("BOTNET_OFFLINE", "1")
     torch.manual_seed(0)
@@ -85,7 +75,7 @@ def test_train_from_torchvision_through_the_torch_hub_cache(tmp_path, capsys, mo
     torch.save(tv.state_dict(), path)
     out = tmp_path / "ft"
     args = ["train", "--data", data, "--model", "resnet50", "--pretrained", f"torchvision:{weights}", "--freeze-stages"]
-    status, _, err = cli(capsys, monkeypatch, *args, "3", *TINY, "--output", out)
+    status, _, err = cli(*args, "3", *TINY, "--output", out)
     assert status == 0, err
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert (saved["crop_pct"], saved["interpolation"]) == (0.9655, "bilinear")
@@ -94,9 +84,9 @@ def test_train_from_torchvision_through_the_torch_hub_cache(tmp_path, capsys, mo
     assert not torch.equal(ft["layer4.0.conv2.weight"], tv.state_dict()["layer4.0.conv2.weight"])  # trained
 
 
-def test_convert_timm_gives_a_file_that_loads_without_timm(tmp_path, capsys, monkeypatch, hub_cache, timm_state):
+def test_convert_timm_gives_a_file_that_loads_without_timm(tmp_path, hub_cache, timm_state, cli):
     out = tmp_path / "b26t.safetensors"
-    status, stdout, err = cli(capsys, monkeypatch, "convert", f"timm:{TAG}", out)
+    status, stdout, err = cli("convert", f"timm:{TAG}", out)
     assert status == 0, err
     assert f"wrote {out}" in stdout and "botnet26t_256, 1000 classes" in stdout and "crop_pct 0.95, bicubic" in stdout
     meta = read_metadata(out)
@@ -112,24 +102,22 @@ def test_convert_timm_gives_a_file_that_loads_without_timm(tmp_path, capsys, mon
     assert (got - expected).abs().max() <= 1e-4 * expected.abs().max()
     # A local timm file: the model is recognised from its structure. The output is never the input, nor replaced.
     save_file(timm_state, tmp_path / "timm_file.safetensors")
-    status, stdout, _ = cli(
-        capsys, monkeypatch, "convert", tmp_path / "timm_file.safetensors", tmp_path / "c.safetensors"
-    )
+    status, stdout, _ = cli("convert", tmp_path / "timm_file.safetensors", tmp_path / "c.safetensors")
     assert status == 0 and "botnet26t_256, 1000 classes" in stdout
-    status, _, err = cli(capsys, monkeypatch, "convert", f"timm:{TAG}", out)
+    status, _, err = cli("convert", f"timm:{TAG}", out)
     assert status == 2 and "exists" in err
 
 
-def test_convert_errors(tmp_path, capsys, monkeypatch):
+def test_convert_errors(tmp_path, cli):
     save_file({"w": torch.zeros(2, 2)}, tmp_path / "odd.safetensors")
-    status, _, err = cli(capsys, monkeypatch, "convert", tmp_path / "odd.safetensors", tmp_path / "o.safetensors")
+    status, _, err = cli("convert", tmp_path / "odd.safetensors", tmp_path / "o.safetensors")
     assert status == 2 and "give --model NAME" in err
-    status, _, err = cli(capsys, monkeypatch, "convert", tmp_path / "odd.safetensors", tmp_path / "o.pth")
+    status, _, err = cli("convert", tmp_path / "odd.safetensors", tmp_path / "o.pth")
     assert status == 2 and "must be a .safetensors file" in err
     assert not (tmp_path / "o.safetensors").exists()
 
 
-def test_detection_backbone_from_timm(tmp_path, capsys, monkeypatch, hub_cache, timm_state):
+def test_detection_backbone_from_timm(tmp_path, hub_cache, timm_state, cli):
     from botnet.detection.models import create_detection_model
 
     model = create_detection_model(
@@ -142,7 +130,7 @@ def test_detection_backbone_from_timm(tmp_path, capsys, monkeypatch, hub_cache, 
     # Through the command: a source that does not fit the backbone is refused before any data or output exists.
     out = tmp_path / "det"
     args = ["detect", "train", "--weights-backbone", f"timm:{TAG}", "--output", out, "--epochs", "1"]
-    status, _, err = cli(capsys, monkeypatch, *args)
+    status, _, err = cli(*args)
     assert status == 2 and "do not fit botnet_tiny" in err and not out.exists()
-    status, _, err = cli(capsys, monkeypatch, *args[:3], tmp_path / "none.pth", *args[4:])
+    status, _, err = cli(*args[:3], tmp_path / "none.pth", *args[4:])
     assert status == 2 and "does not exist" in err and not out.exists()

@@ -8,13 +8,11 @@ import json
 import re
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from test_detect_cli import FAST
 
 from botnet.cli.export_cmd import run_detector
-from botnet.cli.main import main
 from botnet.data.coco_shapes import write_coco_shapes
 from botnet.detection.export import export_detector
 from botnet.detection.models import create_detection_model
@@ -37,20 +35,6 @@ def strip_masks(root: Path) -> Path:
             data["annotations"] = [a for a in data["annotations"] if a["image_id"] != first]
         path.write_text(json.dumps(data))
     return root
-
-
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """``botnet ...`` in this process (the interpreter's start-up is tested elsewhere): status, stdout, stderr."""
-    monkeypatch.delenv("BOTNET_TRACEBACK", raising=False)
-
-    def run(*args) -> SimpleNamespace:
-        capsys.readouterr()
-        status = main([str(a) for a in args])
-        out, err = capsys.readouterr()
-        return SimpleNamespace(returncode=status, stdout=out, stderr=err)
-
-    return run
 
 
 @pytest.fixture(scope="module")

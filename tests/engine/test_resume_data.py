@@ -6,25 +6,10 @@ from __future__ import annotations
 import json
 import shutil
 
-import pytest
-
-from botnet.cli.main import main
 from botnet.engine.data_identity import data_identity, describe_changes
 from train_helpers import write_image_folder
 
 SMALL = ["--epochs", "1", "--img-size", "32", "--batch-size", "4", "--workers", "0"]
-
-
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    monkeypatch.delenv("BOTNET_TRACEBACK", raising=False)
-
-    def run(*args) -> tuple[int, str]:
-        capsys.readouterr()
-        status = main([str(a) for a in args])
-        return status, capsys.readouterr().err
-
-    return run
 
 
 def test_resume_follows_the_data_and_refuses_other_files(tmp_path, monkeypatch, cli):
@@ -38,29 +23,29 @@ def test_resume_follows_the_data_and_refuses_other_files(tmp_path, monkeypatch, 
     assert json.loads((run / "data.json").read_text())["path"] == str(project / "base")
 
     monkeypatch.chdir(elsewhere)  # the relative path of the command line means nothing here: the run kept its place
-    status, err = cli("train", "--resume", run)
+    status, _, err = cli("train", "--resume", run)
     assert status == 0, err
-    status, err = cli("train", "--resume", run, "--data", project / "base")  # its own place, spelt another way
+    status, _, err = cli("train", "--resume", run, "--data", project / "base")  # its own place, spelt another way
     assert status == 0, err
 
     (project / "base").rename(project / "moved")
-    status, err = cli("train", "--resume", run)
+    status, _, err = cli("train", "--resume", run)
     assert status == 2 and "is not there" in err and "pass --data with its new place" in err
-    status, err = cli("train", "--resume", run, "--data", project / "moved")
+    status, _, err = cli("train", "--resume", run, "--data", project / "moved")
     assert status == 0 and f"moved from {project / 'base'} to {project / 'moved'} (the same 24 files)" in err
     assert f"data: {project / 'moved'}" in (run / "config.yaml").read_text()
 
     other = write_image_folder(tmp_path / "other", per_class=5)
-    status, err = cli("train", "--resume", run, "--data", other)
+    status, _, err = cli("train", "--resume", run, "--data", other)
     assert status == 2 and "does not hold the run's data" in err and "4 file(s) removed" in err
 
     (project / "moved" / "train" / "cat" / "0.png").unlink()  # changed in place: caught without any --data
     shutil.copy(project / "moved" / "val" / "dog" / "1.png", project / "moved" / "train" / "dog" / "9.png")
-    status, err = cli("train", "--resume", run)
+    status, _, err = cli("train", "--resume", run)
     assert status == 2 and "(24 files then, 24 now): 1 file(s) removed (train/cat/0.png); 1 file(s) added" in err
     assert f"botnet train --data {project / 'moved'} --pretrained {run}" in err
 
-    status, err = cli("train", "--resume", run, "--lr", "0.5")
+    status, _, err = cli("train", "--resume", run, "--lr", "0.5")
     may_change = err.split("only")[1].split(".")[0]
     assert status == 2 and may_change.startswith(" --workers, --log-interval") and "--output" not in may_change
 
