@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from ..engine.outputs import check_output
-from .predict_cmd import add_image_options
+from .predict_cmd import add_checkpoint, add_image_options
 
 # --panel: a side of at least 32 px, and one 8-bit RGB panel must fit in memory (the whole figure is checked again
 # once the number of heads and queries is known)
@@ -16,12 +16,7 @@ BOUNDS = {"panel": dict(side=True, minimum=32, bytes_per_pixel=3), "max_pixels":
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("attention", help="draw the attention maps of a checkpoint on an image", description=__doc__)
-    p.add_argument(
-        "--checkpoint",
-        required=True,
-        metavar="PATH",
-        help="a run directory, its last/ or best/, or a weights file written by botnet convert",
-    )
+    add_checkpoint(p)
     p.add_argument("image", metavar="IMAGE", help="an image file")
     p.add_argument("--layer", help="an attention layer, e.g. layer4.0.attn (default: the last one)")
     p.add_argument(

@@ -6,18 +6,14 @@ from __future__ import annotations
 import argparse
 
 from ..engine.outputs import check_output
+from .predict_cmd import add_checkpoint
 
 BOUNDS = {"batch_size": dict(minimum=1), "workers": dict(minimum=0, optional=True)}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint", description=__doc__)
-    p.add_argument(
-        "--checkpoint",
-        required=True,
-        metavar="PATH",
-        help="a run directory, its last/ or best/, or a weights file written by botnet convert",
-    )
+    add_checkpoint(p)
     p.add_argument(
         "--data",
         metavar="DIR",

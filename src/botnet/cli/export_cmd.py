@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from ..engine.outputs import check_output
+from .predict_cmd import add_checkpoint
 
 FORMATS = ("onnx", "pt2")  # botnet.export.FORMATS, without importing torch for the help
 DEFAULT_ATOL = 1e-4  # botnet.export.DEFAULT_ATOL
@@ -17,12 +18,7 @@ DEFAULT_ATOL = 1e-4  # botnet.export.DEFAULT_ATOL
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a classifier or a detector to ONNX", description=__doc__)
-    p.add_argument(
-        "--checkpoint",
-        required=True,
-        metavar="PATH",
-        help="a run directory, its last/ or best/, or a weights file written by botnet convert",
-    )
+    add_checkpoint(p)
     p.add_argument("--format", choices=FORMATS, default=None, help="default: from --output, else onnx")
     p.add_argument(
         "--output",

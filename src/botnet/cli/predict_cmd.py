@@ -18,7 +18,7 @@ DEFAULT_MAX_PIXELS = 89_478_485  # botnet.data.folder.DEFAULT_MAX_PIXELS (PIL's)
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="classify image files with a checkpoint", description=__doc__)
-    p.add_argument("--checkpoint", required=True, metavar="PATH", help="a run directory, its last/ or best/")
+    add_checkpoint(p)
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     p.add_argument("--topk", type=int, default=5, help="classes to show per image")
     add_image_options(p)
@@ -26,6 +26,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"))
     p.set_defaults(run=run, bounds={"topk": dict(minimum=1), "max_pixels": dict(minimum=1)})
+
+
+def add_checkpoint(p: argparse.ArgumentParser) -> None:
+    """``--checkpoint`` of the commands that read a classifier."""
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        metavar="PATH",
+        help="a run directory (its best/), its last/ or best/, or a weights file written by botnet convert",
+    )
 
 
 def add_image_options(p: argparse.ArgumentParser) -> None:
