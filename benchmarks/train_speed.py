@@ -132,9 +132,9 @@ def build_cases(quick: bool, with_1024: bool = False) -> list[Case]:
     tiny_train = 256 if quick else 20_000  # the default run's train split: 312 batches of 64
     big_batch, big_batches = (4, 1) if quick else (16, 4)
     common = dict(data="shapes", workers=None, log_interval=10**6, eval_interval=10**6, seed=0)  # None: auto
-    tiny = dict(common, model="botnet_tiny", img_size=64, batch_size=64, shapes_train=tiny_train, shapes_val=64)
-    big = dict(common, img_size=224, batch_size=big_batch, shapes_train=big_batch * big_batches, shapes_val=big_batch)
-    huge = dict(common, img_size=1024, batch_size=1, shapes_train=4, shapes_val=1)  # 4 steps an epoch
+    tiny = dict(common, model="botnet_tiny", image_size=64, batch_size=64, shapes_train=tiny_train, shapes_val=64)
+    big = dict(common, image_size=224, batch_size=big_batch, shapes_train=big_batch * big_batches, shapes_val=big_batch)
+    huge = dict(common, image_size=1024, batch_size=1, shapes_train=4, shapes_val=1)  # 4 steps an epoch
     return [
         Case(DEFAULT, tiny, ref=BARE),
         Case(WORKERS2, dict(tiny, workers=2), ref=BARE),
@@ -177,9 +177,9 @@ def run_bare(case: Case, epochs: int) -> tuple[list[dict[str, Any]], float]:
     """The model's forward/backward/optimizer step on one fixed batch, as epochs of the same number of steps."""
     cfg = build_config(config_cls=TrainConfig, **case.options, epochs=epochs)
     torch.manual_seed(cfg.seed)
-    model = case.model_fn(10) if case.model_fn else create_model(cfg.model, num_classes=10, img_size=cfg.img_size)
+    model = case.model_fn(10) if case.model_fn else create_model(cfg.model, num_classes=10, img_size=cfg.image_size)
     optimizer = build_optimizer(model, cfg, lr=0.01)
-    images = torch.randn(cfg.batch_size, 3, cfg.img_size, cfg.img_size)  # (B, 3, H, W)
+    images = torch.randn(cfg.batch_size, 3, cfg.image_size, cfg.image_size)  # (B, 3, H, W)
     targets = torch.arange(cfg.batch_size) % 10
     steps = cfg.shapes_train // cfg.batch_size  # as many steps as the loop's epoch
     model.train()
@@ -247,7 +247,7 @@ def summarize(results: dict[str, Samples], repeats: int, epochs: int) -> list[di
             "case": name,
             "model": "torchvision resnet50" if s.case.model_fn else o["model"],
             "bare": s.case.bare,
-            "img_size": o["img_size"],
+            "img_size": o["image_size"],
             "batch_size": o["batch_size"],
             "batches_per_epoch": o["shapes_train"] // o["batch_size"],
             "workers": 0 if s.case.bare else ("auto" if o["workers"] is None else o["workers"]),

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 TINY = ["--shapes-train", "32", "--shapes-val", "16", "--epochs", "1", "--batch-size", "16", "--workers", "0"]
-FAST = [*TINY, "--img-size", "32"]
+FAST = [*TINY, "--image-size", "32"]
 
 
 def run_main(*args) -> tuple[int, str, str]:
@@ -162,7 +162,7 @@ def test_a_symlink_loop_in_the_data_gives_the_exact_images(tmp_path):
     data = write_folder(tmp_path / "data")
     (data / "train" / "a" / "loop").symlink_to("..")  # train/a/loop/b/*.png would be class b's images under a
     code, _, err = run_main("train", "--data", data, "--epochs", "1", "--batch-size", "2", "--workers", "0",
-                            "--img-size", "32", "--output", tmp_path / "run")  # fmt: skip
+                            "--image-size", "32", "--output", tmp_path / "run")  # fmt: skip
     assert code == 0, err
     assert "6 train / 6 val images, 2 classes" in err
 
@@ -171,7 +171,7 @@ def test_a_symlink_loop_in_the_data_gives_the_exact_images(tmp_path):
 def test_a_fifo_named_png_in_the_data_is_counted_not_opened_within_a_deadline(tmp_path):
     data = write_folder(tmp_path / "data")
     os.mkfifo(data / "train" / "a" / "pipe.png")
-    proc = botnet("train", "--data", data, "--epochs", "1", "--batch-size", "7", "--workers", "0", "--img-size", "32",
+    proc = botnet("train", "--data", data, "--epochs", "1", "--batch-size", "7", "--workers", "0", "--image-size", "32",
                   "--max-bad-fraction", "0.5", "--output", tmp_path / "run")  # fmt: skip
     try:
         _, err = proc.communicate(timeout=180)  # the deadline: a FIFO that is opened blocks for good
@@ -196,8 +196,8 @@ def test_an_unsupported_opset_is_refused_with_the_range_and_writes_nothing(run_d
 
 
 def test_sizes_beyond_memory_are_refused_by_name(run_dir, image):
-    code, _, err = run_main("train", *TINY, "--img-size", "100000")
-    assert code == 2 and err.startswith("botnet train: error: --img-size 100000 is too large") and "GiB" in err
+    code, _, err = run_main("train", *TINY, "--image-size", "100000")
+    assert code == 2 and err.startswith("botnet train: error: --image-size 100000 is too large") and "GiB" in err
     code, _, err = run_main("attention", "--checkpoint", run_dir, image, "--panel", "100000")
     assert code == 2 and "--panel 100000 is too large" in err and "Traceback" not in err
     code, _, err = run_main("attention", "--checkpoint", run_dir, image, "--panel", "20000", "--output",

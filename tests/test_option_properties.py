@@ -60,7 +60,7 @@ TRAINING = {
 RANGES = {
     ("train",): {
         **TRAINING,
-        "img_size": (8, True, ONE_IMAGE_SIDE, True, 64),
+        "image_size": (8, True, ONE_IMAGE_SIDE, True, 64),
         "scale": (0, False, 1, True, 0.5),
         "ratio": (0, False, INF, False, 1.0),
         "mixup_alpha": (0, True, INF, False, 0.0),

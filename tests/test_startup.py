@@ -49,7 +49,7 @@ def run_probe(argv: list[str], watched: tuple[str, ...]) -> tuple[list[str], int
         (["train", "--amp", "fp64"], 2, "invalid choice: 'fp64'"),
         (["train", "--lr", "fast"], 2, "invalid option --lr: expected a number"),
         (["train", "--momentum", "nan"], 2, "--momentum must be a finite number in [0, 1), got nan"),
-        (["train", "--img-size", "100000"], 2, "--img-size 100000 is too large"),
+        (["train", "--image-size", "100000"], 2, "--image-size 100000 is too large"),
         (["predict", "--checkpoint", "run", "a.png", "--topk", "0"], 2, "--topk must be >= 1, got 0"),
         (["attention", "--checkpoint", "run", "a.png", "--panel", "100000"], 2, "--panel 100000 is too large"),
         (["predict", "--checkpoint", "run", "a.png", "--json", "src"], 2, "--json src is an existing directory"),
@@ -60,7 +60,7 @@ def run_probe(argv: list[str], watched: tuple[str, ...]) -> tuple[list[str], int
         (["train", "--foo", "1"], 2, "usage: botnet train [-h]"),  # the command's usage, not the top level's
         (["predict", "--checkpoint", "r", "a.png", "--topk5"], 2, "botnet predict: error: unrecognized arguments: "),
         (["detect", "train", "--pretrained", "x"], 2, "--pretrained: did you mean --weights-backbone SOURCE"),
-        (["train", "--image-size", "64"], 2, "--image-size: did you mean --img-size?"),
+        (["train", "--img-size", "64"], 2, "--img-size: did you mean --image-size?"),
         (["train", "--backbone-lr-scale", "0.1"], 2, "backbone_lr_scale: slows pretrained weights down: give --pretr"),
     ],
 )

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 # A few optimizer steps on the built-in dataset, in the main process.
-FAST = dict(shapes_train=96, shapes_val=40, batch_size=16, epochs=2, workers=0, img_size=32, log_interval=1000)
+FAST = dict(shapes_train=96, shapes_val=40, batch_size=16, epochs=2, workers=0, image_size=32, log_interval=1000)
 
 
 def write_image_folder(root: Path, classes=("cat", "dog"), per_class: int = 6, splits=("train", "val")) -> Path:

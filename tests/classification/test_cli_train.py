@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-FAST = ["--shapes-train", "96", "--shapes-val", "40", "--batch-size", "16", "--workers", "0", "--img-size", "32"]
+FAST = ["--shapes-train", "96", "--shapes-val", "40", "--batch-size", "16", "--workers", "0", "--image-size", "32"]
 
 
 def botnet(*args, timeout=300, **kw) -> subprocess.CompletedProcess:

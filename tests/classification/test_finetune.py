@@ -79,7 +79,7 @@ def test_resolve_takes_the_source_preprocessing_unless_given(capsys):
     assert (cfg.lr, cfg.epochs, cfg.warmup_epochs, cfg.scale) == (0.16 * 128 / 256, 10, 0.0, (0.5, 1.0))
     err = capsys.readouterr().err
     assert "lr 0.08: fine-tuning, sgd 0.16 per 256 images, batch 128" in err and "epochs 10: fine-tuning" in err
-    assert reasons["img_size"] == "the pretrained weights' input size" and "crop_pct" not in reasons
+    assert reasons["image_size"] == "the pretrained weights' input size" and "crop_pct" not in reasons
     # From random weights the data's rules apply instead (tests/classification/test_recipe.py has them in full).
     plain, pre, _ = resolve(build_config(config_cls=TrainConfig, data="x"), info, facts=facts)
     assert (plain.lr, plain.warmup_epochs, plain.backbone_lr_scale, plain.scale) == (0.2 * 128 / 64, 1.0, 1.0, (0.8, 1))
@@ -101,7 +101,7 @@ def test_finetune_end_to_end_with_another_class_count(tmp_path, capsys, monkeypa
     assert ft["fc.weight"].shape[0] == 3 and src["fc.weight"].shape[0] == 10
     # The preprocessing of the source run (32 px, crop 1.0) is the fine-tuning run's: config.yaml and checkpoint.
     saved = yaml.safe_load((out / "config.yaml").read_text())
-    assert (saved["img_size"], saved["crop_pct"], saved["pretrained"]) == (32, 1.0, str(source_run))
+    assert (saved["image_size"], saved["crop_pct"], saved["pretrained"]) == (32, 1.0, str(source_run))
     pre = json.loads(read_metadata(out / "best" / "model.safetensors")["preprocess"])
     assert (pre["img_size"], pre["crop_pct"], pre["interpolation"]) == (32, 1.0, "bilinear")
     status, err = cli(capsys, monkeypatch, "eval", "--checkpoint", out, "--workers", "0")

@@ -11,7 +11,7 @@ from PIL import Image
 
 from train_helpers import write_image_folder
 
-FAST = ["--img-size", "32", "--epochs", "1", "--batch-size", "4", "--workers", "0", "--log-interval", "1000"]
+FAST = ["--image-size", "32", "--epochs", "1", "--batch-size", "4", "--workers", "0", "--log-interval", "1000"]
 
 
 def test_one_folder_imbalanced_trains_and_evaluates(tmp_path, cli):

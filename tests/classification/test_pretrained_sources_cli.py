@@ -19,7 +19,7 @@ from train_helpers import write_image_folder
 
 TAG = "botnet26t_256.c1_in1k"
 SHA = "0123456789abcdef0123456789abcdef01234567"
-TINY = ["--img-size", "32", "--batch-size", "4", "--epochs", "1", "--workers", "0", "--log-interval", "1000"]
+TINY = ["--image-size", "32", "--batch-size", "4", "--epochs", "1", "--workers", "0", "--log-interval", "1000"]
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def test_train_from_timm_through_the_hub_cache(tmp_path, hub_cache, data, timm_s
     assert f"weights timm:{TAG} (timm): loaded" in err and "head reinitialised for the data's 3 classes" in err
     # The source's preprocessing (timm's pretrained_cfg) at the size asked for: config.yaml and the checkpoint.
     saved = yaml.safe_load((out / "config.yaml").read_text())
-    assert (saved["img_size"], saved["crop_pct"], saved["interpolation"]) == (32, 0.95, "bicubic")
+    assert (saved["image_size"], saved["crop_pct"], saved["interpolation"]) == (32, 0.95, "bicubic")
     pre = json.loads(read_metadata(out / "last" / "model.safetensors")["preprocess"])
     assert (pre["img_size"], pre["crop_pct"], pre["interpolation"]) == (32, 0.95, "bicubic")
     # Frozen stem and stages: timm's weights as converted, untouched by training.

@@ -23,10 +23,10 @@ def test_the_builtin_dataset_goes_through_the_rules():
     facts = shapes_facts(20000, 0)
     assert (facts.images, facts.classes, facts.side, facts.mirror) == (20000, 10, 64.0, None)  # no class layout
     cfg, pre, reasons = resolve(build_config(config_cls=TrainConfig), CPU, facts=facts, announce=False)
-    assert (cfg.img_size, cfg.batch_size, cfg.lr, cfg.epochs, cfg.warmup_epochs) == (64, 64, 0.2, 6, 1.0)
+    assert (cfg.image_size, cfg.batch_size, cfg.lr, cfg.epochs, cfg.warmup_epochs) == (64, 64, 0.2, 6, 1.0)
     assert (cfg.scale, cfg.ratio, cfg.hflip, pre.crop_pct) == ((0.8, 1.0), (1.0, 1.0), 0.5, 1.0)
     assert set(reasons) == {
-        "img_size", "batch_size", "hflip", "crop_pct", "ratio", "lr", "epochs", "warmup_epochs", "scale",
+        "image_size", "batch_size", "hflip", "crop_pct", "ratio", "lr", "epochs", "warmup_epochs", "scale",
         "backbone_lr_scale",
     }  # fmt: skip
 
@@ -35,13 +35,13 @@ def test_the_builtin_dataset_goes_through_the_rules():
     ("facts", "expected"),
     [
         # 8x8 scans, asymmetric classes: the smallest useful input, no flips, scaled whole, 23 epochs.
-        (DataFacts(1438, 10, 8.0, 0.33, 400), dict(img_size=32, hflip=0.0, crop_pct=1.0, batch_size=64, epochs=23)),
+        (DataFacts(1438, 10, 8.0, 0.33, 400), dict(image_size=32, hflip=0.0, crop_pct=1.0, batch_size=64, epochs=23)),
         # 160 face crops: batch 16 for 10 steps an epoch, flips, a long schedule over few images.
-        (DataFacts(160, 2, 25.0, 0.95, 80), dict(img_size=32, hflip=0.5, batch_size=16, lr=0.05, epochs=67)),
+        (DataFacts(160, 2, 25.0, 0.95, 80), dict(image_size=32, hflip=0.5, batch_size=16, lr=0.05, epochs=67)),
         # 300 px photos: the model's size, ImageNet's eval crop; 150,000 images: heavy crops; 4:3 photos, 4:3 crops.
         (
             DataFacts(150_000, 100, 300.0, 0.9, 4000, aspect=4 / 3),
-            dict(img_size=64, crop_pct=0.875, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), epochs=2),
+            dict(image_size=64, crop_pct=0.875, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), epochs=2),
         ),
     ],
 )
@@ -52,11 +52,11 @@ def test_rules_over_the_data(facts, expected):
 
 def test_given_values_stand_and_are_not_explained():
     facts = DataFacts(1438, 10, 8.0, 0.33, 400)
-    cfg = build_config(config_cls=TrainConfig, img_size=64, hflip=0.5, batch_size=32, epochs=3).replace(workers=0)
+    cfg = build_config(config_cls=TrainConfig, image_size=64, hflip=0.5, batch_size=32, epochs=3).replace(workers=0)
     cfg, reasons = data_rules(cfg, facts, 1)
-    assert (cfg.img_size, cfg.hflip, cfg.batch_size, cfg.epochs) == (64, 0.5, 32, 3)
+    assert (cfg.image_size, cfg.hflip, cfg.batch_size, cfg.epochs) == (64, 0.5, 32, 3)
     assert cfg.lr == pytest.approx(0.1) and cfg.warmup_epochs == pytest.approx(0.6)  # from the given batch, epochs
-    assert not {"img_size", "hflip", "batch_size", "epochs"} & set(reasons)
+    assert not {"image_size", "hflip", "batch_size", "epochs"} & set(reasons)
 
 
 def test_two_processes_halve_the_per_process_batch_and_scale_the_rate():
@@ -90,11 +90,11 @@ def test_train_prints_the_recipe_and_records_it(tmp_path, capsys, monkeypatch):
     status = main(["train", "--data", str(data), "--epochs", "1", "--workers", "0", "--output", str(out)])
     err = capsys.readouterr().err
     assert status == 0, err
-    assert "img_size 32: images of median side 12 px, raised to the model's smallest useful size" in err
+    assert "image_size 32: images of median side 12 px, raised to the model's smallest useful size" in err
     assert "hflip 0: off: mirrored images do not look like their class" in err
     assert "batch_size 4: 64 halved to 4 so that an epoch of 48 images has at least 10 optimizer steps" in err
     assert "time estimate: about" in err and "12 optimizer steps" in err
     assert "epochs 1:" not in err  # given, not chosen
     text = (out / "config.yaml").read_text()
-    assert "img_size: 32  # auto: images of median side 12 px" in text
+    assert "image_size: 32  # auto: images of median side 12 px" in text
     assert yaml.safe_load(text)["hflip"] == 0.0

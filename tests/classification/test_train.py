@@ -117,7 +117,7 @@ def test_image_folder_any_mode_and_bad_images(tmp_path, capsys):
     data = write_image_folder(tmp_path / "data", per_class=8)
     (data / "train" / "cat" / "broken.jpg").write_bytes(b"not an image at all")
     (data / "train" / "dog" / "empty.png").write_bytes(b"")
-    opts = dict(data=str(data), img_size=32, batch_size=2, epochs=1, workers=0, log_interval=1000)
+    opts = dict(data=str(data), image_size=32, batch_size=2, epochs=1, workers=0, log_interval=1000)
     with pytest.raises(DataError, match=r"2 of \d+ images .* could not be read") as err:
         train(build_config(config_cls=TrainConfig, **opts, output=str(tmp_path / "strict")))
     assert "broken.jpg" in str(err.value) and "--max-bad-fraction" in str(err.value)
@@ -129,7 +129,9 @@ def test_image_folder_any_mode_and_bad_images(tmp_path, capsys):
 
 def test_bad_data_directories(tmp_path):
     def run(data, name):
-        train(build_config(config_cls=TrainConfig, data=str(data), img_size=32, workers=0, output=str(tmp_path / name)))
+        train(
+            build_config(config_cls=TrainConfig, data=str(data), image_size=32, workers=0, output=str(tmp_path / name))
+        )
 
     with pytest.raises(DataError, match="does not exist"):
         run(tmp_path / "missing", "r1")

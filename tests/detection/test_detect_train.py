@@ -13,8 +13,9 @@ from safetensors.torch import load_file
 
 from botnet.cli.main import main
 from botnet.data.folder import DataError
-from botnet.detection.checkpoints import evaluate_detection_checkpoint, load_detection_checkpoint
+from botnet.detection.checkpoints import load_detection_checkpoint
 from botnet.detection.config import DetectConfig
+from botnet.detection.task import DETECTION
 from botnet.detection.trainer import detect_train
 from botnet.engine import checkpoint as ckpt
 from botnet.engine.loop import Trainer
@@ -41,7 +42,7 @@ def test_train_writes_metrics_and_a_rebuildable_checkpoint(coco_root, tmp_path):
     assert meta["category_ids"] == [1, 2, 3, 4, 5, 6]
     assert model.roi_heads.box_predictor.cls_score.out_features == 7  # 6 classes + background
     # Evaluating the saved weights on their own validation split gives the numbers logged during training.
-    result = evaluate_detection_checkpoint(run, workers=0)
+    result = DETECTION.evaluate_checkpoint(run, workers=0)
     assert result["bbox"]["AP"] == pytest.approx(row["val_bbox_AP"])
     assert result["segm"]["AP50"] == pytest.approx(row["val_segm_AP50"])
     assert json.loads((run / "eval.json").read_text())["images"] == 6
@@ -179,7 +180,7 @@ def test_eval_refuses_data_with_other_categories(coco_root, tmp_path):
         coco["categories"][0]["name"] = "disc"
 
     with pytest.raises(DataError, match="same categories"):
-        evaluate_detection_checkpoint(tmp_path / "run", str(_edit(coco_root, tmp_path, "val", rename)), workers=0)
+        DETECTION.evaluate_checkpoint(tmp_path / "run", str(_edit(coco_root, tmp_path, "val", rename)), workers=0)
 
 
 def test_bf16_autocast_and_channels_last_train(coco_root, tmp_path):

@@ -19,7 +19,7 @@ from botnet.engine.config import build_config, read_yaml_comments, save_yaml
         (40, 48, "rounded up to a multiple of the network's stride 16"),
         (48, 48, "rounded up"),
         # Photos larger than the model's size are scaled down to it; the reason says what keeping them would cost.
-        (300, 64, "scaled down 4.69x: --img-size 304 keeps their detail at about 22.6x the compute per image"),
+        (300, 64, "scaled down 4.69x: --image-size 304 keeps their detail at about 22.6x the compute per image"),
         (None, 64, "could not be read"),
     ],
 )

@@ -15,7 +15,7 @@ from botnet.engine.estimate import StepCost, duration, epochs_within, estimate_l
 def test_estimate_leaves_weights_buffers_and_random_state_alone(tmp_path):
     info = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
     cfg = build_config(
-        config_cls=TrainConfig, shapes_train=64, shapes_val=16, img_size=32, batch_size=16, epochs=3, workers=0
+        config_cls=TrainConfig, shapes_train=64, shapes_val=16, image_size=32, batch_size=16, epochs=3, workers=0
     ).replace(output=str(tmp_path / "run"))
     with ClassificationTrainer(cfg, info, resume=False, overwrite=False) as trainer:
         before = {k: v.clone() for k, v in trainer.model.state_dict().items()}  # weights and BN statistics
@@ -52,7 +52,7 @@ def test_time_bound_shortens_an_auto_schedule_and_records_why(tmp_path, monkeypa
 
     monkeypatch.setattr(loop, "time_one_step", lambda trainer: (5.0, 0.0))  # a fake 5 s step
     info = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
-    base = dict(shapes_train=64, shapes_val=16, img_size=32, batch_size=16, workers=0)
+    base = dict(shapes_train=64, shapes_val=16, image_size=32, batch_size=16, workers=0)
     # 4 steps an epoch (20 s) and one validation batch (5 / 3 s): 2 epochs fit 90% of a minute.
     cfg = build_config(config_cls=TrainConfig, **base, time=1.0).replace(output=str(tmp_path / "run"))
     with ClassificationTrainer(cfg, info, resume=False, overwrite=False) as trainer:

@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 from botnet.engine import checkpoint as ckpt
 
 # 480 images / batch 16 = 30 optimizer steps per epoch, a checkpoint after every step.
-OPTS = ["--shapes-train", "480", "--shapes-val", "40", "--batch-size", "16", "--workers", "0", "--img-size", "32"]
+OPTS = ["--shapes-train", "480", "--shapes-val", "40", "--batch-size", "16", "--workers", "0", "--image-size", "32"]
 OPTS += ["--epochs", "2", "--checkpoint-steps", "1", "--log-interval", "1000"]
 STEPS = 60
 
@@ -413,7 +413,7 @@ def test_hostile_images_are_skipped_with_a_count_and_refused_by_predict(tmp_path
 
     data = write_image_folder(tmp_path / "data", per_class=9)  # 24 train images: 6 whole batches of 4
     hostile = _hostile_files(data / "train" / "cat")
-    opts = ["--data", data, "--img-size", "32", "--batch-size", "4", "--epochs", "1", "--workers", "0"]
+    opts = ["--data", data, "--image-size", "32", "--batch-size", "4", "--epochs", "1", "--workers", "0"]
     opts += ["--max-image-pixels", "50000", "--log-interval", "1000"]
     with _deadline(120):
         status, err = in_process("train", *opts, "--output", tmp_path / "strict")

@@ -9,7 +9,7 @@ import shutil
 from botnet.engine.data_identity import data_identity, describe_changes
 from train_helpers import write_image_folder
 
-SMALL = ["--epochs", "1", "--img-size", "32", "--batch-size", "4", "--workers", "0"]
+SMALL = ["--epochs", "1", "--image-size", "32", "--batch-size", "4", "--workers", "0"]
 
 
 def test_resume_follows_the_data_and_refuses_other_files(tmp_path, monkeypatch, cli):

@@ -8,7 +8,7 @@ from botnet.engine.validate import GIB, check_number, check_pair, check_side, fl
 
 
 def test_flag_spelling():
-    assert flag("img_size") == "--img-size"
+    assert flag("image_size") == "--image-size"
     assert flag("--panel") == "--panel"
 
 
@@ -48,7 +48,7 @@ def test_integer_options():
 
 def test_optional_none():
     assert check_number("--clip-grad", None, minimum=0, optional=True) is None
-    assert check_side("--img-size", None, optional=True) is None
+    assert check_side("--image-size", None, optional=True) is None
 
 
 def test_pair():
@@ -70,16 +70,16 @@ def test_max_side_is_the_largest_that_fits(bpp, count, gib):
 
 def test_side_bound_tied_to_memory():
     largest = max_side()
-    assert check_side("--img-size", largest) == largest
+    assert check_side("--image-size", largest) == largest
     with pytest.raises(ValueError) as err:
-        check_side("--img-size", 100000)
+        check_side("--image-size", 100000)
     message = str(err.value)
     # 100000^2 pixels * 12 bytes = 111.76 GiB
-    assert message.startswith("--img-size 100000 is too large: one image of 100000x100000 pixels would need 112 GiB")
+    assert message.startswith("--image-size 100000 is too large: one image of 100000x100000 pixels would need 112 GiB")
     assert f"use at most {largest}" in message
     with pytest.raises(ValueError, match="--panel 100000 is too large: 3 images"):
         check_side("--panel", 100000, count=3, bytes_per_pixel=3)
     with pytest.raises(ValueError, match="--panel must be >= 32, got 8"):
         check_side("--panel", 8, minimum=32)
-    with pytest.raises(ValueError, match="--img-size must be a finite number >= 1"):
-        check_side("--img-size", math.inf)
+    with pytest.raises(ValueError, match="--image-size must be a finite number >= 1"):
+        check_side("--image-size", math.inf)

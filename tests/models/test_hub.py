@@ -12,7 +12,8 @@ import pytest
 from huggingface_hub import constants
 
 import botnet
-from botnet.models import WeightsSourceError, hub
+from botnet.models import WeightsSourceError
+from botnet.models.weights import hub
 
 TAG = "botnet26t_256.c1_in1k"
 SHA = "0123456789abcdef0123456789abcdef01234567"

@@ -5,8 +5,7 @@ from __future__ import annotations
 import torchvision
 
 from botnet.models import known_sources
-from botnet.models.hub import TIMM_TAGS
-from botnet.models.sources import torchvision_preprocessing
+from botnet.models.weights import TIMM_TAGS, torchvision_preprocessing
 
 
 def test_torchvision_rows_match_torchvision_metadata():

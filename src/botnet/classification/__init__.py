@@ -10,7 +10,7 @@ __all__ = lazy_exports(
     {
         "config": ("TrainConfig",),
         "evaluate": ("evaluate",),
-        "checkpoints": ("evaluate_checkpoint",),
+        "task": ("CLASSIFICATION", "ClassificationTask", "evaluate_checkpoint"),
         "trainer": ("train",),
     },
 )

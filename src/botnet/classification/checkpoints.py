@@ -1,5 +1,5 @@
-"""A classification checkpoint: loading it to predict, export or draw attention, and evaluating it (top-1, balanced and
-per-class accuracy) on its own validation data or an ImageFolder. The evaluation itself is :mod:`.evaluate`.
+"""A classification checkpoint: loading it to predict, export or draw attention, and its metrics (top-1, balanced
+and per-class accuracy) on its own validation data or an ImageFolder. The evaluation loop itself is :mod:`.evaluate`.
 """
 
 from __future__ import annotations
@@ -10,17 +10,16 @@ from typing import Any
 from ..data.folder import DataError
 from ..data.split import image_folder_splits
 from ..engine import checkpoint as ckpt
-from ..engine.config import BUILTIN, build_config
+from ..engine.config import BUILTIN
 from ..engine.data import eval_loader
-from ..engine.distributed import auto_workers, cleanup, local_world_size, setup
-from ..engine.reporting import log, result_path, write_result
+from ..engine.distributed import DistInfo
+from ..engine.reporting import log
 from ..models.botnet import BoTNet
 from ..models.config import BoTNetConfig
 from ..models.weights import load_weights
 from .config import TrainConfig
 from .data import Preprocess, build_datasets
 from .evaluate import evaluate
-from .metrics import CONFUSION_FILE, plot_confusion
 
 
 def load_checkpoint_model(path: str | Path, *, ema: bool = False, expect_model: str | None = None) -> tuple:
@@ -67,85 +66,53 @@ def _check_classes(names: list[str], expected: list[str], where: str, ckpt_dir: 
     )
 
 
-def evaluate_checkpoint(
-    path: str | Path,
-    data: str | None = None,
+def checkpoint_metrics(
+    net: BoTNet,
+    meta: dict[str, Any],
+    ckpt_dir: Path,
+    run_cfg: TrainConfig | None,
+    data: str | None,
+    info: DistInfo,
     *,
-    model: str | None = None,
-    ema: bool = False,
-    batch_size: int = 64,
-    workers: int | None = None,
-    device: str = "auto",
-    amp: str = "none",
-    output: str | Path | None = None,
-) -> dict[str, Any]:
-    """Top-1 / top-5, balanced and per-class accuracy and the confusion matrix of a checkpoint.
-
-    ``path`` is a checkpoint or a weights file with what inference needs (see :func:`load_checkpoint_model`).
-    Writes the result as JSON to ``output`` (default: ``eval.json`` in the run that owns the checkpoint,
-    ``<file>_eval.json`` beside a weights file) and the
-    confusion matrix as a PNG beside it (``eval_confusion.png``). The result's ``integrity`` says whether the
-    checkpoint's files were verified against its manifest (:func:`botnet.engine.checkpoint.integrity_status`).
-    ``data`` without a ``val/`` folder is evaluated on the images a run on it would hold out (the run's
-    ``val_fraction`` and ``seed``).
-    """
-    info = setup(device)
-    if workers is None:
-        workers = auto_workers(info.device, local_world_size())
-    try:
-        net, meta, ckpt_dir = load_checkpoint_model(path, ema=ema, expect_model=model)
-        if output is None and ckpt_dir.is_file():  # a weights file on its own: its result beside it, named after it
-            output = ckpt_dir.with_name(f"{ckpt_dir.stem}_eval.json")
-        output = result_path(output, ckpt_dir)  # refused now, not after the evaluation
-        net.to(info.device)
-        p = meta["preprocess"] or {}
-        pre = Preprocess(p["img_size"], p["crop_pct"], tuple(p["mean"]), tuple(p["std"]), p["interpolation"])
-        cfg_file = ckpt_dir / ckpt.CONFIG_FILE
-        run_cfg = build_config(cfg_file, config_cls=TrainConfig) if ckpt_dir.is_dir() and cfg_file.exists() else None
-        if data is None or data == BUILTIN:
-            if run_cfg is None:
-                what = "is a weights file without a run's" if ckpt_dir.is_file() else "has no"
-                raise ValueError(f"{ckpt_dir} {what} config.yaml to find its data; pass --data DIR")
-            if data == BUILTIN:
-                run_cfg = run_cfg.replace(data=BUILTIN)
-            _, val = build_datasets(run_cfg.replace(workers=workers), pre, train=False, info=info)
-            where = "the built-in dataset" if run_cfg.builtin_data else f"{run_cfg.data}/{val.split}"
-        else:  # without val/, the images the run held out if it trained on this folder
-            split = run_cfg or TrainConfig()
-            _, val, notes = image_folder_splits(
-                data,
-                None,
-                pre.eval_transform(),
-                val_fraction=split.val_fraction,
-                seed=split.seed,
-                need_train=False,
-                tensors=True,
-                hint=" (the run's val_fraction)" if run_cfg else " (the default val_fraction: no run config)",
-            )
-            for note in notes:
-                log(note, enabled=info.is_main)
-            where = f"{data}/{val.split}"
-        _check_classes(list(val.classes), meta["class_names"], where, ckpt_dir)
-        loader = eval_loader(val, batch_size, workers, info)
-        m = evaluate(net, loader, info, amp=amp, num_classes=len(val.classes), desc="eval")
-        names = meta["class_names"]
-        result = {
-            "checkpoint": str(ckpt_dir),
-            "model": meta["model"],
-            "weights": "ema" if ema else "model",
-            "data": where,
-            "integrity": ckpt.integrity_status(ckpt_dir),
-            **{k: m[k] for k in ("top1", "balanced_accuracy", "top5", "loss", "images", "bad_images")},
-            "per_class_accuracy": dict(zip(names, m["per_class_accuracy"], strict=True)),
-            "per_class_images": {name: sum(row) for name, row in zip(names, m["confusion"], strict=True)},
-            "confusion_matrix": m["confusion"],
-        }
-        if info.is_main:
-            png = output.with_name(f"{output.stem}_{CONFUSION_FILE}")
-            title = f"{meta['model']} on {where}: top-1 {m['top1']:.2f}%, balanced {m['balanced_accuracy']:.2f}%"
-            plot_confusion(m["confusion"], names, png, title=title)
-            result["confusion_png"] = str(png)
-            result["output"] = write_result(result, output, ckpt_dir)
-        return result
-    finally:
-        cleanup()
+    batch_size: int,
+    workers: int,
+    amp: str,
+) -> tuple[str, dict[str, Any]]:
+    """``(where, metrics)``: top-1 / top-5, balanced and per-class accuracy and the confusion matrix of a loaded
+    checkpoint on its run's validation data (``data`` None) or an ImageFolder; ``data`` without a ``val/`` folder
+    is evaluated on the images a run on it would hold out (the run's ``val_fraction`` and ``seed``)."""
+    p = meta["preprocess"] or {}
+    pre = Preprocess(p["img_size"], p["crop_pct"], tuple(p["mean"]), tuple(p["std"]), p["interpolation"])
+    if data is None or data == BUILTIN:
+        if run_cfg is None:
+            what = "is a weights file without a run's" if ckpt_dir.is_file() else "has no"
+            raise ValueError(f"{ckpt_dir} {what} config.yaml to find its data; pass --data DIR")
+        if data == BUILTIN:
+            run_cfg = run_cfg.replace(data=BUILTIN)
+        _, val = build_datasets(run_cfg.replace(workers=workers), pre, train=False, info=info)
+        where = "the built-in dataset" if run_cfg.builtin_data else f"{run_cfg.data}/{val.split}"
+    else:  # without val/, the images the run held out if it trained on this folder
+        split = run_cfg or TrainConfig()
+        _, val, notes = image_folder_splits(
+            data,
+            None,
+            pre.eval_transform(),
+            val_fraction=split.val_fraction,
+            seed=split.seed,
+            need_train=False,
+            tensors=True,
+            hint=" (the run's val_fraction)" if run_cfg else " (the default val_fraction: no run config)",
+        )
+        for note in notes:
+            log(note, enabled=info.is_main)
+        where = f"{data}/{val.split}"
+    _check_classes(list(val.classes), meta["class_names"], where, ckpt_dir)
+    loader = eval_loader(val, batch_size, workers, info)
+    m = evaluate(net, loader, info, amp=amp, num_classes=len(val.classes), desc="eval")
+    names = meta["class_names"]
+    return where, {
+        **{k: m[k] for k in ("top1", "balanced_accuracy", "top5", "loss", "images", "bad_images")},
+        "per_class_accuracy": dict(zip(names, m["per_class_accuracy"], strict=True)),
+        "per_class_images": {name: sum(row) for name, row in zip(names, m["confusion"], strict=True)},
+        "confusion_matrix": m["confusion"],
+    }

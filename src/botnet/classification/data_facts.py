@@ -2,8 +2,8 @@
 
 An ImageFolder is scanned and split exactly as training will split it; its image sizes come from file headers
 (:mod:`botnet.data.describe`) and the mirror correlation from a few hundred images decoded at 16 x 16
-(:mod:`botnet.data.symmetry`): well under a second for the datasets in the README. The built-in dataset is described
-the same way, from images drawn by its generator.
+(:mod:`botnet.data.symmetry`): well under a second for the datasets of docs/validation.md. The built-in dataset is
+described the same way, from images drawn by its generator.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class DataFacts:
 def read_facts(cfg: TrainConfig, *, announce: bool = True) -> DataFacts:
     """The facts of ``cfg.data``'s training split (the ImageFolder's, or the built-in dataset's)."""
     if cfg.builtin_data:
-        return shapes_facts(cfg.shapes_train, cfg.seed, cfg.img_size or SHAPES_SIDE)
+        return shapes_facts(cfg.shapes_train, cfg.seed, cfg.image_size or SHAPES_SIDE)
     train, _, _ = image_folder_splits(
         cfg.data, None, None, val_fraction=cfg.val_fraction, seed=cfg.seed, max_pixels=cfg.max_image_pixels
     )

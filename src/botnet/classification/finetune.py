@@ -7,11 +7,9 @@ import torch
 from torch import nn
 
 from ..engine.reporting import log
+from ..models.factory import create_model
 from ..models.finetune import finetune_param_groups, freeze
-from ..models.pretrained import load_pretrained
-from ..models.registry import create_model
-from ..models.sources import Weights, read_weights
-from ..models.transfer import TransferReport
+from ..models.weights import TransferReport, Weights, load_pretrained, read_weights
 from .config import TrainConfig
 
 
@@ -32,7 +30,7 @@ def load_source(cfg: TrainConfig, weights: Weights) -> tuple[nn.Module, Transfer
     """``cfg.model`` with the source's classifier, the weights loaded into it (errors name keys and models)."""
     torch.manual_seed(cfg.seed)  # what the source lacks (e.g. attention for a torchvision ResNet) starts seeded
     n, _ = source_classes(weights)
-    model = create_model(cfg.model, num_classes=n, img_size=cfg.img_size, **cfg.model_args)
+    model = create_model(cfg.model, num_classes=n, img_size=cfg.image_size, **cfg.model_args)
     report = load_pretrained(model, weights, strict=cfg.pretrained_strict)
     return model, report
 

@@ -4,7 +4,7 @@ with ``--pretrained``, the weights' source.
 Every option left at auto gets its value from one rule over what the training data looks like (:class:`DataFacts`:
 image count, image size, classes, whether the classes look alike mirrored) and prints it with its reason; the built-in
 dataset goes through the same rules. Training from scratch and fine-tuning (``--pretrained``) differ in a few rules,
-each stated below with the measurement it rests on (README, "Your own data").
+each stated below with the measurement it rests on (docs/defaults.md).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ FLIP_MIN_MIRROR = 0.6
 EVAL_CROP_PCT = 0.875  # eval centre crop of images larger than the training size (ImageNet's)
 
 # Fine-tuning from pretrained weights (--pretrained), measured on scikit-learn's digits (1300 train / 497 val images
-# at 32 px, 5 epochs, batch 64) from botnet_tiny trained on the built-in shapes (README, "Pretrained weights and
+# at 32 px, 5 epochs, batch 64) from botnet_tiny trained on the built-in shapes (docs/models.md, "Pretrained weights and
 # fine-tuning"): SGD at 0.16 per 256 images reached 61.0 % top-1, at 0.04 per 256 35.8 %. AdamW keeps its
 # from-scratch rule (not measured). Learning rates scale linearly with the global batch.
 FINETUNE_SGD_LR_PER_256 = 0.16
@@ -114,12 +114,12 @@ def flip(facts: DataFacts) -> Auto:
     return 0.0, f"off: mirrored images do not look like their class ({measured} < {FLIP_MIN_MIRROR})"
 
 
-def eval_crop(side: float | None, img_size: int) -> Auto:
+def eval_crop(side: float | None, image_size: int) -> Auto:
     """The eval centre-crop fraction: none for images no larger than the network's input (they are scaled up
     whole), ImageNet's 0.875 for larger ones."""
-    if side is not None and side <= img_size:
-        return 1.0, f"images ({side:g} px) are no larger than the input ({img_size} px): scaled whole"
-    return EVAL_CROP_PCT, f"images larger than the input ({img_size} px): ImageNet's centre crop"
+    if side is not None and side <= image_size:
+        return 1.0, f"images ({side:g} px) are no larger than the input ({image_size} px): scaled whole"
+    return EVAL_CROP_PCT, f"images larger than the input ({image_size} px): ImageNet's centre crop"
 
 
 def data_rules(cfg: TrainConfig, facts: DataFacts, world_size: int) -> tuple[TrainConfig, dict[str, str]]:
@@ -134,7 +134,7 @@ def data_rules(cfg: TrainConfig, facts: DataFacts, world_size: int) -> tuple[Tra
 
     rules = [
         (
-            "img_size",
+            "image_size",
             lambda c: fit_image_size(
                 facts.side, stride=stride, smallest=2 * stride, largest=model_cfg.input_size[0], what="median side"
             ),
@@ -144,7 +144,7 @@ def data_rules(cfg: TrainConfig, facts: DataFacts, world_size: int) -> tuple[Tra
             lambda c: cap_batch(DEFAULT_BATCH, facts.images, processes=world_size, accumulate=c.accumulate),
         ),
         ("hflip", lambda c: flip(facts)),
-        ("crop_pct", lambda c: eval_crop(facts.side, c.img_size)),
+        ("crop_pct", lambda c: eval_crop(facts.side, c.image_size)),
         ("ratio", lambda c: aspect_range(facts.aspect)),
     ]
     if cfg.pretrained:
@@ -186,9 +186,9 @@ def resolve(
     get_config(cfg.model)  # raises a clear error for an unknown name
     src = source_pre or {}
     reasons: dict[str, str] = {}
-    if src.get("input_size") and cfg.img_size is None:
-        cfg = cfg.replace(img_size=int(src["input_size"][-1]))
-        reasons["img_size"] = "the pretrained weights' input size"
+    if src.get("input_size") and cfg.image_size is None:
+        cfg = cfg.replace(image_size=int(src["input_size"][-1]))
+        reasons["image_size"] = "the pretrained weights' input size"
     if src.get("crop_pct") and cfg.crop_pct is None:
         cfg = cfg.replace(crop_pct=src["crop_pct"])
         reasons["crop_pct"] = "the pretrained weights' eval crop"
@@ -198,7 +198,7 @@ def resolve(
         std=cfg.std or tuple(src.get("std") or IMAGENET_STD),
         workers=cfg.workers if cfg.workers is not None else auto_workers(info.device, local_world_size()),
     )
-    data_auto = ("img_size", "batch_size", "hflip", "crop_pct", "ratio", "lr", "epochs", "warmup_epochs", "scale")
+    data_auto = ("image_size", "batch_size", "hflip", "crop_pct", "ratio", "lr", "epochs", "warmup_epochs", "scale")
     if any(getattr(cfg, name) is None for name in (*data_auto, "backbone_lr_scale")):
         if facts is None:
             facts = read_facts(cfg, announce=announce and info.is_main)
@@ -206,5 +206,5 @@ def resolve(
         reasons.update(chosen)
         if announce and info.is_main:
             log("recipe (auto values; set any option to override):\n" + "\n".join(recipe_lines(cfg, reasons)))
-    pre = Preprocess(cfg.img_size, cfg.crop_pct, tuple(cfg.mean), tuple(cfg.std), cfg.interpolation)
+    pre = Preprocess(cfg.image_size, cfg.crop_pct, tuple(cfg.mean), tuple(cfg.std), cfg.interpolation)
     return cfg.validate(), pre, reasons

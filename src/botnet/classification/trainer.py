@@ -16,49 +16,26 @@ from torch.utils.data import Dataset
 from ..data.tensor_augment import normalize_batch
 from ..data.transforms import BatchMix
 from ..engine.data import eval_loader
-from ..engine.distributed import DistInfo, autocast, cleanup, setup
+from ..engine.distributed import DistInfo, autocast
 from ..engine.loop import Trainer
-from ..engine.reporting import Curves, log
-from ..models.pretrained import source_preprocessing
-from ..models.registry import create_model
+from ..engine.reporting import log
+from ..models.factory import create_model
+from ..models.weights import source_preprocessing
 from . import finetune
 from .config import TrainConfig
 from .data import build_datasets
 from .evaluate import evaluate
 from .metrics import CONFUSION_FILE, plot_confusion
 from .recipe import resolve
+from .task import CLASSIFICATION
 
 __all__ = ["ClassificationTrainer", "train"]
 
-
-def train(
-    cfg: TrainConfig,
-    *,
-    resume: bool = False,
-    overwrite: bool = False,
-    model_fn: Callable[[int], nn.Module] | None = None,
-) -> dict[str, Any]:
-    """Train ``cfg.model`` as ``cfg`` says; returns the final metrics. Joins torchrun's process group if any.
-
-    ``model_fn(num_classes)`` trains another network through the same loop (e.g. torchvision's resnet50 in
-    benchmarks); its checkpoints hold its weights but cannot be rebuilt by ``botnet eval``.
-    """
-    info = setup(cfg.device)
-    try:
-        with ClassificationTrainer(cfg, info, resume=resume, overwrite=overwrite, model_fn=model_fn) as trainer:
-            return trainer.fit()
-    finally:
-        cleanup()
+train = CLASSIFICATION.train  # train(cfg, resume=False, overwrite=False, model_fn=None): a run's final metrics
 
 
 class ClassificationTrainer(Trainer):
-    best_metric = "val_top1"
-    curves = Curves(
-        (("val_top1", "val top-1"), ("val_top5", "val top-5"), ("val_balanced_acc", "val balanced"),
-         ("ema_val_top1", "EMA val top-1")),
-        ylabel="accuracy (%)",
-        title="validation accuracy",
-    )  # fmt: skip
+    task = CLASSIFICATION
 
     def __init__(
         self, cfg: TrainConfig, info: DistInfo, *, resume: bool, overwrite: bool, model_fn: Callable | None = None
@@ -73,7 +50,7 @@ class ClassificationTrainer(Trainer):
         # run takes its weights from its checkpoint, and its preprocessing from config.yaml (the source is read again
         # only for preprocessing options left at auto, as when the library is called with the original options).
         preprocessing_auto = any(
-            getattr(cfg, k) is None for k in ("img_size", "crop_pct", "interpolation", "mean", "std")
+            getattr(cfg, k) is None for k in ("image_size", "crop_pct", "interpolation", "mean", "std")
         )
         if cfg.pretrained and (not self.resuming or preprocessing_auto):
             self.source = finetune.read_source(cfg, verbose=self.info.is_main)
@@ -99,7 +76,7 @@ class ClassificationTrainer(Trainer):
             head = finetune.fit_head(model, self.report, self.source, self.classes)
             log(f"{self.report.summary()}\n  {head}", enabled=self.info.is_main)
         else:
-            model = create_model(cfg.model, num_classes=len(self.classes), img_size=cfg.img_size, **cfg.model_args)
+            model = create_model(cfg.model, num_classes=len(self.classes), img_size=cfg.image_size, **cfg.model_args)
         finetune.apply_freeze(model, cfg, verbose=self.info.is_main)
         return model
 

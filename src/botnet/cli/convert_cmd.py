@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if Path(args.output).exists() and not args.overwrite:
         raise ValueError(f"{args.output} exists; choose another file or pass --overwrite")
     names = read_names(args.class_names) if args.class_names else None
-    from ..models.convert import convert_weights
+    from ..models.weights import convert_weights
 
     strict = args.strict == "true"
     result = convert_weights(args.source, args.output, model=args.model, strict=strict, class_names=names)

@@ -9,31 +9,24 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..engine.config import RESUMABLE_CHANGES, add_arguments
 from ..engine.outputs import check_output
 from .eval_cmd import add_eval_options, eval_options
 from .predict_cmd import add_max_pixels, report_failed
-from .train_cmd import check_run_output, config_from_args
+from .train_cmd import add_training_arguments
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("detect", help="detection and instance segmentation", description=__doc__)
     tasks = p.add_subparsers(dest="detect_command", required=True, metavar="ACTION")
 
-    from ..detection.config import DetectConfig
+    from ..detection.task import DETECTION
 
     t = tasks.add_parser(
         "train",
         help="train a detector (built-in shapes data by default)",
         description="Train a detector. Options come from the defaults, then --config FILE (YAML), then the flags.",
     )
-    t.add_argument("--config", metavar="FILE", help="YAML file of options (flags override it)")
-    t.add_argument(
-        "--resume", metavar="DIR", help="continue the run in DIR (or the run of DIR/last, DIR/best) where it stopped"
-    )
-    t.add_argument("--overwrite", action="store_true", help="replace the run already in the output directory")
-    add_arguments(t.add_argument_group("options (also YAML keys, with _ for -)"), DetectConfig)
-    t.set_defaults(run=run_train)
+    add_training_arguments(t, DETECTION)
 
     e = tasks.add_parser("eval", help="COCO box / mask AP of a checkpoint")
     e.add_argument("--checkpoint", required=True, metavar="PATH", help="a run directory, its last/ or best/")
@@ -63,22 +56,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ls.set_defaults(run=run_list)
 
 
-def run_train(args: argparse.Namespace) -> int:
-    from ..detection.config import DetectConfig
-
-    cfg = config_from_args(args, DetectConfig, RESUMABLE_CHANGES)  # bad options are reported before torch loads
-    check_run_output(cfg, args, cfg.weights_backbone, cfg.weights)
-    from ..detection.trainer import detect_train
-
-    detect_train(cfg, resume=bool(args.resume), overwrite=args.overwrite)
-    return 0
-
-
 def run_eval(args: argparse.Namespace) -> int:
-    from ..detection.checkpoints import evaluate_detection_checkpoint
     from ..detection.coco_eval import format_metrics_table
+    from ..detection.task import DETECTION
 
-    r = evaluate_detection_checkpoint(args.checkpoint, args.data, split=args.split, **eval_options(args))
+    r = DETECTION.evaluate_checkpoint(args.checkpoint, args.data, split=args.split, **eval_options(args))
     if "output" in r:
         table = {t: {k: float("nan") if v is None else v for k, v in r[t].items()} for t in ("bbox", "segm") if t in r}
         print(

@@ -46,9 +46,9 @@ def eval_options(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..classification.checkpoints import evaluate_checkpoint
+    from ..classification.task import CLASSIFICATION
 
-    r = evaluate_checkpoint(args.checkpoint, args.data, model=args.model, **eval_options(args))
+    r = CLASSIFICATION.evaluate_checkpoint(args.checkpoint, args.data, model=args.model, **eval_options(args))
     if "output" in r:
         print(
             f"{r['model']} on {r['data']}: top-1 {r['top1']:.2f}%  balanced {r['balanced_accuracy']:.2f}%  "

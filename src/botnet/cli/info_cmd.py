@@ -32,7 +32,7 @@ def describe(name: str, size: tuple[int, int] | None = None) -> dict:
     import torch
 
     from ..models import count_macs, count_params, create_model, describe_model, get_config
-    from ..models.known_sources import known_sources
+    from ..models.weights import known_sources
 
     cfg = get_config(name)  # an unknown name is a ValueError with suggestions
     size = size or cfg.input_size

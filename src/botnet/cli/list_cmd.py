@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..models import describe_model, get_config, list_models
-from ..models.known_sources import known_sources
+from ..models import describe_model, get_config, known_sources, list_models
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -17,7 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    names = list_models(args.pattern)
+    names = list_models(args.pattern, task="classification")
     if args.pretrained:
         names = [n for n in names if known_sources(n)]
     if not names:

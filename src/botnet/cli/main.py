@@ -63,12 +63,10 @@ OTHER_SPELLINGS = {
     ("detect", "train"): {
         "--pretrained": "--weights-backbone SOURCE (classification weights for the backbone) or --weights RUN (a "
         "detection run, the whole detector)",
-        "--img-size": "--image-size",
     },
     ("train",): {
         "--weights-backbone": "--pretrained SOURCE",
         "--weights": "--pretrained SOURCE",
-        "--image-size": "--img-size",
     },
 }
 

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..classification.config import TrainConfig
+from ..classification.task import CLASSIFICATION
 from ..engine.config import (
     RESUMABLE_CHANGES,
     add_arguments,
@@ -30,6 +30,7 @@ from ..engine.config import (
 from ..engine.data_identity import resume_data_option
 from ..engine.layout import CONFIG_FILE, resolve_run_dir
 from ..engine.outputs import check_output
+from ..engine.task import Task
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -39,21 +40,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_training_arguments(p, CLASSIFICATION)
+
+
+def add_training_arguments(p: argparse.ArgumentParser, task: Task) -> None:
+    """The arguments of a task's training command: --config, --resume, --overwrite and one flag per option."""
     p.add_argument("--config", metavar="FILE", help="YAML file of options (flags override it)")
     p.add_argument(
         "--resume", metavar="DIR", help="continue the run in DIR (or the run of DIR/last, DIR/best) where it stopped"
     )
     p.add_argument("--overwrite", action="store_true", help="replace the run already in the output directory")
-    add_arguments(p.add_argument_group("options (also YAML keys, with _ for -)"), TrainConfig)
-    p.set_defaults(run=run)
+    add_arguments(p.add_argument_group("options (also YAML keys, with _ for -)"), task.options)
+    p.set_defaults(run=lambda args: run_training(args, task))
 
 
-def run(args: argparse.Namespace) -> int:
-    cfg = config_from_args(args, TrainConfig, RESUMABLE_CHANGES)  # bad options are reported before torch loads
-    check_run_output(cfg, args)
-    from ..classification.trainer import train
-
-    train(cfg, resume=bool(args.resume), overwrite=args.overwrite)
+def run_training(args: argparse.Namespace, task: Task) -> int:
+    """Train (or resume) a run of ``task``; bad options and outputs are reported before torch loads."""
+    cfg = config_from_args(args, task.options, RESUMABLE_CHANGES)
+    check_run_output(cfg, args, *(getattr(cfg, name) for name in task.weights_options))
+    task.train(cfg, resume=bool(args.resume), overwrite=args.overwrite)
     return 0
 
 
@@ -78,7 +83,7 @@ def config_from_args(args: argparse.Namespace, cls: type, resumable: tuple[str, 
             raise FileNotFoundError(f"cannot resume: run directory {run} does not exist")
         if not saved_file.is_file():
             raise FileNotFoundError(f"cannot resume: {saved_file} does not exist (is {run} a run directory?)")
-        saved = build_config(saved_file, config_cls=cls)
+        saved = build_config(saved_file, config_cls=cls, run_config=True)
         if not saved.builtin_data:  # the same data at another place is no change; other data is refused
             data, note = resume_data_option(run, saved.data, flags.pop("data", None))
             if note:
@@ -89,7 +94,7 @@ def config_from_args(args: argparse.Namespace, cls: type, resumable: tuple[str, 
         if "epochs" in changes and changes["epochs"] != saved.epochs:  # more epochs extend the run (re-planned)
             check_extension(run, saved.epochs, changes.pop("epochs"))
         check_resume_changes(saved, changes, resumable)
-        return build_config(saved_file, config_cls=cls, **{**flags, "output": str(run)})
+        return build_config(saved_file, config_cls=cls, run_config=True, **{**flags, "output": str(run)})
     if args.config:
         load_yaml(args.config, cls)  # errors name the file before anything else happens
     return build_config(args.config, config_cls=cls, **flags)

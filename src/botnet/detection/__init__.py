@@ -11,6 +11,7 @@ __all__ = lazy_exports(
     {
         "backbone": ("botnet_fpn_backbone", "load_backbone_weights", "replace_batchnorm"),
         "config": ("DetectConfig",),
+        "task": ("DETECTION", "DetectionTask"),
         "transform": ("FlooredResizeTransform",),
         "models": (
             "DETECTION_MODELS",

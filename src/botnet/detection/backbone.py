@@ -16,10 +16,8 @@ from torchvision.ops.feature_pyramid_network import ExtraFPNBlock, LastLevelMaxP
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from ..models.botnet import BoTNet
-from ..models.pretrained import load_pretrained
-from ..models.registry import create_model
-from ..models.sources import Weights, read_weights
-from ..models.transfer import TransferReport
+from ..models.factory import create_model
+from ..models.weights import TransferReport, Weights, load_pretrained, read_weights
 
 # Trainable from the last stage backwards, as torchvision counts them (5: everything, stem BN included).
 _LAYERS_FROM_TOP = ("layer4", "layer3", "layer2", "layer1", "conv1")
@@ -45,8 +43,8 @@ def botnet_fpn_backbone(
 
     Args:
         name: a model from :func:`botnet.models.list_models`.
-        weights: backbone weights: any weights SOURCE (see :mod:`botnet.models.sources`): a state dict, a file, a
-            ``botnet train`` run or checkpoint directory, ``timm:NAME.TAG``, ``torchvision:WEIGHTS`` or a
+        weights: backbone weights: any weights SOURCE (see :mod:`botnet.models.weights.sources`): a state dict, a
+            file, a ``botnet train`` run or checkpoint directory, ``timm:NAME.TAG``, ``torchvision:WEIGHTS`` or a
             :class:`~botnet.models.Weights` already read. The classifier is ignored and position tables of another
             reference size are resized; the load's report is kept as the returned module's ``pretrained_report``.
         trainable_layers: stages left trainable counting from c5 (0..5; 5 also trains the stem).
@@ -104,7 +102,7 @@ def replace_batchnorm(module: nn.Module, norm_layer: Callable[[int], nn.Module])
 
 
 def load_backbone_weights(body: BoTNet, source: WeightsSource) -> TransferReport:
-    """Load weights SOURCE (see :mod:`botnet.models.sources`) into a headless network and report what happened.
+    """Load weights SOURCE (see :mod:`botnet.models.weights.sources`) into a headless network and report what happened.
 
     The source's classifier is reported unused; for a torchvision ResNet the attention weights it never had are
     reported as not in the source, and position tables of another reference size are resized.

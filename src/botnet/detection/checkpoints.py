@@ -1,5 +1,5 @@
-"""A detection checkpoint: the metadata it stores, loading it to predict or export, and evaluating it with COCO AP on
-a dataset (the run's own validation split by default). The evaluation itself is :mod:`botnet.detection.evaluate`.
+"""A detection checkpoint: the metadata it stores, loading it to predict or export, and its COCO AP on a dataset (the
+run's own validation split by default). The evaluation loop itself is :mod:`botnet.detection.evaluate`.
 """
 
 from __future__ import annotations
@@ -15,22 +15,13 @@ from ..data.det_transforms import collate_detection
 from ..data.folder import DataError
 from ..data.split import VAL_FOLDERS
 from ..engine import checkpoint as ckpt
-from ..engine.config import BUILTIN, build_config
+from ..engine.config import BUILTIN
 from ..engine.data import eval_loader
-from ..engine.distributed import (
-    auto_workers,
-    cleanup,
-    local_world_size,
-    setup,
-)
-from ..engine.reporting import result_path, write_result
+from ..engine.distributed import DistInfo
 from ..models.weights import load_weights, read_metadata
 from .coco_eval import IOU_TYPES
 from .config import DetectConfig
 from .data import build_detection_datasets
-
-# ----------------------------------------------------------------------------------------------------------------
-# Evaluation
 from .evaluate import evaluate_detection
 from .models import create_detection_model
 
@@ -75,66 +66,45 @@ def load_detection_checkpoint(path: str | Path, *, ema: bool = False) -> tuple[n
     return model.eval(), meta, ckpt_dir
 
 
-def evaluate_detection_checkpoint(
-    path: str | Path,
-    data: str | None = None,
+def checkpoint_metrics(
+    model: nn.Module,
+    meta: dict[str, Any],
+    ckpt_dir: Path,
+    run_cfg: DetectConfig | None,
+    data: str | None,
+    info: DistInfo,
     *,
+    batch_size: int,
+    workers: int,
+    amp: str,
     split: str | None = None,
-    ema: bool = False,
-    batch_size: int = 2,
-    workers: int | None = None,
-    device: str = "auto",
-    amp: str = "none",
-    output: str | Path | None = None,
-) -> dict[str, Any]:
-    """COCO box / mask AP of a detection checkpoint on a COCO-format dataset (default: the run's own val split).
-
-    Writes the result as JSON to ``output`` (default ``<run dir>/eval.json``) and returns it.
-    """
-    info = setup(device)
-    try:
-        model, meta, ckpt_dir = load_detection_checkpoint(path, ema=ema)
-        output = result_path(output, ckpt_dir)  # refused now, not after the evaluation
-        model.to(info.device)
-        cfg_file = ckpt_dir / ckpt.CONFIG_FILE
-        run_cfg = build_config(cfg_file, config_cls=DetectConfig) if cfg_file.exists() else None
-        if data is None or data == BUILTIN:  # the run's own data, or the built-in dataset
-            if run_cfg is None:
-                raise ValueError(f"{ckpt_dir} has no config.yaml to find its data; pass --data DIR")
-            cfg = run_cfg if data is None else run_cfg.replace(data=BUILTIN)
-        else:
-            cfg = (run_cfg or DetectConfig(model=meta["model"])).replace(data=str(data))
-        cfg = cfg.replace(
-            val_split=split or cfg.val_split,
-            workers=workers if workers is not None else auto_workers(info.device, local_world_size()),
+) -> tuple[str, dict[str, Any]]:
+    """``(where, metrics)``: COCO box / mask AP of a loaded detection checkpoint on a COCO-format dataset (``data``
+    None: the run's own validation split; ``split``: another split of it)."""
+    if data is None or data == BUILTIN:  # the run's own data, or the built-in dataset
+        if run_cfg is None:
+            raise ValueError(f"{ckpt_dir} has no config.yaml to find its data; pass --data DIR")
+        cfg = run_cfg if data is None else run_cfg.replace(data=BUILTIN)
+    else:
+        cfg = (run_cfg or DetectConfig(model=meta["model"])).replace(data=str(data))
+    cfg = cfg.replace(val_split=split or cfg.val_split, workers=workers)
+    _, val = build_detection_datasets(cfg, info, train=False, holdout=split is None)
+    if val.classes != meta["class_names"] or val.cat_ids != meta["category_ids"]:
+        raise DataError(
+            f"the checkpoint {ckpt_dir} detects {len(meta['class_names'])} categories "
+            f"{list(zip(meta['category_ids'], meta['class_names'], strict=True))[:8]}, the annotation file "
+            f"{val.ann_file} has {len(val.classes)}: {list(zip(val.cat_ids, val.classes, strict=True))[:8]} "
+            "(id, name); evaluate on data with the same categories"
         )
-        _, val = build_detection_datasets(cfg, info, train=False, holdout=split is None)
-        if val.classes != meta["class_names"] or val.cat_ids != meta["category_ids"]:
-            raise DataError(
-                f"the checkpoint {ckpt_dir} detects {len(meta['class_names'])} categories "
-                f"{list(zip(meta['category_ids'], meta['class_names'], strict=True))[:8]}, the annotation file "
-                f"{val.ann_file} has {len(val.classes)}: {list(zip(val.cat_ids, val.classes, strict=True))[:8]} "
-                "(id, name); evaluate on data with the same categories"
-            )
-        loader = eval_loader(val, batch_size, cfg.workers, info, collate_fn=collate_detection)
-        m = evaluate_detection(model, loader, val, info, amp=amp, desc="eval")
-        where = "the built-in dataset" if cfg.builtin_data else str(val.ann_file)
-        if val.ann_file.name not in {f"instances_{s}.json" for s in (cfg.val_split, *VAL_FOLDERS)}:
-            where += f" ({100 * cfg.val_fraction:.3g}% of its images held out, seed {cfg.seed})"
-        result = {
-            "checkpoint": str(ckpt_dir),
-            "model": meta["model"],
-            "weights": "ema" if ema else "model",
-            "data": where,
-            "integrity": ckpt.integrity_status(ckpt_dir),
-            **{t: _nan_to_none(m[t]) for t in IOU_TYPES if t in m},
-            **{k: m[k] for k in ("images", "bad_images", "detections", "seconds_per_image")},
-        }
-        if info.is_main:
-            result["output"] = write_result(result, output, ckpt_dir)
-        return result
-    finally:
-        cleanup()
+    loader = eval_loader(val, batch_size, cfg.workers, info, collate_fn=collate_detection)
+    m = evaluate_detection(model, loader, val, info, amp=amp, desc="eval")
+    where = "the built-in dataset" if cfg.builtin_data else str(val.ann_file)
+    if val.ann_file.name not in {f"instances_{s}.json" for s in (cfg.val_split, *VAL_FOLDERS)}:
+        where += f" ({100 * cfg.val_fraction:.3g}% of its images held out, seed {cfg.seed})"
+    return where, {
+        **{t: _nan_to_none(m[t]) for t in IOU_TYPES if t in m},
+        **{k: m[k] for k in ("images", "bad_images", "detections", "seconds_per_image")},
+    }
 
 
 def _nan_to_none(metrics: dict[str, float]) -> dict[str, float | None]:

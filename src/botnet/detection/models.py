@@ -22,7 +22,8 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from ..models.registry import unknown_name
+from ..models.registry import list_models, model_entry, register_model
+from ..models.weights import TIMM_TAGS
 from .backbone import WeightsSource, botnet_fpn_backbone
 from .transform import FlooredResizeTransform
 
@@ -188,10 +189,11 @@ def _with_defaults(defaults: dict[str, Any], kwargs: dict[str, Any]) -> dict[str
 
 PAPER_IMAGE_SIZE = 1024  # the paper's detection input (section 5); the small detector's is in TINY
 
-# The registered detectors: each backbone network with each head, a builder generated per pair (the module's
-# attributes of the same name, e.g. ``maskrcnn_botnet50_fpn``); the small one carries its :data:`TINY` defaults.
+# The detectors, registered in the model registry under task "detection": each backbone network with each head, a
+# builder generated per pair (the module's attributes of the same name, e.g. ``maskrcnn_botnet50_fpn``); the small
+# one carries its :data:`TINY` defaults.
 PAPER_BACKBONES = ("botnet50", "botnet101", "botnet152", "botnet200", "resnet50", "resnet101", "resnet152", "resnet200")
-TIMM_FAMILY_BACKBONES = ("botnet26t_256", "sebotnet33ts_256", "eca_botnext26ts_256")  # weights: timm:... sources
+TIMM_FAMILY_BACKBONES = tuple(TIMM_TAGS)  # timm's networks with published weights (timm:NAME.TAG sources)
 DETECTOR_BACKBONES = (*PAPER_BACKBONES, "botnet_tiny", *TIMM_FAMILY_BACKBONES)
 _HEADS = {"maskrcnn": ("Mask R-CNN", "maskrcnn_botnet_fpn"), "fasterrcnn": ("Faster R-CNN", "fasterrcnn_botnet_fpn")}
 
@@ -204,7 +206,7 @@ def _preset_builder(kind: str, backbone: str) -> Callable[..., nn.Module]:
         return base(backbone, **_with_defaults(defaults, kwargs))
 
     head, generic = _HEADS[kind]
-    build.kind, build.backbone, build.defaults = kind, backbone, defaults  # what the registry answers from
+    build.kind, build.backbone, build.defaults = kind, backbone, defaults  # what the lookups below answer from
     build.__name__ = build.__qualname__ = f"{kind}_{backbone}_fpn"
     build.__doc__ = (
         f"{head} on the small ``botnet_tiny`` backbone (c5 at stride 32) with narrow heads, for 128 px images."
@@ -214,9 +216,23 @@ def _preset_builder(kind: str, backbone: str) -> Callable[..., nn.Module]:
     return build
 
 
-DETECTION_MODELS: dict[str, Callable[..., nn.Module]] = {
-    f"{kind}_{b}_fpn": _preset_builder(kind, b) for kind in _HEADS for b in DETECTOR_BACKBONES
-}
+for _kind in _HEADS:
+    for _backbone in DETECTOR_BACKBONES:
+        _build = _preset_builder(_kind, _backbone)
+        register_model(_build.__name__, description=_build.__doc__, task="detection", builder=_build)
+
+
+def list_detection_models() -> list[str]:
+    """Names accepted by :func:`create_detection_model` (and ``botnet detect train --model``)."""
+    return list_models(task="detection")
+
+
+def _builder(name: str) -> Callable[..., nn.Module]:
+    return model_entry(name, task="detection").builder
+
+
+# The registered detectors' builders by name.
+DETECTION_MODELS: dict[str, Callable[..., nn.Module]] = {name: _builder(name) for name in list_detection_models()}
 
 
 def __getattr__(name: str) -> Callable[..., nn.Module]:
@@ -224,18 +240,6 @@ def __getattr__(name: str) -> Callable[..., nn.Module]:
     if name in DETECTION_MODELS:
         return DETECTION_MODELS[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def list_detection_models() -> list[str]:
-    """Names accepted by :func:`create_detection_model` (and ``botnet detect train --model``)."""
-    return sorted(DETECTION_MODELS)
-
-
-def _builder(name: str) -> Callable[..., nn.Module]:
-    try:
-        return DETECTION_MODELS[name]
-    except KeyError:
-        raise unknown_name("detection model", name, list_detection_models()) from None
 
 
 def create_detection_model(name: str, **kwargs: Any) -> nn.Module:

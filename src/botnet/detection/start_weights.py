@@ -16,9 +16,7 @@ from typing import Any
 from torch import nn
 
 from ..engine import checkpoint as ckpt
-from ..models.sources import read_file
-from ..models.transfer import TransferReport, apply_state_dict
-from ..models.weights import read_metadata
+from ..models.weights import TransferReport, apply_state_dict, read_file, read_metadata
 
 CLASS_LAYERS = ("roi_heads.box_predictor.", "roi_heads.mask_predictor.mask_fcn_logits.")  # sized by the classes
 MASK_LAYERS = ("roi_heads.mask_head.", "roi_heads.mask_predictor.")  # only a Mask R-CNN has them

@@ -13,9 +13,9 @@ from torch.utils.data import Dataset
 from ..data.det_transforms import collate_detection
 from ..data.folder import BadSample
 from ..engine.data import eval_loader
-from ..engine.distributed import autocast, cleanup, setup
+from ..engine.distributed import autocast
 from ..engine.loop import Trainer
-from ..engine.reporting import Curves, log
+from ..engine.reporting import log
 from .backbone import check_backbone_weights
 from .checkpoints import detection_metadata
 from .config import DetectConfig
@@ -25,34 +25,18 @@ from .models import DEFAULT_BACKBONE, backbone_name, create_detection_model
 from .predict import draw_detections
 from .recipe import resolve_detect
 from .start_weights import detector_source, load_detector_weights
+from .task import DETECTION
 
 TARGET_KEYS = ("boxes", "labels", "masks")  # what torchvision's detection models read from a target
 EVENT_IMAGES = 3  # validation images drawn with their detections in the event files, at every validation
 EVENT_SCORE = 0.3  # the lowest score drawn there (early in training few detections reach 0.5)
 
 
-def detect_train(cfg: DetectConfig, *, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
-    """Train a detector as ``cfg`` says; returns the final metrics. Joins torchrun's process group if any."""
-    info = setup(cfg.device)
-    try:
-        with DetectionTrainer(cfg, info, resume=resume, overwrite=overwrite) as trainer:
-            return trainer.fit()
-    finally:
-        cleanup()
+detect_train = DETECTION.train  # detect_train(cfg, resume=False, overwrite=False): a run's final metrics
 
 
 class DetectionTrainer(Trainer):
-    best_metric = "val_bbox_AP"
-    curves = Curves(
-        (("val_bbox_AP", "box AP"), ("val_bbox_AP50", "box AP50"), ("val_segm_AP", "mask AP"),
-         ("val_segm_AP50", "mask AP50")),
-        scale=100.0,  # AP is stored in 0..1
-        ylabel="COCO AP (%)",
-        title="validation AP",
-    )  # fmt: skip
-    command = "botnet detect train"
-    weights_flag = "--weights"
-    collate_fn = staticmethod(collate_detection)
+    task = DETECTION
 
     def __init__(self, cfg: DetectConfig, info: Any, *, resume: bool, overwrite: bool) -> None:
         self.resuming = resume

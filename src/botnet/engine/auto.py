@@ -42,7 +42,7 @@ def fit_image_size(side: float | None, *, stride: int, smallest: int, largest: i
     if rounded > largest:
         cost = (rounded / size) ** 2
         return size, (
-            f"the model's size; the images ({what} {side:g} px) are scaled down {side / size:.3g}x: --img-size "
+            f"the model's size; the images ({what} {side:g} px) are scaled down {side / size:.3g}x: --image-size "
             f"{rounded} keeps their detail at about {cost:.3g}x the compute per image"
         )
     if rounded < smallest:

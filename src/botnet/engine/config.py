@@ -25,53 +25,45 @@ from .validate import check_option, flag
 
 BUILTIN = "shapes"  # data: the built-in generated dataset
 
-# Bounds of the numeric options every training command has (data, loader, optimizer, schedule, run); each task's
-# options class adds its own to these in its ``BOUNDS``.
-TRAINING_BOUNDS: dict[str, dict[str, Any]] = {
-    "val_fraction": dict(minimum=0, maximum=1, max_inclusive=False),  # 0: no validation
-    "shapes_train": dict(minimum=1),
-    "shapes_val": dict(minimum=1),
-    "workers": dict(minimum=0),
-    "max_bad_fraction": dict(minimum=0, maximum=1),
-    "max_image_pixels": dict(minimum=1),
-    "hflip": dict(minimum=0, maximum=1),
-    "epochs": dict(minimum=1),
-    "time": dict(minimum=0, min_inclusive=False),
-    "batch_size": dict(minimum=1),
-    "accumulate": dict(minimum=1),
-    "lr": dict(minimum=0, min_inclusive=False),
-    "momentum": dict(minimum=0, maximum=1, max_inclusive=False),
-    "betas": dict(minimum=0, maximum=1, max_inclusive=False, ordered=False),
-    "weight_decay": dict(minimum=0),
-    "warmup_epochs": dict(minimum=0),
-    "warmup_start": dict(minimum=0, maximum=1),
-    "min_lr": dict(minimum=0),
-    "clip_grad": dict(minimum=0, min_inclusive=False),
-    "ema_decay": dict(minimum=0, maximum=1, max_inclusive=False),  # 0: off
-    "seed": dict(minimum=0, maximum=2**63 - 1),
-    "log_interval": dict(minimum=1),
-    "checkpoint_steps": dict(minimum=0),
-    "eval_interval": dict(minimum=1),
-}
 
-
-def option(default: Any, help: str, choices: tuple[str, ...] | None = None, yaml_only: bool = False) -> Any:
-    meta = {"help": help, "choices": choices, "yaml_only": yaml_only}
+def option(
+    default: Any,
+    help: str,
+    choices: tuple[str, ...] | None = None,
+    yaml_only: bool = False,
+    bounds: dict[str, Any] | None = None,
+    group: str = "",
+) -> Any:
+    """A field of an options dataclass: its default, its ``--help`` text, for a numeric field its ``bounds`` (the
+    keywords of :func:`botnet.engine.validate.check_option`; integer and optional come from the annotation), and
+    the ``group`` it is listed with in ``--help`` and ``config.yaml``."""
+    meta = {"help": help, "choices": choices, "yaml_only": yaml_only, "bounds": bounds or {}, "group": group}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
-class ConfigBase:
-    """What every options dataclass shares: plain-dict export, functional update, and the numeric checks.
+def retune(cls: type, name: str, default: Any, help: str | None = None, bounds: dict[str, Any] | None = None) -> Any:
+    """Field ``name`` of the options class ``cls`` with another default (and help, or bounds), the rest kept: how a
+    task's options class gives a shared option the task's own default."""
+    meta = dict(cls.__dataclass_fields__[name].metadata)
+    return option(
+        default, help or meta["help"], meta["choices"], meta["yaml_only"], bounds or meta["bounds"], meta["group"]
+    )
 
-    A subclass lists the bounds of its numeric fields in one table, ``BOUNDS = {field: bounds}`` (the keywords of
-    :func:`botnet.engine.validate.check_option`); :meth:`check_bounds` applies it, with the integer and optional
-    parts read from each field's annotation. A numeric field missing from the table is still refused when it is
+
+class ConfigBase:
+    """What every options dataclass shares: plain-dict export, functional update, and the checks of choices and
+    bounds declared beside each field (:func:`option`). A numeric field without bounds is still refused when it is
     not a finite number.
     """
 
-    BOUNDS: typing.ClassVar[dict[str, dict[str, Any]]] = {}
+    GROUPS: typing.ClassVar[tuple[str, ...]] = ("",)  # the order of the fields' groups
+
+    @classmethod
+    def ordered_fields(cls) -> list[dataclasses.Field]:
+        """The fields in the order of ``--help`` and ``config.yaml``: by group (:attr:`GROUPS`), then as declared."""
+        return sorted(fields(cls), key=lambda f: cls.GROUPS.index(f.metadata.get("group", "")))
 
     def check_choices(self) -> None:
         """Refuse a field outside its ``choices`` (None stands for "auto" and is allowed), naming the field."""
@@ -87,11 +79,11 @@ class ConfigBase:
             scalar, optional, pair = _field_kind(f, type(self))
             if scalar not in (int, float):
                 continue
-            bounds = {"integer": scalar is int, "optional": optional, "pair": pair, **self.BOUNDS.get(f.name, {})}
+            bounds = {"integer": scalar is int, "optional": optional, "pair": pair, **f.metadata.get("bounds", {})}
             setattr(self, f.name, check_option(flag(f.name), getattr(self, f.name), bounds))
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+        return {f.name: _plain(getattr(self, f.name)) for f in self.ordered_fields()}
 
     def replace(self, **changes: Any) -> Any:
         return dataclasses.replace(self, **changes)
@@ -215,8 +207,14 @@ def _read_config_text(path: Path) -> str:
     return text
 
 
-def load_yaml(path: str | Path, cls: type) -> dict[str, Any]:
-    """Read a YAML config file into ``{field: value}``; unknown keys are an error listing the valid ones."""
+# Options that were spelled otherwise: a config file using the old key is refused with the new one, and a run's own
+# config.yaml written with the old key reads as the new one (run directories keep loading).
+RENAMED_OPTIONS = {"img_size": "image_size"}
+
+
+def load_yaml(path: str | Path, cls: type, *, run_config: bool = False) -> dict[str, Any]:
+    """Read a YAML config file into ``{field: value}``; unknown keys are an error listing the valid ones. A
+    ``run_config`` (a run directory's config.yaml) may use an option's old spelling (:data:`RENAMED_OPTIONS`)."""
     path = Path(path)
     text = _read_config_text(path)
     try:
@@ -227,7 +225,13 @@ def load_yaml(path: str | Path, cls: type) -> dict[str, Any]:
         raise ValueError(f"config file {path}: {err}") from None
     if not isinstance(raw, dict):
         raise ValueError(f"config file {path} must hold a mapping of option: value, got {type(raw).__name__}")
-    names = [f.name for f in fields(cls)]
+    names = [f.name for f in cls.ordered_fields()]
+    old = [k for k in raw if k in RENAMED_OPTIONS and RENAMED_OPTIONS[k] in names]
+    if old and run_config:
+        raw = {RENAMED_OPTIONS.get(k, k): v for k, v in raw.items()}
+    elif old:
+        new = RENAMED_OPTIONS[old[0]]
+        raise ValueError(f"config file {path}: option {old[0]} is spelled {new} (the flag {flag(new)}); rename the key")
     unknown = sorted(k for k in raw if k not in names)
     if unknown:
         raise ValueError(
@@ -236,9 +240,12 @@ def load_yaml(path: str | Path, cls: type) -> dict[str, Any]:
     return {k: coerce(k, v, cls) for k, v in raw.items()}
 
 
-def build_config(file: str | Path | None = None, *, config_cls: type, **overrides: Any) -> Any:
-    """Defaults of ``config_cls``, then the YAML ``file``, then ``overrides`` (already typed, or strings from flags)."""
-    values = load_yaml(file, config_cls) if file else {}
+def build_config(
+    file: str | Path | None = None, *, config_cls: type, run_config: bool = False, **overrides: Any
+) -> Any:
+    """Defaults of ``config_cls``, then the YAML ``file`` (a run's own config.yaml when ``run_config``), then
+    ``overrides`` (already typed, or strings from flags)."""
+    values = load_yaml(file, config_cls, run_config=run_config) if file else {}
     values.update({k: coerce(k, v, config_cls) for k, v in overrides.items()})
     return config_cls(**values).validate()
 
@@ -292,7 +299,7 @@ class _BoolAction(argparse.BooleanOptionalAction):
 
 def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     """One flag per field (``--batch-size``), defaulting to "not given" so the YAML file's value stands."""
-    for f in fields(cls):
+    for f in cls.ordered_fields():
         if f.metadata.get("yaml_only"):
             continue
         scalar, optional, pair = _field_kind(f, cls)

@@ -70,6 +70,6 @@ class TrainerGuards:
         )
         raise TrainingInterrupted(
             f"stopped by {name} at {where} (optimizer step {c.global_step}); the checkpoint {self.out / 'last'} holds "
-            f"this point. Continue with: {self.command} --resume {self.out}",
+            f"this point. Continue with: {self.task.command} --resume {self.out}",
             self._signals[0] if self._signals else signal.SIGTERM,
         )

@@ -3,7 +3,7 @@
 A training step allocates and frees the same large tensors over and over. glibc's malloc, left alone, serves blocks
 above a threshold that it moves while the program runs from fresh ``mmap`` pages and returns freed heap tops to the
 OS, so many steps pay page faults and zeroing for memory they had a moment ago, how many depending on the allocation
-history (the README's training-speed section has the measured cost). Fixing both thresholds, as the
+history (docs/speed.md has the measured cost). Fixing both thresholds, as the
 ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` environment variables would, keeps that memory in the
 process. Memory already used stays reserved until the process ends, which a training process does not miss.
 """

@@ -5,7 +5,8 @@ Randomness is a function of position, not of history: the data order of epoch ``
 ``b`` (mixing, dropout, detection sampling) from ``(seed, rank, b)``. A run resumed from any checkpoint therefore
 draws exactly what the uninterrupted run would have drawn, and on CPU ends with bitwise-identical weights.
 
-A task (classification, detection) subclasses :class:`Trainer` and supplies its data, model, loss and validation.
+A task (classification, detection) subclasses :class:`Trainer` and supplies its data, model, loss and validation;
+the rest of what the loop knows of it is its :class:`~botnet.engine.task.Task` (``Trainer.task``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset
 
-from ..data.folder import BadImageTracker, DataError, collate_skip_bad
+from ..data.folder import BadImageTracker, DataError
 from . import checkpoint as ckpt
 from .config import read_yaml_comments, save_yaml
 from .data import TrainLoader, batches_per_epoch
@@ -34,9 +35,10 @@ from .events import EventLog
 from .guards import TrainerGuards
 from .heap import keep_freed_memory
 from .optim import build_optimizer, build_scheduler
-from .reporting import CURVES_FILE, Curves, Progress, log, plot_curves, write_metrics
+from .reporting import CURVES_FILE, Progress, log, plot_curves, write_metrics
 from .run_dir import LOCK_FILE, RunLock, claim_output_dir, new_run_dir
 from .stopping import stop_requests
+from .task import Task
 from .trainer_state import Counters, TrainerCheckpoints
 
 
@@ -55,11 +57,7 @@ class Trainer(TrainerCheckpoints, TrainerGuards):
     (``with Trainer(...) as t: t.fit()``) or call :meth:`close` to release it without fitting.
     """
 
-    best_metric = "val_top1"  # the row key that decides best/ (higher is better)
-    curves = Curves()  # the task's validation panel of curves.png
-    command = "botnet train"  # the command that resumes a run of this task
-    weights_flag = "--pretrained"  # its option that starts a new run from a run's weights
-    collate_fn = staticmethod(collate_skip_bad)  # how the task's training samples are batched
+    task: Task  # the task's contract: its metrics, curves, collation and the commands named in messages
     auto_reasons: dict[str, str] = {}  # noqa: RUF012 - set per run by resolve(): {option: why the recipe chose it}
 
     def __init__(self, cfg: Any, info: DistInfo, *, resume: bool, overwrite: bool) -> None:
@@ -107,7 +105,7 @@ class Trainer(TrainerCheckpoints, TrainerGuards):
         )
         identity = None
         if not cfg.builtin_data:  # the data's place and files: a resume refuses other data (engine/data_identity.py)
-            new_run = f"{self.command} --data {cfg.data} {self.weights_flag} {self.out}"
+            new_run = f"{self.task.command} --data {cfg.data} {self.task.weights_flag} {self.out}"
             identity = check_resumed_data(self.out, cfg.data, new_run) if resume else data_identity(cfg.data)
             self.cfg = cfg = cfg.replace(data=identity["path"])
         torch.manual_seed(cfg.seed)
@@ -199,9 +197,9 @@ class Trainer(TrainerCheckpoints, TrainerGuards):
 
     def train_loader(self, epoch: int, skip_batches: int) -> DataLoader:
         """Batches ``(images, targets, bad samples)`` of ``epoch`` for this process, after ``skip_batches``: from the
-        run's one :class:`~botnet.engine.data.TrainLoader`, collated by :attr:`collate_fn`."""
+        run's one :class:`~botnet.engine.data.TrainLoader`, collated by the task's ``collate()``."""
         if self._train_loader is None:
-            self._train_loader = TrainLoader(self.train_ds, self.cfg, self.info, collate_fn=self.collate_fn)
+            self._train_loader = TrainLoader(self.train_ds, self.cfg, self.info, collate_fn=self.task.collate())
         return self._train_loader.epoch(epoch, skip_batches)
 
     def compute_loss(self, images: Any, targets: Any) -> torch.Tensor:
@@ -280,7 +278,9 @@ class Trainer(TrainerCheckpoints, TrainerGuards):
                         torch.distributed.broadcast(buf, src=0)
                 row.update(self.validate())
             self.c.epoch, self.c.batch_in_epoch, self.c.loss_sum, self.c.loss_count = epoch + 1, 0, 0.0, 0.0
-            score = row.get(self.best_metric) if self.val_ds is not None else -row["train_loss"]  # lowest loss best
+            score = (
+                row.get(self.task.best_metric) if self.val_ds is not None else -row["train_loss"]
+            )  # lowest loss best
             is_best = score is not None and (score > self.c.best_score or not self.c.best_epoch)
             if is_best:
                 self.c.best_score, self.c.best_epoch = score, epoch + 1
@@ -290,7 +290,7 @@ class Trainer(TrainerCheckpoints, TrainerGuards):
             if info.is_main:
                 with self._writing("the metrics and curves"):
                     write_metrics(self.out, self.rows)
-                    plot_curves(self.rows, self.out / CURVES_FILE, self.curves)
+                    plot_curves(self.rows, self.out / CURVES_FILE, self.task.curves)
                 self._save("last", row)
                 if is_best:
                     with self._writing(f"the best checkpoint {self.out / 'best'}"):
@@ -301,7 +301,7 @@ class Trainer(TrainerCheckpoints, TrainerGuards):
         final = self.rows[-1] if self.rows else {}
         summary = {
             **{k: v for k, v in final.items() if k.startswith("val_")},
-            **({"best_" + self.best_metric: self.c.best_score} if self.val_ds is not None else {}),
+            **({"best_" + self.task.best_metric: self.c.best_score} if self.val_ds is not None else {}),
             **({"best_train_loss": -self.c.best_score} if self.val_ds is None and self.c.best_epoch else {}),
             "best_epoch": self.c.best_epoch,
             "output": str(self.out),

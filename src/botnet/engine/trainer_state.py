@@ -34,7 +34,7 @@ class Counters:
     global_step: int = 0  # optimizer steps
     loss_sum: float = 0.0  # current epoch's train loss sum and sample count, over all processes at a checkpoint
     loss_count: float = 0.0
-    best_score: float = -1.0  # best value of the task's main validation metric (Trainer.best_metric)
+    best_score: float = -1.0  # best value of the task's main validation metric (the task's best_metric)
     best_epoch: int = 0
     first_loss: float = 0.0  # the training loss of the first step (mean over processes): the loss's range (0: none yet)
 
@@ -63,12 +63,13 @@ class TrainerCheckpoints:
             if not (self.out / "last" / ckpt.MODEL_FILE).exists():  # nothing to resume from: --resume cannot work
                 raise TrainingError(
                     f"could not write {what} ({reason}{code}) before the run's first checkpoint. Free space or make "
-                    f"{self.out} writable, then start the run again: {self.command} ... --output {self.out} --overwrite"
+                    f"{self.out} writable, then start the run again: {self.task.command} ... --output {self.out} "
+                    "--overwrite"
                 ) from err
             raise TrainingError(
                 f"could not write {what} ({reason}{code}); {self._last_checkpoint('the last complete checkpoint is')}"
                 f" and is intact. Free space or make {self.out} writable, then continue with: "
-                f"{self.command} --resume {self.out}"
+                f"{self.task.command} --resume {self.out}"
             ) from err
 
     def _save_mid_epoch(self) -> None:

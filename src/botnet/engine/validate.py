@@ -1,6 +1,6 @@
 """One validation for every numeric option: finiteness, range, and sizes bounded by the memory they would need.
 
-Each check names the option as the user wrote it (``--img-size``, or a YAML key) and says what would be right, so a
+Each check names the option as the user wrote it (``--image-size``, or a YAML key) and says what would be right, so a
 bad value is refused before any work instead of failing later as ``cannot convert float NaN to integer`` or a NumPy
 "Unable to allocate 149 GiB". Every function returns the value it accepted, so an option class can write
 ``self.lr = check_number("--lr", self.lr, minimum=0, min_inclusive=False)``.
@@ -18,7 +18,7 @@ FLOAT32_RGB = 3 * 4  # bytes per pixel of a float32 RGB tensor
 
 
 def flag(name: str) -> str:
-    """The command-line spelling of an option field: ``img_size`` -> ``--img-size`` (a ``--flag`` stays as it is)."""
+    """The command-line spelling of an option field: ``image_size`` -> ``--image-size`` (a ``--flag`` stays)."""
     return name if name.startswith("-") else "--" + name.replace("_", "-")
 
 
@@ -93,10 +93,10 @@ def check_side(
     max_gib: float = MAX_IMAGE_GIB,
     optional: bool = False,
 ) -> Any:
-    """An image side in pixels (``--img-size``, ``--panel``, a crop size): a whole number from ``minimum`` up to the
+    """An image side in pixels (``--image-size``, ``--panel``, a crop size): a whole number from ``minimum`` up to the
     largest square side whose ``count`` images of ``bytes_per_pixel`` fit in ``max_gib`` GiB.
 
-    The bound is tied to memory, not to any model: ``--img-size 100000`` is refused because one float32 RGB image of
+    The bound is tied to memory, not to any model: ``--image-size 100000`` is refused because one float32 RGB image of
     that size alone needs 112 GiB, and the message says so and gives the largest side allowed.
     """
     value = check_number(name, value, minimum=minimum, integer=True, optional=optional)

@@ -54,7 +54,7 @@ class MHSA2d(nn.Module):
             - "auto": "chunked" on maps of >= 1024 positions (32x32 and up), where it is the fastest and holds a
               third of the memory, "math" below and under low-precision autocast (chunked's fp32 softmax and casts
               per pair take away most of bf16's gain); "flex" only when asked for. ``benchmarks/attention.py``
-              measures the backends against timm's BottleneckAttn; its figures are in the README.
+              measures the backends against timm's BottleneckAttn; its figures are in docs/speed.md.
     """
 
     def __init__(

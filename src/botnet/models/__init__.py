@@ -1,4 +1,4 @@
-"""Networks as data: configs, the BoTNet class, the registry and the paper's presets.
+"""Networks as data: configs, the BoTNet class, the registry and the paper's presets; their weights in :mod:`.weights`.
 
 The registry and the configs import no torch (``botnet list`` answers at once); the other names are imported on
 first use.
@@ -15,15 +15,26 @@ __all__ = lazy_exports(
         "botnet": ("BoTNet",),
         "complexity": ("count_macs", "count_params"),
         "config": ("IMAGENET_MEAN", "IMAGENET_STD", "BoTNetConfig"),
+        "factory": ("create_model",),
         "finetune": ("finetune_param_groups", "freeze"),
         "paper": ("PAPER_ROWS", "PaperRow", "TableEntry", "paper_table"),
         "presets": _presets.PRESETS,  # one builder per preset, generated from its registration
-        "known_sources": ("KnownSource", "known_sources"),
-        "pretrained": ("load_pretrained", "looks_like"),
-        "registry": ("create_model", "describe_model", "get_config", "list_models", "register_model"),
-        "sources": ("Weights", "WeightsSourceError", "read_weights"),
-        "timm_family": ("convert_timm_state_dict",),
-        "transfer": ("TransferReport", "apply_state_dict", "load_torchvision_weights"),
-        "weights": ("load_weights", "read_metadata", "save_weights"),
+        "registry": ("describe_model", "get_config", "list_models", "register_model"),
+        "weights": (
+            "KnownSource",
+            "TransferReport",
+            "Weights",
+            "WeightsSourceError",
+            "apply_state_dict",
+            "convert_timm_state_dict",
+            "known_sources",
+            "load_pretrained",
+            "load_torchvision_weights",
+            "load_weights",
+            "looks_like",
+            "read_metadata",
+            "read_weights",
+            "save_weights",
+        ),
     },
 )

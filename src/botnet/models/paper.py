@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from .complexity import count_macs, count_params
-from .registry import create_model
+from .factory import create_model
 
 
 @dataclass(frozen=True)

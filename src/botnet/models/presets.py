@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .config import BoTNetConfig
-from .registry import create_model, describe_model, register_model
+from .registry import describe_model, register_model
 
 if TYPE_CHECKING:  # registering the presets imports no torch
     from .botnet import BoTNet
@@ -59,6 +59,8 @@ PRESETS = (
 
 def _preset_builder(name: str) -> Callable[..., BoTNet]:
     def build(**overrides: object) -> BoTNet:
+        from .factory import create_model  # imports torch: registering the presets does not (``botnet list``)
+
         return create_model(name, **overrides)
 
     build.__name__ = build.__qualname__ = name

@@ -5,6 +5,9 @@ cache, ``$TORCH_HOME/hub/checkpoints``).
 A file already in its cache is used without touching the network. Otherwise one attempt is made, with a short
 timeout and no retry, so a machine without network hears so at once, with the cache path the file belongs at and
 how to put it there by hand. ``HF_HUB_OFFLINE=1`` (and, for torchvision, ``BOTNET_OFFLINE=1``) reads only the cache.
+
+huggingface_hub and torchvision are imported by the functions that use them: reading local weights, and every
+command that does, loads neither.
 """
 
 from __future__ import annotations
@@ -12,19 +15,15 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from urllib.error import HTTPError
 from urllib.parse import urlparse
 from urllib.request import Request, urlopen
 
-from .timm_family import TIMM_PRESETS
+import torch.hub
 
-# Published tags of timm's networks (the known-sources table of botnet.models.pretrained has their figures).
-TIMM_TAGS = {"botnet26t_256": ("c1_in1k",), "sebotnet33ts_256": ("a1h_in1k",), "eca_botnext26ts_256": ("c1_in1k",)}
-
-
-class WeightsSourceError(ValueError):
-    """A weights source that cannot be read: names the source, what is wrong, and what to do (raised by every
-    reader of :mod:`botnet.models.sources`, which re-exports it)."""
-
+from ..timm_family import TIMM_PRESETS
+from .files import WeightsSourceError
+from .known import TIMM_TAGS
 
 HUB_FILES = ("model.safetensors", "pytorch_model.bin")  # what a timm repository holds, in the order tried
 # Seconds one connection attempt may take: long enough for a slow link, short enough that no network is said at once.
@@ -43,20 +42,20 @@ def hub_cache_dir() -> Path:
         return Path(os.environ["HF_HUB_CACHE"]).expanduser()
     if os.environ.get("HF_HOME"):
         return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    from huggingface_hub import constants
+    from huggingface_hub import constants  # imported when used (start-up)
 
     return Path(constants.HF_HUB_CACHE)
 
 
 def hub_offline() -> bool:
-    from huggingface_hub import constants
+    from huggingface_hub import constants  # imported when used (start-up)
 
     return _truthy(os.environ.get("HF_HUB_OFFLINE")) or bool(constants.HF_HUB_OFFLINE)
 
 
 def _hub_timeout() -> float:
     """huggingface_hub's ``HF_HUB_ETAG_TIMEOUT`` when it was set (as huggingface_hub itself reads it), else ours."""
-    from huggingface_hub import constants
+    from huggingface_hub import constants  # imported when used (start-up)
 
     if constants.HF_HUB_ETAG_TIMEOUT != constants.DEFAULT_ETAG_TIMEOUT:
         return constants.HF_HUB_ETAG_TIMEOUT
@@ -95,7 +94,7 @@ def _timm_by_hand(spec: str, cache: Path, url: str) -> str:
 
 def _hub_cached(repo_id: str, cache: Path) -> Path | None:
     """The first of ``HUB_FILES`` of ``repo_id`` in the hub cache (its ``main`` revision), without the network."""
-    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub import try_to_load_from_cache  # imported when used (start-up)
 
     for filename in HUB_FILES:
         found = try_to_load_from_cache(repo_id, filename, cache_dir=cache)
@@ -114,7 +113,7 @@ def fetch_timm(spec: str) -> Path:
         raise WeightsSourceError(
             f"{source}: {name!r} is not one of timm's networks in our zoo; timm sources fit {', '.join(TIMM_PRESETS)}"
         )
-    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf_hub_url
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf_hub_url  # when used (start-up)
     from huggingface_hub.errors import RemoteEntryNotFoundError, RepositoryNotFoundError
 
     repo_id, cache = f"timm/{spec}", hub_cache_dir()
@@ -159,7 +158,7 @@ def torchvision_weights(spec: str, source: str):
             f"{source}: only torchvision's ResNet-50/101/152 weights fit our networks, named like "
             "torchvision:ResNet50_Weights.IMAGENET1K_V2 (or IMAGENET1K_V1, DEFAULT)"
         )
-    from torchvision.models import get_weight
+    from torchvision.models import get_weight  # imported when used (start-up)
 
     try:
         return get_weight(spec)
@@ -169,15 +168,11 @@ def torchvision_weights(spec: str, source: str):
 
 def torchvision_cache_path(url: str) -> Path:
     """Where torch.hub keeps the file downloaded from ``url`` (``$TORCH_HOME/hub/checkpoints``)."""
-    import torch.hub
-
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
 
 
 def _reach(url: str) -> None:
     """One HEAD request to ``url`` within ``CONNECT_TIMEOUT``: raises OSError when its server cannot be reached."""
-    from urllib.error import HTTPError
-
     try:
         with urlopen(Request(url, method="HEAD", headers={"User-Agent": "torch.hub"}), timeout=CONNECT_TIMEOUT):
             pass
@@ -188,8 +183,6 @@ def _reach(url: str) -> None:
 def fetch_torchvision(spec: str) -> tuple[Path, object]:
     """The local path and weights enum of ``torchvision:spec``: from torch.hub's cache, else downloaded into it in
     one attempt."""
-    import torch.hub
-
     source = f"torchvision:{spec}"
     weights = torchvision_weights(spec, source)
     path = torchvision_cache_path(weights.url)

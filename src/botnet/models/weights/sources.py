@@ -5,13 +5,13 @@ A SOURCE is
 * a local file (``.safetensors``, ``.bin``, ``.pth``, ``.pt``), or a ``botnet train`` run directory (its
   ``best/`` or else ``last/`` checkpoint) or checkpoint directory (its ``model.safetensors``). The file may hold our
   weights, a timm state dict or a torchvision ResNet state dict: which one is detected from its keys and metadata.
-* ``timm:NAME.TAG`` (e.g. ``timm:botnet26t_256.c1_in1k``, a published tag of ``TIMM_TAGS``): ``model.safetensors``
-  (else ``pytorch_model.bin``) of timm's hub repository ``timm/NAME.TAG``, through huggingface_hub and its cache
-  (``HF_HUB_CACHE``, ``HF_HUB_OFFLINE``).
+* ``timm:NAME.TAG`` (e.g. ``timm:botnet26t_256.c1_in1k``, a published tag of :data:`~.known.TIMM_TAGS`):
+  ``model.safetensors`` (else ``pytorch_model.bin``) of timm's hub repository ``timm/NAME.TAG``, through
+  huggingface_hub and its cache (``HF_HUB_CACHE``, ``HF_HUB_OFFLINE``).
 * ``torchvision:WEIGHTS`` (e.g. ``torchvision:ResNet50_Weights.IMAGENET1K_V2``): torchvision's weights API, and the
   torch.hub cache ``$TORCH_HOME/hub/checkpoints`` (``BOTNET_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``: no download).
 
-The last two are fetched by :mod:`botnet.models.hub`: from the cache when there, else in one quick attempt.
+The last two are fetched by :mod:`botnet.models.weights.hub`: from the cache when there, else in one quick attempt.
 
 A state dict saved from a wrapped model has its wrapper's prefix (``module.`` of DistributedDataParallel,
 ``_orig_mod.`` of torch.compile) removed from every key, and a ``botnet detect train`` run or checkpoint gives its
@@ -26,17 +26,15 @@ torchvision sources the exact cache path where a file fetched by hand is found.
 from __future__ import annotations
 
 import json
-import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
-from .hub import WeightsSourceError, fetch_timm, fetch_torchvision
-from .timm_family import convert_timm_state_dict, is_timm_state_dict
+from .files import WeightsSourceError, read_file
+from .hub import fetch_timm, fetch_torchvision
+from .timm import convert_timm_state_dict, is_timm_state_dict
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
 SOURCE_FORMS = (
@@ -81,36 +79,6 @@ def weights_file(source: str | Path) -> Path:
     if path.suffix not in WEIGHT_SUFFIXES:
         raise WeightsSourceError(f"{path}: unknown weights file type {path.suffix!r}; expected {WEIGHT_SUFFIXES}")
     return path
-
-
-def read_file(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
-    """Tensors and (safetensors) metadata of a weights file, never unpickling anything but tensors."""
-    if path.suffix == ".safetensors":
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})  # noqa: SIM118
-        except (SafetensorError, OSError) as err:
-            raise WeightsSourceError(f"{path} is truncated or not a safetensors file ({err})") from None
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        first = str(err).splitlines()[0]
-        raise WeightsSourceError(
-            f"{path} was refused: unpickling it would run code or build objects other than tensors ({first}). "
-            "Only plain state dicts are read (torch.load weights_only=True)"
-        ) from None
-    except Exception as err:  # noqa: BLE001 - a damaged zip, an unknown format: any failure to read
-        raise WeightsSourceError(
-            f"{path} is truncated or not a PyTorch weights file ({type(err).__name__}: {err})"
-        ) from None
-    if isinstance(obj, dict) and not all(isinstance(v, Tensor) for v in obj.values()):
-        for key in ("state_dict", "model"):  # common wrappers of a state dict
-            if isinstance(obj.get(key), dict):
-                obj = obj[key]
-                break
-    if not isinstance(obj, dict) or not obj or not all(isinstance(v, Tensor) for v in obj.values()):
-        raise WeightsSourceError(f"{path} does not hold a state dict of tensors")
-    return obj, {}
 
 
 def _looks_torchvision(state: dict[str, Tensor]) -> bool:

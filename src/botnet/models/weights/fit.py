@@ -1,5 +1,5 @@
-"""Pretrained weights for the zoo: loading any weights SOURCE into a model with a report, and which of our models a
-state dict fits. The table of known sources is :mod:`botnet.models.known_sources` (torch-free)."""
+"""Fitting weights to a model: loading any weights SOURCE into a model with a report, which of our models a state
+dict fits, and the input size its position tables were trained at."""
 
 from __future__ import annotations
 
@@ -9,25 +9,20 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .botnet import BoTNet
-from .hub import TIMM_TAGS
-from .known_sources import TIMM_SOURCES, KnownSource, known_sources  # noqa: F401  (re-exported)
-from .registry import get_config, list_models
+from ..botnet import BoTNet
+from ..registry import get_config, list_models
+from .known import TIMM_SOURCES
 from .sources import Weights, read_weights
-from .transfer import ATTENTION_ONLY, TransferReport, apply_state_dict
+from .transfer import ATTENTION_ONLY, POSITION_TABLES, TransferReport, apply_state_dict
 
-assert {r.source for r in TIMM_SOURCES} == {f"timm:{m}.{t}" for m, tags in TIMM_TAGS.items() for t in tags}
-
-
-# ------------------------------------------------------------------------------------------------------------------
-# Which of our models a state dict fits
+_PROBE = 1024  # an input size every stride divides: the feature map of each table is exactly size / reduction
 
 
 def _structure(state: dict[str, Tensor]) -> frozenset:
     """Keys and shapes, without the classifier and BatchNorm step counters (a frozen BatchNorm has none), and with
     position tables by name only (their length follows the reference input size)."""
     return frozenset(
-        (k, None if k.endswith((".rel_h", ".rel_w", ".abs_h", ".abs_w")) else tuple(v.shape))
+        (k, None if k.endswith(POSITION_TABLES) else tuple(v.shape))
         for k, v in state.items()
         if not k.startswith("fc.") and not k.endswith(".num_batches_tracked")
     )
@@ -49,15 +44,11 @@ def looks_like(state: dict[str, Tensor]) -> list[str]:
     return [name for name in list_models() if _preset_structure(name) == target]
 
 
-_POSITION_TABLES = (".rel_h", ".rel_w", ".abs_h", ".abs_w")
-_PROBE = 1024  # an input size every stride divides: the feature map of each table is exactly size / reduction
-
-
 @functools.cache
 def _table_lengths(name: str, img_size: int | tuple[int, int]) -> dict[str, int]:
     with torch.device("meta"):
         model = BoTNet(get_config(name).replace(num_classes=0, img_size=img_size))
-    return {k: v.shape[0] for k, v in model.state_dict().items() if k.endswith(_POSITION_TABLES)}
+    return {k: v.shape[0] for k, v in model.state_dict().items() if k.endswith(POSITION_TABLES)}
 
 
 def _cells(key: str, length: int) -> int:
@@ -101,7 +92,7 @@ def source_preprocessing(weights: Weights) -> dict:
 def load_pretrained(
     model: nn.Module, source: str | Path | dict[str, Tensor] | Weights, *, strict: bool = True
 ) -> TransferReport:
-    """Load weights SOURCE (see :mod:`botnet.models.sources`) into ``model`` and report what happened.
+    """Load weights SOURCE (see :mod:`botnet.models.weights.sources`) into ``model`` and report what happened.
 
     timm checkpoints are converted (keys mapped, position tables rescaled), torchvision ResNets fill every
     non-attention weight, and our own files load as they are. Position tables of another reference size are resized;
@@ -113,7 +104,7 @@ def load_pretrained(
             weights a ResNet does not have) are an error naming them; False loads around them and reports them.
 
     Raises:
-        WeightsSourceError: the source cannot be read (see :func:`~botnet.models.sources.read_weights`).
+        WeightsSourceError: the source cannot be read (see :func:`~botnet.models.weights.read_weights`).
         ValueError: the weights belong to another architecture (the message says which model they look like).
     """
     weights = read_weights(source)

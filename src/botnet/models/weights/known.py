@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import IMAGENET_MEAN, IMAGENET_STD
-from .registry import get_config
+from ..config import IMAGENET_MEAN, IMAGENET_STD
+from ..registry import get_config
 
 TIMM_CFG_ORIGIN = "timm 1.0 models/byoanet.py default_cfgs (the tag's pretrained_cfg)"
 TIMM_TOP1_ORIGIN = "timm results/results-imagenet.csv (ImageNet-1k val, 256x256, the tag's crop_pct)"
@@ -38,11 +38,17 @@ def _timm(model: str, tag: str, top1: float, crop_pct: float) -> KnownSource:
     return KnownSource(model, f"timm:{model}.{tag}", top1, 256, TIMM_TOP1_ORIGIN, pre, TIMM_CFG_ORIGIN)
 
 
+# timm's published weights of the networks of botnet.models.timm_family: the one list of them.
 TIMM_SOURCES = (
     _timm("botnet26t_256", "c1_in1k", 79.26, 0.95),
     _timm("sebotnet33ts_256", "a1h_in1k", 81.16, 0.94),
     _timm("eca_botnext26ts_256", "c1_in1k", 79.26, 0.95),
 )
+# The published tags of each of timm's networks that has weights: {"botnet26t_256": ("c1_in1k",), ...}.
+TIMM_TAGS: dict[str, tuple[str, ...]] = {
+    model: tuple(r.source.partition(".")[2] for r in TIMM_SOURCES if r.model == model)
+    for model in dict.fromkeys(r.model for r in TIMM_SOURCES)
+}
 
 # (depth, weights name, top-1, crop_pct): torchvision's ResNet weights, all evaluated at 224 (bilinear).
 _TORCHVISION_RESNETS = (

@@ -19,12 +19,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .botnet import IMAGENET_MEAN, IMAGENET_STD
-from .pretrained import load_pretrained, looks_like, source_preprocessing, trained_size
-from .registry import create_model, get_config
+from ..config import IMAGENET_MEAN, IMAGENET_STD
+from ..factory import create_model
+from ..registry import get_config
+from .files import save_weights
+from .fit import load_pretrained, looks_like, source_preprocessing, trained_size
 from .sources import read_weights
 from .transfer import TransferReport
-from .weights import save_weights
 
 _SHOWN = 10  # class names shown in the summary
 

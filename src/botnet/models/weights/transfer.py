@@ -14,11 +14,12 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
-from .weights import read_state_dict
+from .files import read_file
 
 # Parameters with no counterpart in a torchvision ResNet.
 ATTENTION_ONLY = (".attn.", ".se.", ".gate.", ".non_local.")
-_POSITION_TABLES = (".rel_h", ".rel_w", ".abs_h", ".abs_w")
+# Position tables: their length follows the reference input size, and a load resizes them by the layer's policy.
+POSITION_TABLES = (".rel_h", ".rel_w", ".abs_h", ".abs_w")
 _SHOWN = 5  # keys named per category in messages
 
 
@@ -103,7 +104,7 @@ def apply_state_dict(
         elif key.startswith("fc."):
             report.reinitialised.append(key)
             continue
-        elif key.endswith(_POSITION_TABLES) and theirs.dim() == 2 and theirs.shape[1] == tensor.shape[1]:
+        elif key.endswith(POSITION_TABLES) and theirs.dim() == 2 and theirs.shape[1] == tensor.shape[1]:
             to_load[key] = theirs  # the layer's load hook resizes it
             report.resized.append(key)
         else:
@@ -140,7 +141,8 @@ def load_torchvision_weights(
 
     Args:
         model: a :class:`~botnet.models.BoTNet` (any ResNet or BoTNet preset of the same depth as the source).
-        source: a state dict, or a path to a ``.pth`` (read with ``weights_only=True``) or ``.safetensors`` file.
+        source: a state dict, or a path to a ``.pth`` (read with ``weights_only=True``) or ``.safetensors`` file
+            (see :func:`~botnet.models.weights.files.read_file`).
         strict: a non-attention weight the source lacks, or a source key we cannot place, is an error.
 
     Returns:
@@ -149,9 +151,11 @@ def load_torchvision_weights(
         classifier when the class count differs (``reinitialised``).
 
     Raises:
+        FileNotFoundError: no file at ``source``.
+        WeightsSourceError: the file cannot be read as a state dict of tensors.
         ValueError: a shared key has another shape (typically another depth), or nothing matched at all.
     """
-    state = read_state_dict(source)
+    state = source if isinstance(source, dict) else read_file(source)[0]
     own = model.state_dict()
 
     def replaced_conv(key: str) -> bool:  # a 3x3 conv of a block that is a BoT block here
