@@ -69,8 +69,8 @@ def auto_workers(device: torch.device, local_world_size: int = 1) -> int:
     """Data-loading processes per training process when not given.
 
     On a CPU of <= 4 cores, loading in the main process is fastest: worker processes would compete with the
-    compute threads for the same cores (measured 1.18x faster with 0 than with 2 workers on 2 cores,
-    ``benchmarks/train_speed.py``). Otherwise the cores left after one per training process, up to 8.
+    compute threads for the same cores (``benchmarks/train_speed.py`` measures 0 against 2 workers). Otherwise the
+    cores left after one per training process, up to 8.
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if device.type == "cpu" and cores <= 4:
