@@ -38,7 +38,7 @@ def facts(images, side, small, objects=None, masked=None):
 def test_builtin_sized_data_gets_the_builtin_recipe():
     # The built-in dataset's facts (3,000 images of 128 px, small objects at 0.148 of the side).
     cfg, reasons = rules(facts(3000, 128.0, 0.1484375))
-    assert (cfg.image_size, cfg.batch_size, cfg.lr, cfg.epochs, cfg.warmup_epochs) == (128, 8, 0.04, 8, 0.5)
+    assert (cfg.image_size, cfg.batch_size, cfg.lr, cfg.epochs, cfg.warmup_epochs) == (128, 8, 0.08, 8, 0.5)
     assert cfg.anchor_sizes == (16, 32, 64, 128, 256) and "19 px at 128 px" in reasons["anchor_sizes"]
     assert "from random weights" in reasons["lr"]
 
@@ -55,7 +55,7 @@ def test_rules_over_the_data():
     photos, reasons = rules(facts(400, 128.0, 0.19))  # 50 steps an epoch: 100 steps are 2 epochs
     assert photos.warmup_epochs == 2.0 and reasons["warmup_epochs"] == "100 steps (2 epochs), the least a warm-up gets"
     tiny, _ = rules(facts(30, 128.0, 0.2))  # 30 images: batch 4 (the floor; 7 steps an epoch)
-    assert tiny.batch_size == 4 and tiny.lr == pytest.approx(0.02)
+    assert tiny.batch_size == 4 and tiny.lr == pytest.approx(0.04)
     # Large images scaled down to where the small objects are 32 px: 640 px, if memory allows (200 GiB); botnet50
     # at batch 8 in 16 GiB is capped at 352 px.
     big, reasons = rules(facts(5000, 2000.0, 0.05), memory=200 * 2**30, model="maskrcnn_botnet50_fpn")
@@ -81,7 +81,7 @@ def test_the_schedule_follows_the_objects_not_the_images():
 
 def test_given_values_stand():
     cfg, reasons = rules(facts(400, 128.0, 0.2), batch_size=4, anchor_sizes=(8, 16, 32, 64, 128), epochs=3)
-    assert (cfg.batch_size, cfg.anchor_sizes, cfg.epochs, cfg.lr) == (4, (8, 16, 32, 64, 128), 3, 0.02)
+    assert (cfg.batch_size, cfg.anchor_sizes, cfg.epochs, cfg.lr) == (4, (8, 16, 32, 64, 128), 3, 0.04)
     assert not {"batch_size", "anchor_sizes", "epochs"} & set(reasons)
 
 
@@ -156,7 +156,7 @@ def test_resolve_announces_the_recipe(capsys):
     cfg, reasons = resolve_detect(build_config(config_cls=DetectConfig), CPU, facts=facts(400, 128.0, 0.19))
     err = capsys.readouterr().err
     assert "recipe (auto values; set any option to override)" in err
-    assert "lr 0.04: sgd 0.04 per 8 images, batch 8, from random weights" in err
+    assert "lr 0.08: sgd 0.08 per 8 images, batch 8, from random weights" in err
     assert cfg.epochs == 23 and set(reasons) >= {"image_size", "batch_size", "lr", "epochs", "anchor_sizes"}
 
 

@@ -111,7 +111,7 @@ class DetectConfig(TrainingOptions):
         _T,
         "lr",
         None,
-        "peak learning rate (auto: sgd 0.04 per 8 images from random weights, 0.02 per 16 with --weights-backbone; "
+        "peak learning rate (auto: sgd 0.08 per 8 images from random weights, 0.02 per 16 with --weights-backbone; "
         "adamw 1e-4 per 16)",
     )
     nesterov: bool = retune(_T, "nesterov", False)
