@@ -13,13 +13,11 @@ from .config import TrainConfig
 class ClassificationTask(Task):
     """Image classification with cross-entropy; top-1 accuracy decides the best checkpoint."""
 
-    name = "classification"
     options = TrainConfig
     command = "botnet train"
     weights_options = ("pretrained",)
     weights_flag = "--pretrained"
     best_metric = "val_top1"
-    metric_names = ("val_loss", "val_top1", "val_top5", "val_balanced_acc")
     curves = Curves(
         (("val_top1", "val top-1"), ("val_top5", "val top-5"), ("val_balanced_acc", "val balanced"),
          ("ema_val_top1", "EMA val top-1")),

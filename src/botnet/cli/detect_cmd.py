@@ -32,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--checkpoint", required=True, metavar="PATH", help="a run directory, its last/ or best/")
     e.add_argument("--data", metavar="DIR", help="COCO-format root (default: the run's own data)")
     e.add_argument("--split", help="split to evaluate: DIR/annotations/instances_SPLIT.json (default: the run's val)")
-    add_eval_options(e, batch_size=2)
+    add_eval_options(e, batch_size=DETECTION.eval_batch_size)
     e.set_defaults(run=run_eval)
 
     r = tasks.add_parser("predict", help="draw a checkpoint's detections on images and write them as COCO JSON")

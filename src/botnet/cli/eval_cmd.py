@@ -21,7 +21,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "(default: the run's own data)",
     )
     p.add_argument("--model", help="fail unless the checkpoint holds this model")
-    add_eval_options(p, batch_size=64)
+    from ..classification.task import CLASSIFICATION  # the options, not the model code: no torch
+
+    add_eval_options(p, batch_size=CLASSIFICATION.eval_batch_size)
     p.set_defaults(run=run)
 
 

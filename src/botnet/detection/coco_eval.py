@@ -19,7 +19,8 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from .task import IOU_TYPES, METRIC_NAMES
+METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")  # COCOeval.stats[0:6]
+IOU_TYPES = ("bbox", "segm")
 
 
 def to_coco_results(

@@ -10,20 +10,15 @@ from ..engine.reporting import Curves
 from ..engine.task import Task
 from .config import DetectConfig
 
-METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")  # COCOeval.stats[0:6]
-IOU_TYPES = ("bbox", "segm")  # box AP, and mask AP where the model has masks
-
 
 class DetectionTask(Task):
     """Mask R-CNN / Faster R-CNN with torchvision's losses; COCO box AP decides the best checkpoint."""
 
-    name = "detection"
     options = DetectConfig
     command = "botnet detect train"
     weights_options = ("weights_backbone", "weights")
     weights_flag = "--weights"
     best_metric = "val_bbox_AP"
-    metric_names = tuple(f"val_{kind}_{m}" for kind in IOU_TYPES for m in METRIC_NAMES)
     curves = Curves(
         (("val_bbox_AP", "box AP"), ("val_bbox_AP50", "box AP50"), ("val_segm_AP", "mask AP"),
          ("val_segm_AP50", "mask AP50")),

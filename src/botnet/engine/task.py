@@ -7,8 +7,8 @@ through these names; none of them guesses a task from a metric or a model name. 
 - ``options``: its options class, a subclass of :class:`~botnet.engine.options.TrainingOptions` with its own fields;
 - ``trainer()``: its :class:`~botnet.engine.loop.Trainer` subclass, whose ``resolve`` applies the task's recipe
   (auto options from the data) and whose hooks build the datasets and the model, compute the loss and validate;
-- ``best_metric``, ``metric_names`` and ``curves``: the validation row keys, the one that decides ``best/``
-  (higher is better), and the panel of ``curves.png``;
+- ``best_metric`` and ``curves``: the validation row key that decides ``best/`` (higher is better), and the panel
+  of ``curves.png``;
 - ``collate``: how its samples are batched; ``command`` and ``weights_flag``: how a user resumes a run and starts a
   new one from a run's weights, named in messages; ``weights_options``: its options that name weights it reads;
 - ``load_checkpoint`` and ``evaluate``: a checkpoint's model and metadata, and the task's metrics of a loaded model
@@ -34,13 +34,11 @@ if TYPE_CHECKING:  # for the annotations only: the contract itself imports no to
 class Task:
     """One task's implementation of the contract (see the module docstring); subclasses fill every name."""
 
-    name: ClassVar[str]  # "classification", "detection"
     options: ClassVar[type[TrainingOptions]]
     command: ClassVar[str]  # the command that trains and resumes its runs: "botnet train"
     weights_flag: ClassVar[str]  # its option that starts a new run from a run's weights: "--pretrained"
     weights_options: ClassVar[tuple[str, ...]]  # its options naming weights to read (never written over)
     best_metric: ClassVar[str]  # the validation row key that decides best/ (higher is better)
-    metric_names: ClassVar[tuple[str, ...]]  # the validation row keys it reports
     curves: ClassVar[Curves]  # the validation panel of curves.png
     eval_batch_size: ClassVar[int]  # the default batch of its eval command
 
