@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from botnet.data.coco_shapes import write_coco_shapes
 from botnet.data.describe import describe_coco
 from botnet.data.symmetry import layout_asymmetry
 from botnet.detection.config import DetectConfig
@@ -18,6 +19,7 @@ from botnet.detection.recipe import (
     max_detections,
     memory_ceiling,
     resolve_detect,
+    size_for_time,
 )
 from botnet.engine.config import build_config
 from botnet.engine.distributed import DistInfo
@@ -153,7 +155,7 @@ def test_facts_from_annotations_take_off_the_held_out_share():
 
 
 def test_resolve_announces_the_recipe(capsys):
-    cfg, reasons = resolve_detect(build_config(config_cls=DetectConfig), CPU, facts=facts(400, 128.0, 0.19))
+    cfg, reasons, _ = resolve_detect(build_config(config_cls=DetectConfig), CPU, facts=facts(400, 128.0, 0.19))
     err = capsys.readouterr().err
     assert "recipe (auto values; set any option to override)" in err
     assert "lr 0.08: sgd 0.08 per 8 images, batch 8, from random weights" in err
@@ -193,3 +195,47 @@ def test_layout_asymmetry_of_constructed_images():
     blob = np.zeros((16, 16))
     blob[6:10, 6:10] = 1  # a centred layout: the same flipped either way
     assert layout_asymmetry([blob + 0.05 * rng.standard_normal((16, 16)) for _ in range(40)])[0] < 0.05
+
+
+def test_a_time_bound_trades_size_for_steps_when_few_fit():
+    # Nuclei 2% of 1120 px frames (22 px): 36 steps fit, far below 500; down to where they are 16 px, not further.
+    size, reason = size_for_time(1120, 36, 0.02)
+    assert size == 800 and "--time fits 36 optimizer steps at 1120 px, fewer than the 500 a run needs" in reason
+    assert "small objects (10th percentile) are 16 px, 16 or more" in reason
+    # Large objects: the size shrinks by the square root of the missing share (a quarter of the steps: half the side).
+    assert size_for_time(1024, 125, 0.2)[0] == 512
+    assert size_for_time(1024, 10, 0.5)[0] == 128  # never below the smallest size
+    assert size_for_time(1024, 500, 0.02) is None  # enough steps fit
+    assert size_for_time(800, 36, 0.02) is None  # at the small objects' floor already
+    assert size_for_time(1024, 36, None) is None  # no objects to size by
+
+
+def test_a_time_bound_rebuilds_the_run_at_the_smaller_size(tmp_path, monkeypatch):
+    from botnet.detection.trainer import DetectionTrainer
+    from botnet.engine import loop
+
+    root = write_coco_shapes(tmp_path / "data", num_train=8, num_val=2, size=512, seed=0)
+    timed = []
+
+    def fake_step(trainer):  # a step's time grows with the pixels: 2 s at 512 px
+        timed.append(trainer.cfg.image_size)
+        return 2 * (trainer.cfg.image_size / 512) ** 2, 0.0
+
+    monkeypatch.setattr(loop, "time_one_step", fake_step)
+    cfg = build_config(config_cls=DetectConfig, data=str(root), time=1.0, workers=0)
+    with DetectionTrainer(cfg.replace(output=str(tmp_path / "run")), CPU, resume=False, overwrite=False) as trainer:
+        reasons = trainer.auto_reasons
+        # 512 px (the images' own, small objects 28 px) fits 22 steps of a minute: down to where they are 16 px.
+        assert timed == [512, 320] and trainer.cfg.image_size == 320  # timed again at the new size
+        assert reasons["image_size"].startswith("--time fits 22 optimizer steps at 512 px, fewer than the 500")
+        assert "; the rule: the images' own size" in reasons["image_size"]
+        assert trainer.cfg.anchor_sizes == anchors(trainer.facts.small_object, 320)[0]
+        assert reasons["anchor_sizes"].endswith("px at 320 px; doubling per FPN level")
+        assert trainer.model.transform.max_size == 320 and max(trainer.train_ds[0][0].shape[1:]) <= 320
+        assert trainer.cfg.epochs == 29 and "29 of the rule's 162 epochs" in reasons["epochs"]  # fit at 320 px
+    assert "image_size: 320  # auto: --time fits " in (tmp_path / "run" / "config.yaml").read_text()
+    # Sizes the user gave stand.
+    timed.clear()
+    cfg = cfg.replace(image_size=512, output=str(tmp_path / "given"))
+    with DetectionTrainer(cfg, CPU, resume=False, overwrite=False) as trainer:
+        assert timed == [512] and trainer.cfg.image_size == 512

@@ -15,7 +15,16 @@ from pathlib import Path
 from ..data.coco import read_coco_json
 from ..data.describe import DatasetDescription, describe_coco, even_sample
 from ..data.symmetry import LAYOUT_SAMPLE, measure_layout_asymmetry
-from ..engine.auto import Auto, apply_rules, cap_batch, count, global_batch, recipe_lines, schedule_rules
+from ..engine.auto import (
+    WARMUP_MAX_SHARE,
+    Auto,
+    apply_rules,
+    cap_batch,
+    count,
+    global_batch,
+    recipe_lines,
+    schedule_rules,
+)
 from ..engine.distributed import DistInfo, auto_workers, device_memory, local_world_size
 from ..engine.reporting import log
 from .config import DetectConfig
@@ -52,6 +61,12 @@ WARMUP_MIN_STEPS = 100
 # small and medium objects, below which detectors lose about half their AP (8 cells of the finest FPN level).
 SMALL_OBJECT_PX = 32
 SMALLEST_SIZE = 128  # the smallest training size: 4x4 cells at c5 (stride 32)
+# Under --time, a run that fits fewer steps than a warm-up of WARMUP_MIN_STEPS needs (it is at most a fifth of the
+# run) trains at a smaller size, down to where the small objects are TIME_SMALL_OBJECT_PX (4 cells of the finest FPN
+# level): on 1100x700 nucleus frames bounded to 10 minutes, 1120 px fits 36 steps (a 7-step warm-up) and reaches box
+# AP50 42 (AP 17), 768 px fits 132 and reaches 52 (AP 40).
+TIME_MIN_STEPS = round(WARMUP_MIN_STEPS / WARMUP_MAX_SHARE)
+TIME_SMALL_OBJECT_PX = SMALL_OBJECT_PX // 2
 STRIDE = 32  # the total stride: sizes are multiples of it
 # Memory ceiling: a training batch may take this share of the device's memory (the rest: the loader, validation, the
 # time estimate's model copy, other processes), at the peak bytes per input pixel of a training step, measured on
@@ -193,6 +208,25 @@ def detection_image_size(side: float | None, small_object: float | None, *, ceil
     return size, reason
 
 
+def size_for_time(size: int, steps: int, small_object: float | None) -> Auto | None:
+    """A smaller training size when only ``steps`` optimizer steps fit ``--time`` at ``size``, fewer than
+    :data:`TIME_MIN_STEPS` (``None``: keep ``size``). A step's time grows with the pixels, so the size shrinks by the
+    square root of the missing share, down to where the small objects are :data:`TIME_SMALL_OBJECT_PX` across (at
+    least :data:`SMALLEST_SIZE`): a run that short gains more from steps than from detail."""
+    if small_object is None or steps >= TIME_MIN_STEPS:
+        return None
+    floor = max(SMALLEST_SIZE, math.ceil(TIME_SMALL_OBJECT_PX / small_object / STRIDE) * STRIDE)
+    new = max(floor, math.floor(size * math.sqrt(steps / TIME_MIN_STEPS) / STRIDE) * STRIDE)
+    if new >= size:
+        return None
+    return new, (
+        f"--time fits {count(steps)} optimizer steps at {size} px, fewer than the {TIME_MIN_STEPS} a run needs for "
+        f"its {WARMUP_MIN_STEPS}-step warm-up to stay within {WARMUP_MAX_SHARE:.0%} of it: scaled down toward that, "
+        f"no further than where the small objects (10th percentile) are {small_object * new:.3g} px, "
+        f"{TIME_SMALL_OBJECT_PX} or more"
+    )
+
+
 def max_detections(most_objects: int) -> Auto:
     """Detections kept per image: torchvision's 100, or room for half again the densest training image."""
     wanted = max(DEFAULT_DETECTIONS, math.ceil(DETECTION_HEADROOM * most_objects / 100) * 100)
@@ -332,8 +366,9 @@ def resolve_detect(
     announce: bool = True,
     resuming: bool = False,
     backbone: str = DEFAULT_BACKBONE,
-) -> tuple[DetectConfig, dict[str, str]]:
-    """Fill the "auto" options from the data, the model and the machine; ``(config, {option: reason})``.
+) -> tuple[DetectConfig, dict[str, str], DetectFacts | None]:
+    """Fill the "auto" options from the data, the model and the machine; ``(config, {option: reason}, facts)``
+    (``facts``: ``None`` where no rule needed them).
 
     ``facts`` are read from ``cfg.data`` (:func:`read_detect_facts`) when a rule needs
     them (or a mask model must be checked against the annotations) and none are given. A resumed run's options were
@@ -346,7 +381,7 @@ def resolve_detect(
         workers=cfg.workers if cfg.workers is not None else auto_workers(info.device, local_world_size()),
     )
     if resuming and cfg.model is not None:  # a config.yaml (every version's has its model): resolved already
-        return cfg.replace(**{k: v for k, v in OLDER_RUNS.items() if getattr(cfg, k) is None}).validate(), {}
+        return cfg.replace(**{k: v for k, v in OLDER_RUNS.items() if getattr(cfg, k) is None}).validate(), {}, None
     reasons: dict[str, str] = {}
     needs_facts = cfg.model is None or detector_has_masks(cfg.model)  # a mask model is checked against the data
     needs_facts = needs_facts or any(getattr(cfg, name) is None for name in AUTO_OPTIONS)
@@ -359,7 +394,7 @@ def resolve_detect(
             log("recipe (auto values; set any option to override):\n" + "\n".join(recipe_lines(cfg, reasons)))
     if announce and info.is_main and not (cfg.weights_backbone or cfg.weights):
         log(pretrained_hint(cfg.model))
-    return cfg.validate(), reasons
+    return cfg.validate(), reasons, facts
 
 
 def pretrained_hint(model: str) -> str:

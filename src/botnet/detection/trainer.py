@@ -23,7 +23,7 @@ from .data import build_detection_datasets
 from .evaluate import evaluate_detection, flat_metrics
 from .models import DEFAULT_BACKBONE, backbone_name, create_detection_model
 from .predict import draw_detections
-from .recipe import resolve_detect
+from .recipe import anchors, resolve_detect, size_for_time
 from .start_weights import detector_source, load_detector_weights
 from .task import DETECTION
 
@@ -49,7 +49,7 @@ class DetectionTrainer(Trainer):
         backbone = DEFAULT_BACKBONE
         if cfg.weights and not self.resuming:  # an auto --model keeps the source's backbone (the head follows the data)
             backbone = backbone_name(detector_source(cfg.weights)[1]["model"])
-        cfg, self.auto_reasons = resolve_detect(cfg, self.info, resuming=self.resuming, backbone=backbone)
+        cfg, self.auto_reasons, self.facts = resolve_detect(cfg, self.info, resuming=self.resuming, backbone=backbone)
         self.backbone_weights = None
         if cfg.weights_backbone:  # unreadable or ill-fitting weights: refused before any data is built
             log(f"reading the backbone weights {cfg.weights_backbone}", enabled=self.info.is_main)
@@ -59,6 +59,23 @@ class DetectionTrainer(Trainer):
             )
             log(report.summary(), enabled=self.info.is_main)
         return cfg
+
+    def resize_for_time(self, steps: int) -> bool:
+        """An auto size trades detail for steps when few fit ``--time`` (:func:`~.recipe.size_for_time`); the
+        anchors follow it. Not with starting weights, which were fitted to the recipe's size."""
+        cfg, reasons = self.cfg, self.auto_reasons
+        if "image_size" not in reasons or self.facts is None or cfg.weights_backbone or cfg.weights:
+            return False
+        smaller = size_for_time(cfg.image_size, steps, self.facts.small_object)
+        if smaller is None:
+            return False
+        size, why = smaller
+        changes, reasons = {"image_size": size}, {**reasons, "image_size": f"{why}; the rule: {reasons['image_size']}"}
+        if "anchor_sizes" in reasons:
+            changes["anchor_sizes"], reasons["anchor_sizes"] = anchors(self.facts.small_object, size)
+        log(f"--time {cfg.time:g} min: image size {size} instead of {cfg.image_size}", enabled=self.info.is_main)
+        self.cfg, self.auto_reasons = cfg.replace(**changes), reasons
+        return True
 
     def build_data(self) -> tuple[Dataset, Dataset]:
         return build_detection_datasets(self.cfg, self.info)

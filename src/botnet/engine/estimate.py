@@ -128,6 +128,17 @@ def estimate_line(trainer: Any, timed: tuple[float, float] | None) -> tuple[str,
 TIME_MARGIN = 0.9
 
 
+def epochs_to_fit(trainer: Any, timed: tuple[float, float] | None, elapsed: float) -> int | None:
+    """The most epochs of ``trainer``'s run (up to its ``epochs``) that end within its ``--time`` minutes,
+    ``elapsed`` seconds spent already, the same on every process; ``None`` when the step could not be timed."""
+    if timed is None:
+        return None
+    cfg = trainer.cfg
+    kw = dict(steps_per_epoch=trainer.steps_per_epoch, eval_interval=cfg.eval_interval, most=cfg.epochs)
+    fit = epochs_within(TIME_MARGIN * 60 * cfg.time - elapsed, step_cost(trainer, timed), **kw)
+    return broadcast_object(fit, trainer.info)  # every process plans the same run
+
+
 def fit_time(trainer: Any, timed: tuple[float, float] | None, elapsed: float) -> tuple[Any, dict[str, str]]:
     """``(config, auto reasons)`` of ``trainer``'s run with an auto-length schedule shortened to end within its
     ``--time`` minutes (``elapsed`` seconds spent already), from a timed training step (``timed``, the same on every
@@ -137,10 +148,8 @@ def fit_time(trainer: Any, timed: tuple[float, float] | None, elapsed: float) ->
         log("--time not applied: the first batch has no readable image to time", enabled=info.is_main)
         return cfg, reasons
     cost = step_cost(trainer, timed)
-    kw = dict(steps_per_epoch=trainer.steps_per_epoch, eval_interval=cfg.eval_interval, most=cfg.epochs)
-    fit = epochs_within(TIME_MARGIN * 60 * cfg.time - elapsed, cost, **kw)
-    one = cost.run_seconds(steps=trainer.steps_per_epoch, validations=1) + elapsed
-    fit, one = broadcast_object((fit, one), info)  # every process plans the same run
+    fit = epochs_to_fit(trainer, timed, elapsed)
+    one = broadcast_object(cost.run_seconds(steps=trainer.steps_per_epoch, validations=1) + elapsed, info)
     if fit == 0:
         raise ValueError(
             f"--time {cfg.time:g} is too short for one epoch of this run: one epoch of {trainer.steps_per_epoch:,} "

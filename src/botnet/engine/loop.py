@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import math
 import time
 from pathlib import Path
@@ -30,7 +31,7 @@ from .config import read_yaml_comments, save_yaml
 from .data import TrainLoader, batches_per_epoch
 from .data_identity import check_resumed_data, data_identity, write_data_identity
 from .distributed import DistInfo, all_reduce_sum, broadcast_object
-from .estimate import duration, estimate_line, fit_time, time_one_step
+from .estimate import duration, epochs_to_fit, estimate_line, fit_time, time_one_step
 from .events import EventLog
 from .guards import TrainerGuards
 from .heap import keep_freed_memory
@@ -108,25 +109,7 @@ class Trainer(TrainerCheckpoints, TrainerGuards):
             new_run = f"{self.task.command} --data {cfg.data} {self.task.weights_flag} {self.out}"
             identity = check_resumed_data(self.out, cfg.data, new_run) if resume else data_identity(cfg.data)
             self.cfg = cfg = cfg.replace(data=identity["path"])
-        torch.manual_seed(cfg.seed)
-        self.train_ds, self.val_ds = self.build_data()
-        self.classes = list(self.train_ds.classes)
-        self.model = self.build_model()
-        self.model.to(info.device)
-        if cfg.channels_last:
-            self.model.to(memory_format=torch.channels_last)
-        if cfg.sync_bn:
-            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
-        self.ema = None
-        if cfg.ema_decay:
-            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
-        self.net: nn.Module = self.model
-        if info.distributed:
-            device_ids = [info.device] if info.device.type == "cuda" else None
-            self.net = DistributedDataParallel(self.model, device_ids=device_ids)
-        if cfg.compile:
-            self.net = torch.compile(self.net)
-
+        self._build()
         self.batches = batches_per_epoch(self.train_ds, cfg, info)
         if self.batches == 0:
             raise DataError(
@@ -135,9 +118,7 @@ class Trainer(TrainerCheckpoints, TrainerGuards):
             )
         self.steps_per_epoch = math.ceil(self.batches / cfg.accumulate)
         if cfg.time is not None and not resume:
-            self._timed = broadcast_object(time_one_step(self), info)  # rank 0's timing plans every process's run
-            cfg, self.auto_reasons = fit_time(self, self._timed, time.perf_counter() - self._started)
-            self.cfg = cfg
+            self.cfg = cfg = self._fit_time()
         self.optimizer = build_optimizer(self.model, cfg, cfg.lr, self.param_groups())
         self.scheduler = build_scheduler(self.optimizer, cfg, self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None
@@ -157,6 +138,49 @@ class Trainer(TrainerCheckpoints, TrainerGuards):
             save_yaml(cfg, path, comments=reasons)
             if identity is not None:
                 write_data_identity(self.out, identity)
+
+    def _build(self) -> None:
+        """The datasets, the model and the network that trains it (wrapped for DDP and compiled as asked)."""
+        cfg, info = self.cfg, self.info
+        torch.manual_seed(cfg.seed)
+        self.train_ds, self.val_ds = self.build_data()
+        self.classes = list(self.train_ds.classes)
+        self.model = self.build_model()
+        self.model.to(info.device)
+        if cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        if cfg.sync_bn:
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        self.ema = None
+        if cfg.ema_decay:
+            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+        self.net: nn.Module = self.model
+        if info.distributed:
+            device_ids = [info.device] if info.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=device_ids)
+        if cfg.compile:
+            self.net = torch.compile(self.net)
+
+    def _fit_time(self) -> Any:
+        """The run's config planned to end within ``--time`` (:func:`~botnet.engine.estimate.fit_time`), from a step
+        timed at the recipe's size; where the task trades that size for more steps (:meth:`resize_for_time`), the
+        run is rebuilt at the new size and timed again."""
+        info = self.info
+        self._timed = broadcast_object(time_one_step(self), info)  # rank 0's timing plans every process's run
+        fit = epochs_to_fit(self, self._timed, time.perf_counter() - self._started)
+        bounded = fit is not None and fit < self.cfg.epochs and "epochs" in self.auto_reasons  # not a given --epochs
+        if bounded and self.resize_for_time(fit * self.steps_per_epoch):
+            with contextlib.redirect_stderr(io.StringIO()):  # the same data: its notes were printed already
+                self._build()
+            self._timed = broadcast_object(time_one_step(self), info)
+        cfg, self.auto_reasons = fit_time(self, self._timed, time.perf_counter() - self._started)
+        return cfg
+
+    def resize_for_time(self, steps: int) -> bool:
+        """Task hook: under ``--time``, when only ``steps`` optimizer steps fit at the recipe's size, change
+        ``self.cfg``'s auto size (and what the recipe derived from it, with their reasons in ``auto_reasons``) to
+        one that fits more of the run; ``True`` when it did, and the run is then rebuilt. The default keeps it."""
+        return False
 
     def close(self) -> None:
         """Stop the data loader's workers and release the run directory (idempotent); :meth:`fit` does it when it
