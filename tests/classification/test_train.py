@@ -287,3 +287,12 @@ def test_a_finished_run_extended_follows_the_replanned_schedule_and_resumes_bitw
 
 def _peak_lr(run) -> float:
     return float(yaml.safe_load((run / "config.yaml").read_text())["lr"])
+
+
+def test_curves_are_redrawn_at_most_every_ten_seconds_and_after_the_last_epoch(tmp_path, monkeypatch):
+    from botnet.engine import loop
+
+    drawn = []
+    monkeypatch.setattr(loop, "plot_curves", lambda rows, path, curves: drawn.append(len(rows)))
+    train(build_config(config_cls=TrainConfig, **{**FAST, "epochs": 4}, output=str(tmp_path / "run")))
+    assert drawn == [1, 4]  # epochs of well under a second: the first, then the last

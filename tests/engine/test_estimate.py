@@ -9,7 +9,15 @@ from botnet.classification.config import TrainConfig
 from botnet.classification.trainer import ClassificationTrainer
 from botnet.engine.config import build_config
 from botnet.engine.distributed import DistInfo
-from botnet.engine.estimate import StepCost, duration, epochs_within, estimate_line, time_one_step, validations
+from botnet.engine.estimate import (
+    StepCost,
+    against_bound,
+    duration,
+    epochs_within,
+    estimate_line,
+    time_one_step,
+    validations,
+)
 
 
 def test_estimate_leaves_weights_buffers_and_random_state_alone(tmp_path):
@@ -21,8 +29,11 @@ def test_estimate_leaves_weights_buffers_and_random_state_alone(tmp_path):
         before = {k: v.clone() for k, v in trainer.model.state_dict().items()}  # weights and BN statistics
         torch.manual_seed(123)
         rng = torch.get_rng_state()
-        line, seconds = estimate_line(trainer, time_one_step(trainer))
+        timed = time_one_step(trainer)
+        line, seconds = estimate_line(trainer, timed)
         assert torch.equal(torch.get_rng_state(), rng)
+        # An epoch's checkpoint was written (and timed) in a scratch folder of the run, which is gone.
+        assert timed.epoch_end > 0 and not any(p.name.startswith(".time.") for p in (tmp_path / "run").iterdir())
         after = trainer.model.state_dict()
         assert all(torch.equal(before[k], after[k]) for k in before)
         assert trainer.net is trainer.model and not any(p.grad is not None for p in trainer.model.parameters())
@@ -33,6 +44,7 @@ def test_estimate_leaves_weights_buffers_and_random_state_alone(tmp_path):
 
 def test_duration_reads_naturally():
     assert [duration(s) for s in (0.4, 42, 95, 3600 + 7 * 60 + 20)] == ["0 s", "42 s", "1 min 35 s", "1 h 7 min"]
+    assert against_bound(583, 10) == "within --time 10 min" and against_bound(88, 1) == "over --time 1 min by 28 s"
 
 
 def test_epochs_within_a_time_bound_from_a_fake_step_time():
@@ -41,6 +53,9 @@ def test_epochs_within_a_time_bound_from_a_fake_step_time():
     assert validations(0, 5, 2) == 3 and validations(2, 5, 1) == 3
     # 4 epochs: 40 steps (20 s) + validations after epochs 2 and 4 (4 s) = 24 s; 5 epochs: 25 s + 6 s = 31 s.
     assert cost.run_seconds(steps=40, validations=validations(0, 4, 2)) == 24.0
+    # Each epoch's checkpoint counts too: 1 s each makes 4 epochs 28 s and 5 epochs 36 s.
+    with_checkpoints = StepCost(step=0.5, validation=2.0, epoch_end=1.0)
+    assert epochs_within(31.0, with_checkpoints, steps_per_epoch=10, eval_interval=2, most=100) == 4
     assert epochs_within(30.0, cost, steps_per_epoch=10, eval_interval=2, most=100) == 4
     assert epochs_within(31.0, cost, steps_per_epoch=10, eval_interval=2, most=100) == 5
     assert epochs_within(31.0, cost, steps_per_epoch=10, eval_interval=2, most=3) == 3  # never more than planned
@@ -50,7 +65,7 @@ def test_epochs_within_a_time_bound_from_a_fake_step_time():
 def test_time_bound_shortens_an_auto_schedule_and_records_why(tmp_path, monkeypatch):
     from botnet.engine import loop
 
-    monkeypatch.setattr(loop, "time_one_step", lambda trainer: (5.0, 0.0))  # a fake 5 s step
+    monkeypatch.setattr(loop, "time_one_step", lambda trainer: (5.0, 0.0, 0.0))  # a fake 5 s step
     info = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
     base = dict(shapes_train=64, shapes_val=16, image_size=32, batch_size=16, workers=0)
     # 4 steps an epoch (20 s) and one validation batch (5 / 3 s): 2 epochs fit 90% of a minute.

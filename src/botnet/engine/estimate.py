@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import copy
 import math
+import tempfile
 import time
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import torch
 
+from ..models.weights import save_weights
+from . import checkpoint as ckpt
 from .auto import WARMUP_MAX_SHARE
 from .distributed import broadcast_object
 from .optim import build_optimizer
@@ -40,9 +44,33 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_one_step(trainer: Any) -> tuple[float, float] | None:
-    """``(seconds of one optimizer step, seconds to load its batch)`` on a copy of ``trainer.model``; ``None`` when
-    the first batch is empty (every image unreadable)."""
+class Timing(NamedTuple):
+    """What :func:`time_one_step` measured, in seconds."""
+
+    step: float  # one optimizer step
+    load: float  # loading its batch
+    epoch_end: float  # writing an epoch's checkpoint (weights and optimizer state, summed and flushed)
+
+
+def time_checkpoint(trainer: Any, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> float:
+    """Seconds to write ``model`` and ``optimizer`` as a run writes its ``last`` checkpoint each epoch, into a
+    scratch folder of the run directory (removed); 0 on processes other than the main one, which write none."""
+    if not trainer.info.is_main:
+        return 0.0
+
+    def write(tmp: Path) -> None:
+        save_weights(model, tmp / ckpt.MODEL_FILE)
+        ckpt.save_training_state(tmp / ckpt.STATE_FILE, {"optimizer": optimizer.state_dict()})
+
+    with tempfile.TemporaryDirectory(prefix=".time.", dir=trainer.out) as scratch:
+        start = time.perf_counter()
+        ckpt.write_checkpoint_dir(Path(scratch) / "last", write)
+        return time.perf_counter() - start
+
+
+def time_one_step(trainer: Any) -> Timing | None:
+    """One optimizer step, its batch's loading and an epoch's checkpoint, timed on a copy of ``trainer.model``;
+    ``None`` when the first batch is empty (every image unreadable)."""
     device = trainer.info.device
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # the loader draws a seed too
         t0 = time.perf_counter()
@@ -64,30 +92,39 @@ def time_one_step(trainer: Any) -> tuple[float, float] | None:
                 optimizer.zero_grad(set_to_none=True)
                 _sync(device)
                 times.append(time.perf_counter() - start)
+            epoch_end = time_checkpoint(trainer, model, optimizer)
         finally:
             trainer.net = net
-    return min(times[1:]), load
+    return Timing(min(times[1:]), load, epoch_end)
+
+
+def against_bound(seconds: float, minutes: float) -> str:
+    """``"within --time 10 min"``, or ``"over --time 1 min by 28 s"``: a run's wall time against its bound."""
+    over = seconds - 60 * minutes
+    return f"over --time {minutes:g} min by {duration(over)}" if over > 0 else f"within --time {minutes:g} min"
 
 
 @dataclass(frozen=True)
 class StepCost:
-    """What one optimizer step and one validation of a run cost, in seconds, from :func:`time_one_step`."""
+    """What one optimizer step, one validation and the end of an epoch cost, in seconds, from
+    :func:`time_one_step`."""
 
     step: float  # an optimizer step, its batches' loading included when the main process loads them
     validation: float  # one validation pass
+    epoch_end: float = 0.0  # the checkpoint written after every epoch
 
-    def run_seconds(self, *, steps: int, validations: int) -> float:
-        return steps * self.step + validations * self.validation
+    def run_seconds(self, *, steps: int, validations: int, epochs: int = 0) -> float:
+        return steps * self.step + validations * self.validation + epochs * self.epoch_end
 
 
-def step_cost(trainer: Any, timed: tuple[float, float]) -> StepCost:
-    """The :class:`StepCost` of ``trainer``'s run from a timed step ``(step seconds, load seconds)``."""
+def step_cost(trainer: Any, timed: Timing) -> StepCost:
+    """The :class:`StepCost` of ``trainer``'s run from :func:`time_one_step`'s timing."""
     cfg = trainer.cfg
-    step, load = timed
+    step, load, epoch_end = timed
     loading = load if cfg.workers == 0 else 0.0
     val_images = len(trainer.val_ds) if trainer.val_ds is not None else 0  # none with --val-fraction 0
     val_batches = math.ceil(val_images / trainer.info.world_size / cfg.batch_size)
-    return StepCost(cfg.accumulate * (step + loading), val_batches * (step * EVAL_STEP_SHARE + loading))
+    return StepCost(cfg.accumulate * (step + loading), val_batches * (step * EVAL_STEP_SHARE + loading), epoch_end)
 
 
 def validations(first_epoch: int, epochs: int, eval_interval: int) -> int:
@@ -96,17 +133,18 @@ def validations(first_epoch: int, epochs: int, eval_interval: int) -> int:
 
 
 def epochs_within(seconds: float, cost: StepCost, *, steps_per_epoch: int, eval_interval: int, most: int) -> int:
-    """The most epochs (up to ``most``, at least 0) whose steps and validations fit in ``seconds``."""
+    """The most epochs (up to ``most``, at least 0) whose steps, validations and checkpoints fit in ``seconds``."""
     fit = 0
     for epochs in range(1, most + 1):
-        total = cost.run_seconds(steps=epochs * steps_per_epoch, validations=validations(0, epochs, eval_interval))
+        evals = validations(0, epochs, eval_interval)
+        total = cost.run_seconds(steps=epochs * steps_per_epoch, validations=evals, epochs=epochs)
         if total > seconds:
             break
         fit = epochs
     return fit
 
 
-def estimate_line(trainer: Any, timed: tuple[float, float] | None) -> tuple[str, float] | None:
+def estimate_line(trainer: Any, timed: Timing | None) -> tuple[str, float] | None:
     """One log line with the time the rest of the run should take and that time in seconds, or ``None`` when it
     cannot be timed (``timed``: :func:`time_one_step`'s result)."""
     if timed is None:
@@ -115,7 +153,7 @@ def estimate_line(trainer: Any, timed: tuple[float, float] | None) -> tuple[str,
     cost = step_cost(trainer, timed)
     steps = (cfg.epochs - c.epoch) * trainer.steps_per_epoch - (c.global_step % trainer.steps_per_epoch)
     evals = validations(c.epoch, cfg.epochs, cfg.eval_interval) if trainer.val_ds is not None else 0
-    total = cost.run_seconds(steps=steps, validations=evals)
+    total = cost.run_seconds(steps=steps, validations=evals, epochs=cfg.epochs - c.epoch)
     line = (
         f"time estimate: about {duration(total)} for {steps:,} optimizer steps ({cost.step:.3g} s each, timed on one "
         f"batch) and {evals} validation(s)"
@@ -128,7 +166,7 @@ def estimate_line(trainer: Any, timed: tuple[float, float] | None) -> tuple[str,
 TIME_MARGIN = 0.9
 
 
-def epochs_to_fit(trainer: Any, timed: tuple[float, float] | None, elapsed: float) -> int | None:
+def epochs_to_fit(trainer: Any, timed: Timing | None, elapsed: float) -> int | None:
     """The most epochs of ``trainer``'s run (up to its ``epochs``) that end within its ``--time`` minutes,
     ``elapsed`` seconds spent already, the same on every process; ``None`` when the step could not be timed."""
     if timed is None:
@@ -139,7 +177,7 @@ def epochs_to_fit(trainer: Any, timed: tuple[float, float] | None, elapsed: floa
     return broadcast_object(fit, trainer.info)  # every process plans the same run
 
 
-def fit_time(trainer: Any, timed: tuple[float, float] | None, elapsed: float) -> tuple[Any, dict[str, str]]:
+def fit_time(trainer: Any, timed: Timing | None, elapsed: float) -> tuple[Any, dict[str, str]]:
     """``(config, auto reasons)`` of ``trainer``'s run with an auto-length schedule shortened to end within its
     ``--time`` minutes (``elapsed`` seconds spent already), from a timed training step (``timed``, the same on every
     process); a bound too short for one epoch is a ValueError naming the minimum. Epochs the user gave stand."""
@@ -149,7 +187,7 @@ def fit_time(trainer: Any, timed: tuple[float, float] | None, elapsed: float) ->
         return cfg, reasons
     cost = step_cost(trainer, timed)
     fit = epochs_to_fit(trainer, timed, elapsed)
-    one = broadcast_object(cost.run_seconds(steps=trainer.steps_per_epoch, validations=1) + elapsed, info)
+    one = broadcast_object(cost.run_seconds(steps=trainer.steps_per_epoch, validations=1, epochs=1) + elapsed, info)
     if fit == 0:
         raise ValueError(
             f"--time {cfg.time:g} is too short for one epoch of this run: one epoch of {trainer.steps_per_epoch:,} "

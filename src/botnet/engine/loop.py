@@ -31,7 +31,7 @@ from .config import read_yaml_comments, save_yaml
 from .data import TrainLoader, batches_per_epoch
 from .data_identity import check_resumed_data, data_identity, write_data_identity
 from .distributed import DistInfo, all_reduce_sum, broadcast_object
-from .estimate import duration, epochs_to_fit, estimate_line, fit_time, time_one_step
+from .estimate import Timing, against_bound, duration, epochs_to_fit, estimate_line, fit_time, time_one_step
 from .events import EventLog
 from .guards import TrainerGuards
 from .heap import keep_freed_memory
@@ -41,6 +41,10 @@ from .run_dir import LOCK_FILE, RunLock, claim_output_dir, new_run_dir
 from .stopping import stop_requests
 from .task import Task
 from .trainer_state import Counters, TrainerCheckpoints
+
+# curves.png is redrawn after an epoch when this many seconds have passed since the last drawing (and after the last
+# epoch or a stop request): drawing it takes about 0.15 s, as long as a whole epoch of a few small images.
+CURVES_INTERVAL = 10.0
 
 
 def mix_seed(*parts: int) -> int:
@@ -66,7 +70,8 @@ class Trainer(TrainerCheckpoints, TrainerGuards):
             cfg = cfg.replace(output=broadcast_object(new_run_dir(self.run_name(cfg)), info))
         self.info, self.out = info, Path(cfg.output)
         self._started = time.perf_counter()  # --time counts from here
-        self._timed: tuple[float, float] | None = None  # a timed step (time_one_step), once measured
+        self._timed: Timing | None = None  # a timed step (time_one_step), once measured
+        self._curves_drawn = -math.inf  # when curves.png was last drawn
         self.cfg = cfg = self.resolve(cfg)  # unknown model etc.: fail before touching the disk
         if cfg.amp == "fp16" and info.device.type != "cuda":
             raise ValueError("--amp fp16 needs a CUDA device (it uses a grad scaler); use --amp bf16 on CPU")
@@ -284,7 +289,7 @@ class Trainer(TrainerCheckpoints, TrainerGuards):
             self.close()
         took = time.perf_counter() - self._started
         if planned is not None:
-            bound = f", within --time {cfg.time:g} min" if cfg.time is not None else ""
+            bound = f", {against_bound(took, cfg.time)}" if cfg.time is not None else ""
             log(f"wall time {duration(took)}; planned {duration(planned)}{bound}", enabled=info.is_main)
         return {**summary, "wall_time_s": took, "planned_time_s": planned}
 
@@ -314,7 +319,9 @@ class Trainer(TrainerCheckpoints, TrainerGuards):
             if info.is_main:
                 with self._writing("the metrics and curves"):
                     write_metrics(self.out, self.rows)
-                    plot_curves(self.rows, self.out / CURVES_FILE, self.task.curves)
+                    if last or self._signals or time.perf_counter() - self._curves_drawn >= CURVES_INTERVAL:
+                        plot_curves(self.rows, self.out / CURVES_FILE, self.task.curves)
+                        self._curves_drawn = time.perf_counter()
                 self._save("last", row)
                 if is_best:
                     with self._writing(f"the best checkpoint {self.out / 'best'}"):
