@@ -289,10 +289,15 @@ def _peak_lr(run) -> float:
     return float(yaml.safe_load((run / "config.yaml").read_text())["lr"])
 
 
-def test_curves_are_redrawn_at_most_every_ten_seconds_and_after_the_last_epoch(tmp_path, monkeypatch):
+def test_figures_are_redrawn_at_most_every_ten_seconds_and_after_the_last_epoch(tmp_path, monkeypatch):
+    from botnet.classification.trainer import ClassificationTrainer
     from botnet.engine import loop
 
-    drawn = []
+    drawn, images = [], []
     monkeypatch.setattr(loop, "plot_curves", lambda rows, path, curves: drawn.append(len(rows)))
+    monkeypatch.setattr(ClassificationTrainer, "event_images", lambda self: images.append(self.c.epoch) or {})
     train(build_config(config_cls=TrainConfig, **{**FAST, "epochs": 4}, output=str(tmp_path / "run")))
-    assert drawn == [1, 4]  # epochs of well under a second: the first, then the last
+    assert drawn == images == [1, 4]  # epochs of well under a second: the first, then the last
+    images.clear()
+    train(build_config(config_cls=TrainConfig, **FAST, tensorboard=False, output=str(tmp_path / "quiet")))
+    assert images == []  # no event files: no images drawn for them

@@ -219,7 +219,7 @@ def test_a_time_bound_rebuilds_the_run_at_the_smaller_size(tmp_path, monkeypatch
 
     def fake_step(trainer):  # a step's time grows with the pixels: 2 s at 512 px
         timed.append(trainer.cfg.image_size)
-        return 2 * (trainer.cfg.image_size / 512) ** 2, 0.0, 0.0
+        return 2 * (trainer.cfg.image_size / 512) ** 2, 0.0, 0.0, None
 
     monkeypatch.setattr(loop, "time_one_step", fake_step)
     cfg = build_config(config_cls=DetectConfig, data=str(root), time=1.0, workers=0)

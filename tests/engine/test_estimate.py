@@ -29,11 +29,14 @@ def test_estimate_leaves_weights_buffers_and_random_state_alone(tmp_path):
         before = {k: v.clone() for k, v in trainer.model.state_dict().items()}  # weights and BN statistics
         torch.manual_seed(123)
         rng = torch.get_rng_state()
+        kept = trainer.model
         timed = time_one_step(trainer)
         line, seconds = estimate_line(trainer, timed)
         assert torch.equal(torch.get_rng_state(), rng)
-        # An epoch's checkpoint was written (and timed) in a scratch folder of the run, which is gone.
+        # An epoch's checkpoint was written (and timed) in a scratch folder of the run, which is gone; the one-batch
+        # validation was timed whole, through the task's own validation.
         assert timed.epoch_end > 0 and not any(p.name.startswith(".time.") for p in (tmp_path / "run").iterdir())
+        assert timed.validation > 0 and trainer.model is kept and trainer.net is kept
         after = trainer.model.state_dict()
         assert all(torch.equal(before[k], after[k]) for k in before)
         assert trainer.net is trainer.model and not any(p.grad is not None for p in trainer.model.parameters())
@@ -65,7 +68,7 @@ def test_epochs_within_a_time_bound_from_a_fake_step_time():
 def test_time_bound_shortens_an_auto_schedule_and_records_why(tmp_path, monkeypatch):
     from botnet.engine import loop
 
-    monkeypatch.setattr(loop, "time_one_step", lambda trainer: (5.0, 0.0, 0.0))  # a fake 5 s step
+    monkeypatch.setattr(loop, "time_one_step", lambda trainer: (5.0, 0.0, 0.0, None))  # a fake 5 s step
     info = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
     base = dict(shapes_train=64, shapes_val=16, image_size=32, batch_size=16, workers=0)
     # 4 steps an epoch (20 s) and one validation batch (5 / 3 s): 2 epochs fit 90% of a minute.

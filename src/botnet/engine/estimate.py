@@ -8,7 +8,9 @@ reading it changes nothing either).
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import math
 import tempfile
 import time
@@ -26,6 +28,9 @@ from .optim import build_optimizer
 from .reporting import log
 
 EVAL_STEP_SHARE = 1 / 3  # a validation batch (forward only) against a training step (forward and backward)
+# A validation of at most this many batches a process is timed whole on the copy: its fixed costs (the loader, the
+# metric, the figures) outweigh its batches there. A longer one is estimated from the step.
+TIMED_VALIDATION_BATCHES = 8
 TIMED_STEPS = 3  # the first warms up; the fastest of the others is the estimate
 
 
@@ -50,6 +55,7 @@ class Timing(NamedTuple):
     step: float  # one optimizer step
     load: float  # loading its batch
     epoch_end: float  # writing an epoch's checkpoint (weights and optimizer state, summed and flushed)
+    validation: float | None = None  # one validation, where it is short enough to time (TIMED_VALIDATION_BATCHES)
 
 
 def time_checkpoint(trainer: Any, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> float:
@@ -68,9 +74,31 @@ def time_checkpoint(trainer: Any, model: torch.nn.Module, optimizer: torch.optim
         return time.perf_counter() - start
 
 
+def validation_batches(trainer: Any) -> int:
+    """Batches of one validation on a process (0 with no validation set)."""
+    val_images = len(trainer.val_ds) if trainer.val_ds is not None else 0  # none with --val-fraction 0
+    return math.ceil(val_images / trainer.info.world_size / trainer.cfg.batch_size)
+
+
+def time_validation(trainer: Any, model: torch.nn.Module) -> float | None:
+    """Seconds of one validation of ``model`` through the task's own :meth:`validate`, when it has at most
+    :data:`TIMED_VALIDATION_BATCHES` batches (else ``None``); its progress lines are not shown."""
+    if not 0 < validation_batches(trainer) <= TIMED_VALIDATION_BATCHES:
+        return None
+    kept = trainer.model
+    try:
+        trainer.model = model
+        with contextlib.redirect_stderr(io.StringIO()):
+            start = time.perf_counter()
+            trainer.validate()
+            return time.perf_counter() - start
+    finally:
+        trainer.model = kept
+
+
 def time_one_step(trainer: Any) -> Timing | None:
-    """One optimizer step, its batch's loading and an epoch's checkpoint, timed on a copy of ``trainer.model``;
-    ``None`` when the first batch is empty (every image unreadable)."""
+    """One optimizer step, its batch's loading, an epoch's checkpoint and (when short) a validation, timed on a
+    copy of ``trainer.model``; ``None`` when the first batch is empty (every image unreadable)."""
     device = trainer.info.device
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # the loader draws a seed too
         t0 = time.perf_counter()
@@ -93,9 +121,10 @@ def time_one_step(trainer: Any) -> Timing | None:
                 _sync(device)
                 times.append(time.perf_counter() - start)
             epoch_end = time_checkpoint(trainer, model, optimizer)
+            validation = time_validation(trainer, model)
         finally:
             trainer.net = net
-    return Timing(min(times[1:]), load, epoch_end)
+    return Timing(min(times[1:]), load, epoch_end, validation)
 
 
 def against_bound(seconds: float, minutes: float) -> str:
@@ -120,11 +149,11 @@ class StepCost:
 def step_cost(trainer: Any, timed: Timing) -> StepCost:
     """The :class:`StepCost` of ``trainer``'s run from :func:`time_one_step`'s timing."""
     cfg = trainer.cfg
-    step, load, epoch_end = timed
+    step, load, epoch_end, validation = timed
     loading = load if cfg.workers == 0 else 0.0
-    val_images = len(trainer.val_ds) if trainer.val_ds is not None else 0  # none with --val-fraction 0
-    val_batches = math.ceil(val_images / trainer.info.world_size / cfg.batch_size)
-    return StepCost(cfg.accumulate * (step + loading), val_batches * (step * EVAL_STEP_SHARE + loading), epoch_end)
+    if validation is None:
+        validation = validation_batches(trainer) * (step * EVAL_STEP_SHARE + loading)
+    return StepCost(cfg.accumulate * (step + loading), validation, epoch_end)
 
 
 def validations(first_epoch: int, epochs: int, eval_interval: int) -> int:

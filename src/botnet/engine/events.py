@@ -53,6 +53,11 @@ class EventLog:
             self.writer.add_scalar("step/loss", loss, step)
             self.writer.add_scalar("step/lr", lr, step)
 
+    @property
+    def writing(self) -> bool:
+        """Whether events are written (TensorBoard on, its package installed, the main process)."""
+        return self.writer is not None
+
     def epoch(self, row: dict[str, Any], images: dict[str, np.ndarray] | None = None) -> None:
         """The numbers of a metrics row at its ``global_step``, and ``images`` (``HWC`` uint8 arrays by tag)."""
         if self.writer is None:

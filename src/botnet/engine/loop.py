@@ -42,9 +42,10 @@ from .stopping import stop_requests
 from .task import Task
 from .trainer_state import Counters, TrainerCheckpoints
 
-# curves.png is redrawn after an epoch when this many seconds have passed since the last drawing (and after the last
-# epoch or a stop request): drawing it takes about 0.15 s, as long as a whole epoch of a few small images.
-CURVES_INTERVAL = 10.0
+# curves.png and the validation images of the event files are drawn after an epoch when this many seconds have
+# passed since they last were (and after the last epoch or a stop request): the curves alone take about 0.15 s, as
+# long as a whole epoch of a few small images, and the images a forward pass over some of them.
+FIGURES_INTERVAL = 10.0
 
 
 def mix_seed(*parts: int) -> int:
@@ -71,7 +72,7 @@ class Trainer(TrainerCheckpoints, TrainerGuards):
         self.info, self.out = info, Path(cfg.output)
         self._started = time.perf_counter()  # --time counts from here
         self._timed: Timing | None = None  # a timed step (time_one_step), once measured
-        self._curves_drawn = -math.inf  # when curves.png was last drawn
+        self._drawn = -math.inf  # when curves.png and the event images were last drawn (FIGURES_INTERVAL)
         self.cfg = cfg = self.resolve(cfg)  # unknown model etc.: fail before touching the disk
         if cfg.amp == "fp16" and info.device.type != "cuda":
             raise ValueError("--amp fp16 needs a CUDA device (it uses a grad scaler); use --amp bf16 on CPU")
@@ -315,13 +316,16 @@ class Trainer(TrainerCheckpoints, TrainerGuards):
                 self.c.best_score, self.c.best_epoch = score, epoch + 1
             self.rows.append(row)
             self._check_weights_finite()
-            self.events.epoch(row, self.event_images() if any(k.startswith("val_") for k in row) else None)
+            draw = last or bool(self._signals) or time.perf_counter() - self._drawn >= FIGURES_INTERVAL
+            validated = any(k.startswith("val_") for k in row)
+            self.events.epoch(row, self.event_images() if draw and validated and self.events.writing else None)
             if info.is_main:
                 with self._writing("the metrics and curves"):
                     write_metrics(self.out, self.rows)
-                    if last or self._signals or time.perf_counter() - self._curves_drawn >= CURVES_INTERVAL:
+                    if draw:
                         plot_curves(self.rows, self.out / CURVES_FILE, self.task.curves)
-                        self._curves_drawn = time.perf_counter()
+            if draw:
+                self._drawn = time.perf_counter()
                 self._save("last", row)
                 if is_best:
                     with self._writing(f"the best checkpoint {self.out / 'best'}"):
