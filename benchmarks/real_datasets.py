@@ -202,8 +202,9 @@ def lfw_faces(root: Path, args) -> str:
     )
 
 
-def textures(root: Path, args, patch: int = 64, stride: int = 32) -> str:
+def textures(root: Path, args, stride: int = 32) -> str:
     version = _skimage()
+    patch = args.texture_patch
     from skimage import data
 
     classes = ("brick", "grass", "gravel")
@@ -361,11 +362,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--det-val", type=int, default=100, help="fashion_on_photos val images")
     p.add_argument("--det-size", type=int, default=128, help="fashion_on_photos image side (px)")
     p.add_argument("--min-area", type=int, default=8, help="nuclei: smallest kept part of a nucleus in a tile (px)")
+    p.add_argument("--texture-patch", type=int, default=64, help="textures: patch side (px), at most 128 (default 64)")
     args = p.parse_args(argv)
     if not 0.0 < args.val_frac < 1.0:
         p.error(f"--val-frac must be between 0 and 1, got {args.val_frac}")
     if min(args.fashion_train_per_class, args.fashion_val_per_class, args.det_train, args.det_val) < 1:
         p.error("the per-class and image counts must be at least 1")
+    if not 8 <= args.texture_patch <= 128:  # the val patches come from the bottom 128 rows of each photo
+        p.error(f"--texture-patch must be between 8 and 128, got {args.texture_patch}")
     missing = []
     for name in args.only or DATASETS:
         kind, build = DATASETS[name]

@@ -81,19 +81,21 @@ def validation_batches(trainer: Any) -> int:
 
 
 def time_validation(trainer: Any, model: torch.nn.Module) -> float | None:
-    """Seconds of one validation of ``model`` through the task's own :meth:`validate`, when it has at most
-    :data:`TIMED_VALIDATION_BATCHES` batches (else ``None``); its progress lines are not shown."""
+    """Seconds of one validation of ``model`` through the task's own :meth:`validate` (the second of two), when
+    it has at most :data:`TIMED_VALIDATION_BATCHES` batches (else ``None``); its progress lines are not shown."""
     if not 0 < validation_batches(trainer) <= TIMED_VALIDATION_BATCHES:
         return None
-    kept = trainer.model
+    kept, times = trainer.model, []
     try:
         trainer.model = model
         with contextlib.redirect_stderr(io.StringIO()):
-            start = time.perf_counter()
-            trainer.validate()
-            return time.perf_counter() - start
+            for _ in range(2):  # the first also pays what only the run's first validation does (imports, caches)
+                start = time.perf_counter()
+                trainer.validate()
+                times.append(time.perf_counter() - start)
     finally:
         trainer.model = kept
+    return times[-1]
 
 
 def time_one_step(trainer: Any) -> Timing | None:

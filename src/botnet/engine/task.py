@@ -6,7 +6,8 @@ through these names; none of them guesses a task from a metric or a model name. 
 
 - ``options``: its options class, a subclass of :class:`~botnet.engine.options.TrainingOptions` with its own fields;
 - ``trainer()``: its :class:`~botnet.engine.loop.Trainer` subclass, whose ``resolve`` applies the task's recipe
-  (auto options from the data) and whose hooks build the datasets and the model, compute the loss and validate;
+  (auto options from the data) and whose hooks build the datasets and the model, compute the loss and validate
+  (optional: ``resize_for_time``, a smaller auto size when few steps fit ``--time``);
 - ``best_metric`` and ``curves``: the validation row key that decides ``best/`` (higher is better), and the panel
   of ``curves.png``;
 - ``collate``: how its samples are batched; ``command`` and ``weights_flag``: how a user resumes a run and starts a
