@@ -28,9 +28,10 @@ from .optim import build_optimizer
 from .reporting import log
 
 EVAL_STEP_SHARE = 1 / 3  # a validation batch (forward only) against a training step (forward and backward)
-# A validation of at most this many batches a process is timed whole on the copy: its fixed costs (the loader, the
-# metric, the figures) outweigh its batches there. A longer one is estimated from the step.
-TIMED_VALIDATION_BATCHES = 8
+# A validation of at most this many batches a process is timed whole on the copy (twice): its fixed costs (the
+# loader, the metric, the figures) and a mask head's pasting (3x the formula on 15 batches of 320 px photos) are
+# missed by a third of a step per batch. A longer one is estimated from the step.
+TIMED_VALIDATION_BATCHES = 16
 TIMED_STEPS = 3  # the first warms up; the fastest of the others is the estimate
 
 
