@@ -13,6 +13,8 @@ import pytest
 import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 from botnet.data.coco import CocoDetection
 from botnet.detection.coco_eval import METRIC_NAMES, coco_evaluate, format_metrics_table, to_coco_results
@@ -118,10 +120,18 @@ def test_detection_of_a_crowd_region_is_no_false_positive(dataset) -> None:
 
 def test_shifted_predictions_score_less(dataset) -> None:
     outputs, image_ids = _targets_as_outputs(dataset, shift=4)
-    metrics = coco_evaluate(dataset.coco, to_coco_results(outputs, image_ids, dataset.label_to_cat_id))
+    results = to_coco_results(outputs, image_ids, dataset.label_to_cat_id)
+    metrics = coco_evaluate(dataset.coco, results)
     for iou_type in ("bbox", "segm"):
         assert 0.0 < metrics[iou_type]["AP"] < 0.9
         assert metrics[iou_type]["APs"] < metrics[iou_type]["APl"]  # 4 px matter most to small objects
+    # The numbers are pycocotools' own summary's (at COCO's 100 detections).
+    gt = copy.deepcopy(dataset.coco)
+    reference = COCOeval(gt, gt.loadRes(copy.deepcopy(results)), iouType="bbox")
+    reference.evaluate(), reference.accumulate(), reference.summarize()
+    assert [metrics["bbox"][name] for name in METRIC_NAMES] == pytest.approx(
+        [math.nan if v == -1 else v for v in reference.stats[:6]], nan_ok=True
+    )
 
 
 def test_wrong_categories_score_zero(dataset) -> None:
@@ -218,3 +228,37 @@ def test_format_metrics_table() -> None:
         "bbox   40.0   61.2   44.5   20.0   45.0      -\n"
         "segm  100.0  100.0  100.0  100.0  100.0  100.0"
     )
+
+
+def _dense_image(objects: int) -> tuple[COCO, list[dict]]:
+    """One 1000x1000 image with ``objects`` 20 px boxes on a grid, and each found exactly (scores descending)."""
+    boxes = [[float(40 * (i % 24)), float(40 * (i // 24)), 20.0, 20.0] for i in range(objects)]
+    coco = COCO()
+    coco.dataset = {
+        "images": [{"id": 1, "width": 1000, "height": 1000}],
+        "categories": [{"id": 1, "name": "nucleus"}],
+        "annotations": [
+            {"id": i + 1, "image_id": 1, "category_id": 1, "bbox": b, "area": 400.0, "iscrowd": 0}
+            for i, b in enumerate(boxes)
+        ],
+    }
+    coco.createIndex()
+    results = [{"image_id": 1, "category_id": 1, "bbox": b, "score": 1 - i / 1000} for i, b in enumerate(boxes)]
+    return coco, results
+
+
+def test_dense_images_are_measured_at_the_detections_the_model_keeps() -> None:
+    coco, results = _dense_image(150)
+    # COCO's 100 detections per image find 100 of the 150 objects: precision 1 up to recall 0.66, then nothing,
+    # over 101 recall thresholds; pycocotools' own summary says the same.
+    capped = coco_evaluate(coco, results, ("bbox",))["bbox"]
+    assert capped["AP50"] == pytest.approx(67 / 101) and capped["AP"] == pytest.approx(67 / 101)
+    reference = COCOeval(coco, coco.loadRes(results), iouType="bbox")
+    reference.evaluate(), reference.accumulate(), reference.summarize()
+    assert [capped[name] for name in METRIC_NAMES] == pytest.approx(
+        [math.nan if v == -1 else v for v in reference.stats[:6]], nan_ok=True
+    )
+    # A model that keeps 300 is measured at 300: every object found.
+    kept = coco_evaluate(coco, results, ("bbox",), max_detections=300)["bbox"]
+    assert kept["AP"] == pytest.approx(1.0) and kept["AP50"] == pytest.approx(1.0) and kept["APs"] == 1.0
+    assert math.isnan(kept["APl"])  # no large objects

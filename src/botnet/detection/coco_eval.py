@@ -20,6 +20,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")  # COCOeval.stats[0:6]
+COCO_MAX_DETECTIONS = 100  # the detections per image COCO's AP counts
 IOU_TYPES = ("bbox", "segm")
 
 
@@ -88,6 +89,7 @@ def coco_evaluate(
     iou_types: Iterable[str] = IOU_TYPES,
     *,
     image_ids: Iterable[int] | None = None,
+    max_detections: int = COCO_MAX_DETECTIONS,
     verbose: bool = False,
 ) -> dict[str, dict[str, float]]:
     """COCO AP of result entries (see :func:`to_coco_results`) against a ground truth, per IoU type.
@@ -101,7 +103,10 @@ def coco_evaluate(
         iou_types: ``"bbox"`` and / or ``"segm"``.
         image_ids: evaluate on these images only (their detections and ground truth); default every ground-truth
             image. An image without detections counts as one where everything was missed.
-        verbose: let pycocotools print its progress and summary.
+        max_detections: the detections per image that count, by score (COCO's 100). A model that keeps more for
+            images with more objects than that is measured at its own number: at 100, an image of 190 objects could
+            reach a recall of 53% at most.
+        verbose: let pycocotools print its progress (and, at 100 detections, its summary).
 
     Returns:
         ``{iou_type: {name: value}}`` for the names of :data:`METRIC_NAMES`, values in 0..1. A metric whose area range
@@ -131,14 +136,32 @@ def coco_evaluate(
         for iou_type in iou_types:
             evaluator = COCOeval(gt, dt, iouType=iou_type)
             evaluator.params.imgIds = eval_ids
+            evaluator.params.maxDets = [1, 10, max(max_detections, COCO_MAX_DETECTIONS)]
             evaluator.evaluate()
             evaluator.accumulate()
-            evaluator.summarize()
-            stats = evaluator.stats[: len(METRIC_NAMES)]
-            metrics[iou_type] = {
-                name: math.nan if v == -1 else float(v) for name, v in zip(METRIC_NAMES, stats, strict=True)
-            }
+            if max_detections <= COCO_MAX_DETECTIONS:
+                evaluator.summarize()  # its own table (verbose); the numbers below are the same
+            metrics[iou_type] = _average_precisions(evaluator)
     return metrics
+
+
+def _average_precisions(evaluator: COCOeval) -> dict[str, float]:
+    """:data:`METRIC_NAMES` from an accumulated COCOeval at its largest ``maxDets``, as ``COCOeval.summarize``
+    computes its first six numbers (which it takes at 100 detections whatever ``maxDets`` says): the mean precision
+    over the recall thresholds, classes and IoU thresholds (or one of them), in an area range; ``nan`` where no
+    ground truth is in the range."""
+    p, precision = evaluator.params, evaluator.eval["precision"]  # precision: [iou, recall, class, area, maxDets]
+    last = len(p.maxDets) - 1
+
+    def mean(iou: float | None = None, area: str = "all") -> float:
+        values = precision[:, :, :, p.areaRngLbl.index(area), last]
+        if iou is not None:
+            values = values[np.isclose(p.iouThrs, iou)]
+        values = values[values > -1]
+        return float(values.mean()) if values.size else math.nan
+
+    values = (mean(), mean(0.5), mean(0.75), mean(area="small"), mean(area="medium"), mean(area="large"))
+    return dict(zip(METRIC_NAMES, values, strict=True))
 
 
 def _check_ids(what: str, ids: Sequence[int], gt_ids: set[int]) -> None:

@@ -18,7 +18,7 @@ from ..engine.distributed import (
     broadcast_object,
 )
 from ..engine.reporting import Progress
-from .coco_eval import IOU_TYPES, METRIC_NAMES, coco_evaluate, to_coco_results
+from .coco_eval import COCO_MAX_DETECTIONS, IOU_TYPES, METRIC_NAMES, coco_evaluate, to_coco_results
 from .models import has_masks
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -36,7 +36,8 @@ def evaluate_detection(
     desc: str = "eval",
     log_interval: int = 20,
 ) -> dict[str, Any]:
-    """COCO box (and mask) AP of ``model`` on ``dataset``, every image counted once over all processes.
+    """COCO box (and mask) AP of ``model`` on ``dataset``, every image counted once over all processes, at the
+    detections per image the model keeps (COCO's 100, or more for dense images: see ``coco_evaluate``).
 
     Returns ``{"bbox": {AP, AP50, ...}, "segm": {...}, "images": n, "bad_images": k, "seconds_per_image": s}``
     on every process.
@@ -70,7 +71,8 @@ def evaluate_detection(
     if info.is_main:
         iou_types = IOU_TYPES if has_masks(model) and dataset.masks else ("bbox",)
         if seen:
-            metrics = coco_evaluate(dataset.coco, results, iou_types, image_ids=seen)
+            kept = getattr(getattr(model, "roi_heads", None), "detections_per_img", COCO_MAX_DETECTIONS)
+            metrics = coco_evaluate(dataset.coco, results, iou_types, image_ids=seen, max_detections=kept)
         else:
             metrics = {t: dict.fromkeys(METRIC_NAMES, float("nan")) for t in iou_types}
     metrics = broadcast_object(metrics, info)
