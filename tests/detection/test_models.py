@@ -102,6 +102,25 @@ def test_fixed_size_pads_every_batch_to_the_paper_square():
     assert free.transform([torch.rand(3, 100, 60)])[0].tensors.shape == (1, 3, 160, 96)
 
 
+def test_roi_poolers_use_the_fpn_scales_whatever_batch_comes_first():
+    # torchvision would infer the scales from the first batch by its height alone: a wide image padded to the square
+    # (160x100 in 160x160) gave P2 a scale of 1/2 instead of 1/4, and every box was pooled from the wrong places.
+    torch.manual_seed(0)
+    wide_first = maskrcnn_botnet_tiny_fpn(num_classes=3, image_size=160, fixed_size=True).eval()
+    square_first = maskrcnn_botnet_tiny_fpn(num_classes=3, image_size=160, fixed_size=True).eval()
+    square_first.load_state_dict(wide_first.state_dict())
+    wide, square = torch.rand(3, 100, 160), torch.rand(3, 160, 160)
+    with torch.no_grad():
+        first = wide_first([wide])[0]
+        square_first([square])
+        second = square_first([wide])[0]
+    for model in (wide_first, square_first):
+        for pooler in (model.roi_heads.box_roi_pool, model.roi_heads.mask_roi_pool):
+            assert pooler.scales == [1 / 4, 1 / 8, 1 / 16, 1 / 32]
+            assert (pooler.map_levels.k_min, pooler.map_levels.k_max) == (2, 5)
+    assert torch.equal(first["boxes"], second["boxes"]) and torch.equal(first["scores"], second["scores"])
+
+
 @pytest.mark.parametrize("trainable", [0, 1, 3, 5])
 def test_trainable_layers_match_torchvision(trainable):
     ours = botnet_fpn_backbone("resnet50", trainable_layers=trainable)

@@ -9,6 +9,7 @@ Both sides of the paper's comparison come from one code path: ``maskrcnn_resnet5
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.misc import FrozenBatchNorm2d
+from torchvision.ops.poolers import initLevelMapper
 
 from ..models.registry import list_models, model_entry, register_model
 from ..models.weights import TIMM_TAGS
@@ -29,6 +31,7 @@ from .transform import FlooredResizeTransform
 
 DEFAULT_ANCHOR_SIZES = (32, 64, 128, 256, 512)  # torchvision's, one size per FPN level (c2..c5 + pool)
 PROPOSALS_PER_DETECTION = 3  # with max_detections: RPN proposals kept per detection, at least
+FPN_STRIDES = (4, 8, 16, 32)  # the RoI-pooled FPN levels "0".."3": c2..c5 of every backbone here
 ASPECT_RATIOS = (0.5, 1.0, 2.0)
 
 
@@ -54,6 +57,23 @@ class PadToSizeTransform(FlooredResizeTransform):
         # zeros below and right of each image, by F.pad: the same pixels as a copy into a zero tensor, and a traced
         # (ONNX) graph keeps the image's size as a variable instead of the size it was traced at
         return torch.stack([F.pad(img, (0, width - img.shape[-1], 0, height - img.shape[-2])) for img in images])
+
+
+def set_pooler_scales(model: nn.Module) -> None:
+    """Give the RoI poolers the FPN levels' scales (strides :data:`FPN_STRIDES`) instead of letting them infer it.
+
+    torchvision's ``MultiScaleRoIAlign`` infers each level's scale from the first batch it sees, by the padded
+    feature height over the largest image height, and keeps it. In a batch padded to a square (``fixed_size``) of
+    wide images only (1100x700 frames; 16:9 photos) that is twice the true scale: a model built in a new process
+    (``detect eval``, ``predict``, an export) and shown such images first pooled every box from the wrong places.
+    """
+    for pooler in (model.roi_heads.box_roi_pool, getattr(model.roi_heads, "mask_roi_pool", None)):
+        if pooler is not None:
+            pooler.scales = [1 / stride for stride in FPN_STRIDES]
+            levels = [int(math.log2(stride)) for stride in FPN_STRIDES]
+            pooler.map_levels = initLevelMapper(
+                levels[0], levels[-1], canonical_scale=pooler.canonical_scale, canonical_level=pooler.canonical_level
+            )
 
 
 def _detector(
@@ -120,6 +140,7 @@ def _detector(
     given_predictor = "box_predictor" in kwargs or "mask_predictor" in kwargs
     cls = MaskRCNN if kind == "maskrcnn" else FasterRCNN
     model = cls(fpn, num_classes=None if given_predictor else num_classes, **kwargs)
+    set_pooler_scales(model)
     if fixed_size:
         model.transform = PadToSizeTransform.like(model.transform, pad_to=(image_size, image_size))
     else:
