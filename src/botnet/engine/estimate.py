@@ -61,7 +61,8 @@ class Timing(NamedTuple):
 
 def time_checkpoint(trainer: Any, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> float:
     """Seconds to write ``model`` and ``optimizer`` as a run writes its ``last`` checkpoint each epoch, into a
-    scratch folder of the run directory (removed); 0 on processes other than the main one, which write none."""
+    scratch folder of the run directory (removed); 0 on processes other than the main one, which write none, and
+    where the disk refuses the write."""
     if not trainer.info.is_main:
         return 0.0
 
@@ -69,10 +70,13 @@ def time_checkpoint(trainer: Any, model: torch.nn.Module, optimizer: torch.optim
         save_weights(model, tmp / ckpt.MODEL_FILE)
         ckpt.save_training_state(tmp / ckpt.STATE_FILE, {"optimizer": optimizer.state_dict()})
 
-    with tempfile.TemporaryDirectory(prefix=".time.", dir=trainer.out) as scratch:
-        start = time.perf_counter()
-        ckpt.write_checkpoint_dir(Path(scratch) / "last", write)
-        return time.perf_counter() - start
+    try:
+        with tempfile.TemporaryDirectory(prefix=".time.", dir=trainer.out) as scratch:
+            start = time.perf_counter()
+            ckpt.write_checkpoint_dir(Path(scratch) / "last", write)
+            return time.perf_counter() - start
+    except OSError:  # a full or read-only disk: the run's own first checkpoint says so, and what is safe
+        return 0.0
 
 
 def validation_batches(trainer: Any) -> int:
