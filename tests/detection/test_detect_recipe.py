@@ -217,7 +217,7 @@ def test_a_time_bound_rebuilds_the_run_at_the_smaller_size(tmp_path, monkeypatch
     root = write_coco_shapes(tmp_path / "data", num_train=8, num_val=2, size=512, seed=0)
     timed = []
 
-    def fake_step(trainer):  # a step's time grows with the pixels: 2 s at 512 px
+    def fake_step(trainer, epoch=False):  # a step's time grows with the pixels: 2 s at 512 px
         timed.append(trainer.cfg.image_size)
         return 2 * (trainer.cfg.image_size / 512) ** 2, 0.0, 0.0, None
 

@@ -30,7 +30,8 @@ def test_estimate_leaves_weights_buffers_and_random_state_alone(tmp_path):
         torch.manual_seed(123)
         rng = torch.get_rng_state()
         kept = trainer.model
-        timed = time_one_step(trainer)
+        assert time_one_step(trainer).validation is None  # the estimate line alone times the step
+        timed = time_one_step(trainer, epoch=True)  # a --time plan: the epoch's checkpoint and validation too
         line, seconds = estimate_line(trainer, timed)
         assert torch.equal(torch.get_rng_state(), rng)
         # An epoch's checkpoint was written (and timed) in a scratch folder of the run, which is gone; the one-batch
@@ -68,7 +69,7 @@ def test_epochs_within_a_time_bound_from_a_fake_step_time():
 def test_time_bound_shortens_an_auto_schedule_and_records_why(tmp_path, monkeypatch):
     from botnet.engine import loop
 
-    monkeypatch.setattr(loop, "time_one_step", lambda trainer: (5.0, 0.0, 0.0, None))  # a fake 5 s step
+    monkeypatch.setattr(loop, "time_one_step", lambda trainer, epoch=False: (5.0, 0.0, 0.0, None))  # a fake 5 s step
     info = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
     base = dict(shapes_train=64, shapes_val=16, image_size=32, batch_size=16, workers=0)
     # 4 steps an epoch (20 s) and one validation batch (5 / 3 s): 2 epochs fit 90% of a minute.

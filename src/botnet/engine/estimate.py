@@ -103,9 +103,10 @@ def time_validation(trainer: Any, model: torch.nn.Module) -> float | None:
     return times[-1]
 
 
-def time_one_step(trainer: Any) -> Timing | None:
-    """One optimizer step, its batch's loading, an epoch's checkpoint and (when short) a validation, timed on a
-    copy of ``trainer.model``; ``None`` when the first batch is empty (every image unreadable)."""
+def time_one_step(trainer: Any, *, epoch: bool = False) -> Timing | None:
+    """One optimizer step and its batch's loading, timed on a copy of ``trainer.model``; with ``epoch`` (a
+    ``--time`` plan) also an epoch's checkpoint and a short validation. ``None`` when the first batch is empty
+    (every image unreadable)."""
     device = trainer.info.device
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # the loader draws a seed too
         t0 = time.perf_counter()
@@ -127,8 +128,8 @@ def time_one_step(trainer: Any) -> Timing | None:
                 optimizer.zero_grad(set_to_none=True)
                 _sync(device)
                 times.append(time.perf_counter() - start)
-            epoch_end = time_checkpoint(trainer, model, optimizer)
-            validation = time_validation(trainer, model)
+            epoch_end = time_checkpoint(trainer, model, optimizer) if epoch else 0.0
+            validation = time_validation(trainer, model) if epoch else None
         finally:
             trainer.net = net
     return Timing(min(times[1:]), load, epoch_end, validation)

@@ -172,13 +172,14 @@ class Trainer(TrainerCheckpoints, TrainerGuards):
         timed at the recipe's size; where the task trades that size for more steps (:meth:`resize_for_time`), the
         run is rebuilt at the new size and timed again."""
         info = self.info
-        self._timed = broadcast_object(time_one_step(self), info)  # rank 0's timing plans every process's run
+        # rank 0's timing plans every process's run
+        self._timed = broadcast_object(time_one_step(self, epoch=True), info)
         fit = epochs_to_fit(self, self._timed, time.perf_counter() - self._started)
         bounded = fit is not None and fit < self.cfg.epochs and "epochs" in self.auto_reasons  # not a given --epochs
         if bounded and self.resize_for_time(fit * self.steps_per_epoch):
             with contextlib.redirect_stderr(io.StringIO()):  # the same data: its notes were printed already
                 self._build()
-            self._timed = broadcast_object(time_one_step(self), info)
+            self._timed = broadcast_object(time_one_step(self, epoch=True), info)
         cfg, self.auto_reasons = fit_time(self, self._timed, time.perf_counter() - self._started)
         return cfg
 
