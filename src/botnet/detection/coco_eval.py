@@ -139,8 +139,8 @@ def coco_evaluate(
             evaluator.params.maxDets = [1, 10, max(max_detections, COCO_MAX_DETECTIONS)]
             evaluator.evaluate()
             evaluator.accumulate()
-            if max_detections <= COCO_MAX_DETECTIONS:
-                evaluator.summarize()  # its own table (verbose); the numbers below are the same
+            if verbose and max_detections <= COCO_MAX_DETECTIONS:
+                evaluator.summarize()  # its own table; the numbers below are the same
             metrics[iou_type] = _average_precisions(evaluator)
     return metrics
 

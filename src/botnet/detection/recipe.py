@@ -170,6 +170,12 @@ def memory_ceiling(memory: int, batch: int, bytes_per_pixel: int) -> int:
     return max(STRIDE, math.floor(side / STRIDE) * STRIDE)
 
 
+def size_where(small_object: float, pixels: int) -> int:
+    """The smallest size (a multiple of the stride) at which objects of ``small_object`` times the longer image side
+    are ``pixels`` across."""
+    return math.ceil(pixels / small_object / STRIDE) * STRIDE
+
+
 def detection_image_size(side: float | None, small_object: float | None, *, ceiling: int, fallback: int) -> Auto:
     """The training and evaluation size (longer side) from the images and their small objects.
 
@@ -189,7 +195,7 @@ def detection_image_size(side: float | None, small_object: float | None, *, ceil
             size, reason = native, f"the images' own size (median longer side {side:g} px); no objects to size by"
         else:
             at_native = small_object * side
-            needed = math.ceil(SMALL_OBJECT_PX / small_object / STRIDE) * STRIDE
+            needed = size_where(small_object, SMALL_OBJECT_PX)
             size = min(native, max(needed, SMALLEST_SIZE))
             if needed >= native:
                 reason = (
@@ -215,7 +221,7 @@ def size_for_time(size: int, steps: int, small_object: float | None) -> Auto | N
     least :data:`SMALLEST_SIZE`): a run that short gains more from steps than from detail."""
     if small_object is None or steps >= TIME_MIN_STEPS:
         return None
-    floor = max(SMALLEST_SIZE, math.ceil(TIME_SMALL_OBJECT_PX / small_object / STRIDE) * STRIDE)
+    floor = max(SMALLEST_SIZE, size_where(small_object, TIME_SMALL_OBJECT_PX))
     new = max(floor, math.floor(size * math.sqrt(steps / TIME_MIN_STEPS) / STRIDE) * STRIDE)
     if new >= size:
         return None
